@@ -1,0 +1,42 @@
+# The two commands of the README: `make run` and `make test`. Everything they need is set up
+# here, from a fresh clone, including the Debian packages the integration tests talk to.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+export MAILBOT_HOME ?= $(CURDIR)/var
+
+.PHONY: run test install lint typecheck pytest bench clean demo
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/mailbot db upgrade
+	$(BIN)/mailbot demo init
+	@$(BIN)/mailbot demo howto
+	exec $(BIN)/mailbot serve
+
+lint: install
+	$(BIN)/ruff check mailbot scheduler db tests bench
+	$(BIN)/ruff format --check mailbot scheduler db tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: install
+	$(BIN)/python bench/intake.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

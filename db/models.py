@@ -1,0 +1,250 @@
+"""The tables. Times are stored in UTC; domain dates (start dates, abolished-on) are plain dates.
+
+Uniqueness that the invariants rely on lives here, in the schema, not in application code:
+one row per raw message (``inbound_message.sha256``), one outbox row per (cause, kind,
+recipient) (``outbound_message.dedupe_key``), one open application per user ID (the partial
+unique index on ``application_item``), receipt numbers unique.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# Application statuses. "Open" ones hold their user IDs (rule 2).
+UNDER_REVIEW = "under_review"
+APPROVED = "approved"
+REJECTED = "rejected"
+WITHDRAWN = "withdrawn"
+CANCELLED = "cancelled"
+APPLIED = "applied"
+OPEN_STATUSES = (UNDER_REVIEW, APPROVED)
+
+# Inbound message statuses.
+INBOUND_PENDING = "pending"
+INBOUND_PROCESSING = "processing"
+INBOUND_DONE = "done"
+INBOUND_QUARANTINED = "quarantined"
+
+# Outbound message statuses.
+OUTBOUND_PENDING = "pending"
+OUTBOUND_SENT = "sent"
+OUTBOUND_FAILED = "failed"
+OUTBOUND_BOUNCED = "bounced"
+
+
+class Office(SQLModel, table=True):
+    __tablename__ = "office"
+
+    code: str = Field(primary_key=True, max_length=32)
+    company: str
+    office_name: str
+    department: str = ""
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class OfficeContact(SQLModel, table=True):
+    """An address the contract names for an office: who may apply, and who may be manager."""
+
+    __tablename__ = "office_contact"
+    __table_args__ = (UniqueConstraint("office_code", "email"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    office_code: str = Field(foreign_key="office.code", index=True, max_length=32)
+    email: str = Field(index=True, max_length=320)
+
+
+class UserCode(SQLModel, table=True):
+    __tablename__ = "user_code"
+
+    code: str = Field(primary_key=True, max_length=5)
+    status: str = Field(default="active", max_length=16)
+    abolished_on: date | None = None
+
+
+class UserId(SQLModel, table=True):
+    __tablename__ = "user_id"
+
+    user_id: str = Field(primary_key=True, max_length=8)
+    user_code: str = Field(foreign_key="user_code.code", index=True, max_length=5)
+    ident: str = Field(max_length=3)
+    office_code: str = Field(foreign_key="office.code", index=True, max_length=32)
+    network: str = Field(max_length=16)
+    status: str = Field(default="active", max_length=16)
+    abolished_on: date | None = None
+
+
+class RegistrationDate(SQLModel, table=True):
+    """A system registration date of the schedule table (スケジュール表)."""
+
+    __tablename__ = "registration_date"
+
+    day: date = Field(primary_key=True)
+
+
+class Staff(SQLModel, table=True):
+    __tablename__ = "staff"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, max_length=320)
+    name: str = ""
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ReceiptCounter(SQLModel, table=True):
+    """Receipt numbers issued per year; bumped by an atomic upsert (see mailbot.receipts)."""
+
+    __tablename__ = "receipt_counter"
+
+    year: int = Field(primary_key=True)
+    issued: int = 0
+
+
+class InboundMessage(SQLModel, table=True):
+    """A message exactly as received. Stored before the sender hears yes; never deleted."""
+
+    __tablename__ = "inbound_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = Field(default_factory=utcnow, index=True)
+    channel: str = Field(max_length=16)  # smtp | imap | pipe
+    envelope_from: str | None = Field(default=None, max_length=320)
+    envelope_to: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    message_id: str | None = Field(default=None, max_length=998)
+    sha256: str = Field(unique=True, max_length=64)
+    size: int
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: str = Field(default=INBOUND_PENDING, max_length=16, index=True)
+    kind: str | None = Field(default=None, max_length=32)
+    attempts: int = 0
+    error: str | None = None
+    processed_at: datetime | None = None
+
+
+class Application(SQLModel, table=True):
+    __tablename__ = "application"
+
+    id: int | None = Field(default=None, primary_key=True)
+    receipt_no: str = Field(unique=True, max_length=16)
+    status: str = Field(default=UNDER_REVIEW, max_length=16, index=True)
+    version: int = 1
+    office_code: str = Field(foreign_key="office.code", index=True, max_length=32)
+    sender: str = Field(max_length=320)
+    applicant_name: str
+    applicant_email: str = Field(max_length=320)
+    applicant_phone: str
+    manager_name: str
+    manager_email: str = Field(max_length=320)
+    reason: str
+    remarks: str = ""
+    desired_start_date: date
+    proposed_start_date: date
+    start_date: date | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+    received_on: date  # the Japanese calendar date of receipt (申込受付年月日)
+    inbound_id: int | None = Field(default=None, foreign_key="inbound_message.id")
+    shared_codes_pending: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ApplicationItem(SQLModel, table=True):
+    """One user ID (kind ``user_id``) or user code (kind ``user_code``) an application abolishes.
+
+    ``open`` mirrors whether the application is under review or approved; the partial unique
+    index then lets the database refuse a second open application for the same ID (rule 2)
+    even when two workers race.
+    """
+
+    __tablename__ = "application_item"
+    __table_args__ = (
+        Index(
+            "uq_open_item",
+            "kind",
+            "key",
+            unique=True,
+            sqlite_where=text("open = 1"),
+            postgresql_where=text("open"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    kind: str = Field(max_length=16)
+    key: str = Field(max_length=8)
+    open: bool = True
+
+
+class OutboundMessage(SQLModel, table=True):
+    """A rendered message waiting for, or past, delivery (the transactional outbox)."""
+
+    __tablename__ = "outbound_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    kind: str = Field(max_length=32)
+    dedupe_key: str = Field(unique=True, max_length=255)
+    application_id: int | None = Field(default=None, foreign_key="application.id", index=True)
+    inbound_id: int | None = Field(default=None, foreign_key="inbound_message.id")
+    recipient: str = Field(max_length=320)
+    message_id: str = Field(unique=True, max_length=255)
+    subject: str
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: str = Field(default=OUTBOUND_PENDING, max_length=16, index=True)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
+    last_error: str | None = None
+    sent_at: datetime | None = None
+
+
+class AutoreplyCount(SQLModel, table=True):
+    """Error, help and refusal replies sent per address per day, so two robots cannot loop."""
+
+    __tablename__ = "autoreply_count"
+
+    address: str = Field(primary_key=True, max_length=320)
+    day: date = Field(primary_key=True)
+    sent: int = 0
+
+
+class Token(SQLModel, table=True):
+    """A signed token's server-side record: single use is enforced by ``used_at``."""
+
+    __tablename__ = "token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    nonce: str = Field(unique=True, max_length=64)
+    purpose: str = Field(max_length=32)
+    application_id: int | None = Field(default=None, foreign_key="application.id", index=True)
+    staff_id: int | None = Field(default=None, foreign_key="staff.id")
+    version: int = 1
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only: who did what, when, from which message, on what evidence.
+
+    The migration adds triggers that refuse UPDATE and DELETE on this table.
+    """
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    application_id: int | None = Field(default=None, foreign_key="application.id", index=True)
+    event: str = Field(max_length=64)
+    actor: str = Field(max_length=320)
+    inbound_id: int | None = Field(default=None, foreign_key="inbound_message.id")
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

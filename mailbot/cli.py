@@ -1,0 +1,296 @@
+"""The operator's command line. Thin: each command opens a session and calls one service.
+
+Exit codes are the operators' contract: 0 ok, 1 refused or not found, 2 bad usage or settings.
+Errors from mailbot print as one line without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from mailbot.config import load_settings
+from mailbot.errors import MailbotError
+from mailbot.runtime import Runtime
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def emit(data: Any, as_json: bool, text: Callable[[Any], str]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    else:
+        click.echo(text(data))
+
+
+def runtime(ctx: click.Context) -> Runtime:
+    """Settings are read on first use, so ``--help`` works even with a broken configuration."""
+    obj = ctx.find_root().obj
+    if obj is None:
+        obj = Runtime(load_settings())
+        ctx.find_root().obj = obj
+    assert isinstance(obj, Runtime)
+    return obj
+
+
+pass_runtime = click.make_pass_decorator(Runtime)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mailbot")
+def cli() -> None:
+    """mailbot: NACCS user-ID abolition requests by email (利用者IDの廃止申込)."""
+
+
+# --- db ----------------------------------------------------------------------------------------
+@cli.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Create or migrate the tables to the current version."""
+    from db.migrate import current_revision, upgrade
+
+    rt = runtime(ctx)
+    upgrade(rt.engine)
+    click.echo(f"database at revision {current_revision(rt.engine)}")
+
+
+# --- registry ----------------------------------------------------------------------------------
+@cli.group()
+def registry() -> None:
+    """The registry of contracts: offices, contacts, user codes and IDs."""
+
+
+@registry.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.pass_context
+def registry_import(ctx: click.Context, file: Path) -> None:
+    """Load the registry CSV (UTF-8 or CP932). A bad row aborts the whole import."""
+    from mailbot.registry import import_registry
+
+    with runtime(ctx).session() as session:
+        summary = import_registry(session, file)
+    click.echo(
+        f"imported {summary.offices} offices and {summary.user_ids} user IDs "
+        f"({summary.new_user_ids} new)"
+    )
+
+
+@registry.command("show")
+@click.argument("key")
+@json_option
+@click.pass_context
+def registry_show(ctx: click.Context, key: str, as_json: bool) -> None:
+    """Show a user ID, user code or office code."""
+    from mailbot.registry import describe
+
+    with runtime(ctx).session() as session:
+        data = describe(session, key)
+    emit(data, as_json, _format_mapping)
+
+
+# --- schedule ----------------------------------------------------------------------------------
+@cli.group()
+def schedule() -> None:
+    """The schedule table of system registration dates."""
+
+
+@schedule.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--replace", is_flag=True, help="Make the file the whole schedule.")
+@click.pass_context
+def schedule_import(ctx: click.Context, file: Path, replace: bool) -> None:
+    """Load registration dates, one YYYY-MM-DD a line."""
+    from mailbot.schedule_table import import_schedule
+
+    with runtime(ctx).session() as session:
+        count = import_schedule(session, file, replace=replace)
+    click.echo(f"imported {count} registration dates")
+
+
+@schedule.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include dates in the past.")
+@json_option
+@click.pass_context
+def schedule_list(ctx: click.Context, show_all: bool, as_json: bool) -> None:
+    """List registration dates (from today on, unless --all)."""
+    from mailbot.schedule_table import registration_dates
+
+    rt = runtime(ctx)
+    with rt.session() as session:
+        days = registration_dates(session, on_or_after=None if show_all else rt.today())
+    emit([d.isoformat() for d in days], as_json, lambda xs: "\n".join(xs) or "(no dates)")
+
+
+# --- staff -------------------------------------------------------------------------------------
+@cli.group()
+def staff() -> None:
+    """Staff members who review applications."""
+
+
+@staff.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="Display name.")
+@click.pass_context
+def staff_add(ctx: click.Context, email: str, name: str) -> None:
+    from mailbot.staff import add_staff
+
+    with runtime(ctx).session() as session:
+        member = add_staff(session, email, name)
+    click.echo(f"staff {member.email} active")
+
+
+@staff.command("remove")
+@click.argument("email")
+@click.pass_context
+def staff_remove(ctx: click.Context, email: str) -> None:
+    """Deactivate a member: their tokens stop working at once."""
+    from mailbot.staff import remove_staff
+
+    with runtime(ctx).session() as session:
+        member = remove_staff(session, email)
+    click.echo(f"staff {member.email} removed")
+
+
+@staff.command("list")
+@click.option("--all", "include_inactive", is_flag=True, help="Include removed members.")
+@json_option
+@click.pass_context
+def staff_list(ctx: click.Context, include_inactive: bool, as_json: bool) -> None:
+    from mailbot.staff import list_staff
+
+    with runtime(ctx).session() as session:
+        members = list_staff(session, include_inactive=include_inactive)
+        data = [{"email": m.email, "name": m.name, "active": m.active} for m in members]
+    emit(
+        data,
+        as_json,
+        lambda rows: "\n".join(
+            f"{r['email']}\t{r['name']}\t{'active' if r['active'] else 'removed'}" for r in rows
+        )
+        or "(no staff)",
+    )
+
+
+# --- ids ---------------------------------------------------------------------------------------
+@cli.group()
+def ids() -> None:
+    """The state of user IDs."""
+
+
+@ids.command("show")
+@click.argument("user_id")
+@json_option
+@click.pass_context
+def ids_show(ctx: click.Context, user_id: str, as_json: bool) -> None:
+    from mailbot.id_state import id_state
+
+    rt = runtime(ctx)
+    with rt.session() as session:
+        data = id_state(session, user_id, rt.today())
+    emit(data, as_json, _format_mapping)
+
+
+@ids.command("can")
+@click.argument("user_id")
+@click.argument("operation")
+@click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%d"]), help="Judge on this date.")
+@json_option
+@click.pass_context
+def ids_can(
+    ctx: click.Context, user_id: str, operation: str, as_of: Any, as_json: bool
+) -> None:
+    """Exit 0 if USER_ID may do OPERATION today, 1 if not (printing why)."""
+    from mailbot.id_state import OPERATIONS, may_perform
+
+    if operation not in OPERATIONS:
+        raise click.BadParameter(f"choose one of {', '.join(OPERATIONS)}", param_hint="OPERATION")
+    rt = runtime(ctx)
+    today: date = as_of.date() if as_of else rt.today()
+    with rt.session() as session:
+        allowed, reason = may_perform(session, user_id, operation, today)
+    emit({"allowed": allowed, "reason": reason}, as_json, lambda d: d["reason"])
+    ctx.exit(0 if allowed else 1)
+
+
+# --- demo --------------------------------------------------------------------------------------
+@cli.group()
+def demo() -> None:
+    """Demo data for trying mailbot out (used by `make run`)."""
+
+
+@demo.command("init")
+@click.pass_context
+def demo_init(ctx: click.Context) -> None:
+    """Load the demo registry, an upcoming schedule and a staff member, if the registry is empty."""
+    from mailbot.demo import init_demo
+
+    rt = runtime(ctx)
+    with rt.session() as session:
+        loaded = init_demo(session, rt.today(), rt.calendar)
+    click.echo("demo data loaded" if loaded else "registry already has data; demo data not loaded")
+
+
+@demo.command("howto")
+@click.pass_context
+def demo_howto(ctx: click.Context) -> None:
+    """Print how to send the running mailbot a request."""
+    from mailbot.demo import howto
+
+    click.echo(howto(runtime(ctx).settings))
+
+
+# --- serve -------------------------------------------------------------------------------------
+@cli.command()
+@click.pass_context
+def serve(ctx: click.Context) -> None:
+    """Run mailbot: upgrade the database, then receive, process and send mail until stopped."""
+    from mailbot.app import serve as run_serve
+
+    run_serve(runtime(ctx))
+
+
+def _format_mapping(data: Any, indent: str = "") -> str:
+    lines: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            lines.append(_format_mapping(value, indent + "  "))
+        elif isinstance(value, list):
+            shown = ", ".join(str(v) if not isinstance(v, dict) else v.get("user_id", str(v)) for v in value)
+            lines.append(f"{indent}{key}: {shown}")
+        else:
+            lines.append(f"{indent}{key}: {'' if value is None else value}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        result = cli.main(args=argv, prog_name="mailbot", standalone_mode=False)
+        # Without standalone mode click returns ctx.exit()'s code instead of exiting.
+        sys.exit(result if isinstance(result, int) else 0)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except MailbotError as exc:
+        click.echo(f"mailbot: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
