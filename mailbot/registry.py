@@ -24,6 +24,7 @@ from mailbot.normalize import (
     ident_of,
     network_of,
     nfkc,
+    normalise_office_code,
     normalise_user_id,
     user_code_of,
 )
@@ -81,7 +82,7 @@ def _add_row(result: RegistryFile, name: str, line_no: int, cells: list[str]) ->
     if len(cells) != len(REGISTRY_COLUMNS):
         raise ImportFileError(name, line_no, f"expected {len(REGISTRY_COLUMNS)} columns, got {len(cells)}")
     code, company, office, department, contacts_text, user_id_text = (c.strip() for c in cells)
-    code = nfkc(code).upper()
+    code = normalise_office_code(code)
     if not code:
         raise ImportFileError(name, line_no, "office_code is empty")
     if not company or not office:
