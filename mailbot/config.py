@@ -98,8 +98,11 @@ class Settings(BaseSettings):
     lead_business_days: int = Field(default=4, ge=0, le=60)
     secret_key: SecretStr | None = None
     max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_attachments: int = Field(default=5, ge=1)
+    max_attachment_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     autoreply_per_day: int = Field(default=10, ge=0)
     sender_name: str = "NACCSセンター (mailbot)"
+    organisation: str = "輸出入・港湾関連情報処理センター株式会社（NACCSセンター）"
     subject_prefix: str = "【NSS】"
     outbox_max_attempts: int = Field(default=8, ge=1)
     outbox_backoff_seconds: float = Field(default=30.0, gt=0)

@@ -1,0 +1,498 @@
+"""The transactional outbox: rows written with the change that causes them, delivered later.
+
+Writers call :func:`enqueue` inside their own transaction, so a notice exists if and only if
+the change that causes it was committed. :func:`run_outbox` delivers due rows through a
+:class:`Transport` (a Maildir folder or an SMTP relay) with retries and exponential backoff.
+
+Delivery is at-least-once to the relay, exactly-once in the normal case: a row is claimed in
+one short transaction (attempts + 1, ``next_attempt_at`` pushed out by a lease), sent outside
+any transaction, and the result recorded in another. Several processes never send the same
+row at the same time (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite),
+but a crash between the send and the record makes the row due again when its lease ends, so
+it goes out once more. The raw bytes, and with them the Message-ID, are the same on every
+attempt, so receiving systems can recognise the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import mailbox
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime, timedelta
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiosmtplib
+from sqlalchemy import Engine, Table, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, SQLModel
+
+from db.engine import session_scope
+from db.models import (
+    OUTBOUND_BOUNCED,
+    OUTBOUND_FAILED,
+    OUTBOUND_PENDING,
+    OUTBOUND_SENT,
+    AutoreplyCount,
+    OutboundMessage,
+    utcnow,
+)
+from mailbot.addresses import tagged_address
+from mailbot.compose import ComposedMail, normalize_message_id
+from mailbot.config import RelayTarget, Settings
+from mailbot.errors import MailbotError, NotFoundError
+
+log = logging.getLogger(__name__)
+
+OUTBOUND_STATUSES = (OUTBOUND_PENDING, OUTBOUND_SENT, OUTBOUND_FAILED, OUTBOUND_BOUNCED)
+# How long a claimed row belongs to its claimer. Sending stops at half the lease (see
+# deliver_due), so a slow batch never runs into rows another process may claim again.
+LEASE = timedelta(minutes=5)
+MAX_BACKOFF = timedelta(hours=6)
+# Per SMTP command; a whole send is a handful of commands, far inside half a lease.
+SMTP_TIMEOUT_SECONDS = 30.0
+# Envelope sender of SMTP delivery: apply+bounce@domain, an own address, so DSNs come back
+# through the gateway to mailbot instead of to some unwatched mailbox.
+BOUNCE_TAG = "bounce"
+MAX_ERROR_CHARS = 2000
+MAX_IDLE_AFTER_ERRORS_SECONDS = 60.0
+
+_OUTBOUND: Table = SQLModel.metadata.tables[OutboundMessage.__tablename__]
+_AUTOREPLY: Table = SQLModel.metadata.tables[AutoreplyCount.__tablename__]
+
+
+class OutboxError(MailbotError):
+    """An outbox request that cannot be carried out (an unknown status, a retry of a sent row)."""
+
+
+class DeliveryError(MailbotError):
+    """A message could not be handed to the relay."""
+
+
+class TransientDeliveryError(DeliveryError):
+    """Worth trying again later: the relay is down, busy, or answered 4xx."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Trying again will not help: the relay answered 5xx for this message."""
+
+
+# Writing ----------------------------------------------------------------------------------
+
+
+def _insert(session: Session) -> Any:
+    # Both dialects spell the upsert the same way, but it lives in dialect-specific modules.
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def enqueue(
+    session: Session,
+    composed: ComposedMail,
+    *,
+    kind: str,
+    dedupe_key: str,
+    recipient: str,
+    application_id: int | None = None,
+    inbound_id: int | None = None,
+    now: datetime | None = None,
+) -> OutboundMessage | None:
+    """Queue ``composed`` in the caller's transaction; None when ``dedupe_key`` is already queued.
+
+    One ``INSERT … ON CONFLICT (dedupe_key) DO NOTHING``: a redelivered or reprocessed cause
+    can never queue its notice twice, even with two workers racing (no read-then-write).
+    """
+    moment = now if now is not None else utcnow()
+    statement = (
+        _insert(session)(_OUTBOUND)
+        .values(
+            created_at=moment,
+            kind=kind,
+            dedupe_key=dedupe_key,
+            application_id=application_id,
+            inbound_id=inbound_id,
+            recipient=recipient.strip(),
+            message_id=composed.message_id,
+            subject=composed.subject,
+            raw=composed.raw,
+            status=OUTBOUND_PENDING,
+            attempts=0,
+            next_attempt_at=moment,
+        )
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(_OUTBOUND.c.id)
+    )
+    new_id = session.execute(statement).scalar_one_or_none()
+    return None if new_id is None else session.get(OutboundMessage, new_id)
+
+
+def take_autoreply_allowance(session: Session, address: str, day: date, limit: int) -> bool:
+    """Count one automatic reply to ``address`` on ``day``; True while at most ``limit`` today.
+
+    Call it in the transaction that enqueues the reply, so a rollback gives the allowance back.
+    An atomic upsert, so two workers answering the same robot cannot both take the last one.
+    """
+    key = (parseaddr(address)[1] or address).strip().lower()
+    statement = (
+        _insert(session)(_AUTOREPLY)
+        .values(address=key, day=day, sent=1)
+        .on_conflict_do_update(
+            index_elements=["address", "day"], set_={"sent": _AUTOREPLY.c.sent + 1}
+        )
+        .returning(_AUTOREPLY.c.sent)
+    )
+    sent = int(session.execute(statement).scalar_one())
+    return sent <= limit
+
+
+def mark_bounced(session: Session, message_ids: Iterable[str], *, reason: str | None = None) -> int:
+    """Mark our messages named in a DSN (ids with or without <>) as bounced; the number marked."""
+    wanted = {n for n in (normalize_message_id(m) for m in message_ids) if n}
+    if not wanted:
+        return 0
+    statement = (
+        update(_OUTBOUND)
+        .where(_OUTBOUND.c.message_id.in_(sorted(wanted)))
+        .where(_OUTBOUND.c.status != OUTBOUND_BOUNCED)
+        .values(status=OUTBOUND_BOUNCED, last_error=_clip(reason or "bounced"))
+        .returning(_OUTBOUND.c.id)
+    )
+    return len(session.execute(statement).all())
+
+
+# Operator views ---------------------------------------------------------------------------
+
+
+def list_outbox(
+    session: Session, status: str | None = None, *, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Rows for ``mailbot outbox list``, oldest first, JSON-ready (times as ISO 8601 UTC)."""
+    if status is not None and status not in OUTBOUND_STATUSES:
+        raise OutboxError(
+            f"unknown outbox status {status!r}; use one of {', '.join(OUTBOUND_STATUSES)}"
+        )
+    statement = select(_OUTBOUND).order_by(_OUTBOUND.c.id)
+    if status is not None:
+        statement = statement.where(_OUTBOUND.c.status == status)
+    if limit is not None:
+        statement = statement.limit(limit)
+    return [_summary(row._mapping) for row in session.execute(statement)]
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "kind": row["kind"],
+        "recipient": row["recipient"],
+        "subject": row["subject"],
+        "message_id": row["message_id"],
+        "attempts": row["attempts"],
+        "next_attempt_at": iso(row["next_attempt_at"]),
+        "last_error": row["last_error"],
+        "created_at": iso(row["created_at"]),
+        "sent_at": iso(row["sent_at"]),
+        "application_id": row["application_id"],
+        "inbound_id": row["inbound_id"],
+        "dedupe_key": row["dedupe_key"],
+    }
+
+
+def retry_outbox(session: Session, id: int, *, now: datetime | None = None) -> None:
+    """Give a failed message a fresh set of attempts, due at once (``mailbot outbox retry``)."""
+    statement = (
+        update(_OUTBOUND)
+        .where(_OUTBOUND.c.id == id, _OUTBOUND.c.status == OUTBOUND_FAILED)
+        .values(status=OUTBOUND_PENDING, attempts=0, next_attempt_at=now or utcnow())
+        .returning(_OUTBOUND.c.id)
+    )
+    if session.execute(statement).first() is not None:
+        return
+    row = session.get(OutboundMessage, id)
+    if row is None:
+        raise NotFoundError(f"there is no outbox message {id} (see `mailbot outbox list`)")
+    raise OutboxError(f"outbox message {id} is {row.status}; only failed messages can be retried")
+
+
+# Transports -------------------------------------------------------------------------------
+
+
+class Transport(Protocol):
+    async def send(self, mail: OutboundMessage) -> None:
+        """Hand ``mail.raw`` over for ``mail.recipient``; raise a DeliveryError subclass."""
+
+
+class MaildirTransport:
+    """Delivers into a Maildir folder (development, demos, or a local MDA picking it up).
+
+    ``mailbox.Maildir`` writes to ``tmp/`` and then links into ``new/``, so readers never see a
+    half-written file. The stored bytes are written exactly (CRLF line ends included, which
+    ``mailbox``, mutt and Dovecot all read), so the file is the message as a relay would get it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    async def send(self, mail: OutboundMessage) -> None:
+        await asyncio.to_thread(self._write, mail.raw)
+
+    def _write(self, raw: bytes) -> None:
+        try:
+            # Maildir(create=True) makes only the last directory; MAILBOT_HOME may not exist yet.
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            mailbox.Maildir(self.path, create=True).add(raw)
+        except OSError as exc:  # a full disk or a permission problem can be fixed and retried
+            raise TransientDeliveryError(f"cannot write to Maildir {self.path}: {exc}") from exc
+
+
+class SmtpTransport:
+    """Hands each message to an SMTP relay (aiosmtplib), one connection per message."""
+
+    def __init__(
+        self,
+        target: RelayTarget,
+        *,
+        envelope_sender: str,
+        helo_name: str | None = None,
+        timeout: float = SMTP_TIMEOUT_SECONDS,
+    ) -> None:
+        if target.kind not in ("smtp", "smtps"):
+            raise OutboxError(
+                f"SmtpTransport needs an smtp:// or smtps:// relay, not {target.kind}"
+            )
+        self.target = target
+        self.envelope_sender = envelope_sender
+        self.helo_name = helo_name
+        self.timeout = timeout
+
+    async def send(self, mail: OutboundMessage) -> None:
+        target = self.target
+        try:
+            await aiosmtplib.send(
+                mail.raw,
+                sender=self.envelope_sender,
+                recipients=[mail.recipient],
+                hostname=target.host,
+                port=target.port,
+                username=target.username,
+                password=target.password,
+                local_hostname=self.helo_name,
+                use_tls=target.kind == "smtps",
+                # Explicit False: aiosmtplib's default (None) upgrades opportunistically and
+                # then fails on a relay with a certificate nobody configured us to trust.
+                start_tls=target.kind == "smtp" and target.starttls,
+                timeout=self.timeout,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [refusal.code for refusal in exc.recipients]
+            raise _by_code(min(codes, default=450), f"recipient refused: {exc}") from exc
+        except (
+            aiosmtplib.SMTPConnectResponseError,
+            aiosmtplib.SMTPHeloError,
+            aiosmtplib.SMTPAuthenticationError,
+        ) as exc:
+            # The relay turned us away before looking at this message: its availability or our
+            # credentials, fixable by an operator, so keep the message.
+            raise TransientDeliveryError(f"relay {target.host}:{target.port}: {exc}") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _by_code(exc.code, f"relay {target.host}:{target.port}: {exc}") from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:  # connection, TLS, timeouts
+            raise TransientDeliveryError(f"relay {target.host}:{target.port}: {exc}") from exc
+
+
+def _by_code(code: int, text: str) -> DeliveryError:
+    return PermanentDeliveryError(text) if 500 <= code < 600 else TransientDeliveryError(text)
+
+
+def bounce_address(settings: Settings) -> str:
+    return tagged_address(settings, BOUNCE_TAG)
+
+
+def make_transport(settings: Settings) -> Transport:
+    target = settings.relay_target
+    if target.kind == "maildir":
+        if target.path is None:
+            raise OutboxError("MAILBOT_RELAY names a Maildir without a path")
+        return MaildirTransport(target.path)
+    return SmtpTransport(
+        target, envelope_sender=bounce_address(settings), helo_name=settings.domain
+    )
+
+
+# Delivery ---------------------------------------------------------------------------------
+
+
+def next_attempt(now: datetime, attempts: int, backoff_seconds: float) -> datetime:
+    """When to try again after ``attempts`` failed tries: backoff·2^(attempts−1), at most 6 h."""
+    exponent = min(max(attempts - 1, 0), 64)  # beyond 2**64 the cap has long applied
+    delay = min(backoff_seconds * 2.0**exponent, MAX_BACKOFF.total_seconds())
+    return now + timedelta(seconds=delay)
+
+
+async def deliver_due(
+    engine: Engine,
+    transport: Transport,
+    *,
+    now: datetime,
+    max_attempts: int,
+    backoff_seconds: float,
+    batch: int = 50,
+    lease: timedelta = LEASE,
+) -> int:
+    """Send the pending rows due at ``now`` (at most ``batch``); the number sent."""
+    if now.utcoffset() is None:
+        raise OutboxError("deliver_due() needs an aware datetime")
+    claimed = await asyncio.to_thread(_claim, engine, now, batch, lease)
+    # Rows are sent one after another; stop at half the lease so that no row is still being
+    # sent when its lease runs out and another process may claim it.
+    deadline = time.monotonic() + lease.total_seconds() / 2
+    sent = 0
+    for index, mail in enumerate(claimed):
+        if time.monotonic() > deadline:
+            await asyncio.to_thread(_release, engine, claimed[index:], now)
+            break
+        error = await _attempt(transport, mail)
+        if error is None:
+            await asyncio.to_thread(_record_sent, engine, mail, now)
+            sent += 1
+        else:
+            await asyncio.to_thread(
+                _record_failure, engine, mail, error, now, max_attempts, backoff_seconds
+            )
+    return sent
+
+
+def _claim(engine: Engine, now: datetime, batch: int, lease: timedelta) -> list[OutboundMessage]:
+    with session_scope(engine) as session:
+        statement = (
+            select(OutboundMessage)
+            .where(_OUTBOUND.c.status == OUTBOUND_PENDING, _OUTBOUND.c.next_attempt_at <= now)
+            .order_by(_OUTBOUND.c.next_attempt_at, _OUTBOUND.c.id)
+            .limit(batch)
+            # PostgreSQL: concurrent claimers skip each other's rows instead of waiting and
+            # then sending them again. SQLite ignores it; BEGIN IMMEDIATE serialises claims.
+            .with_for_update(skip_locked=True)
+        )
+        claimed = list(session.scalars(statement))
+        for mail in claimed:
+            mail.attempts += 1  # also the claim's fence token, see _record_failure
+            mail.next_attempt_at = now + lease
+        return claimed  # detached with every column loaded (expire_on_commit=False)
+
+
+async def _attempt(transport: Transport, mail: OutboundMessage) -> DeliveryError | None:
+    try:
+        await transport.send(mail)
+    except DeliveryError as exc:
+        log.warning("outbox: message %s to %s not delivered: %s", mail.id, mail.recipient, exc)
+        return exc
+    except Exception as exc:
+        # A bug in a transport must still count as an attempt, or the row would come back
+        # after every lease forever; record it as transient so max_attempts ends it.
+        log.exception("outbox: message %s: unexpected error from the transport", mail.id)
+        return TransientDeliveryError(f"unexpected {type(exc).__name__}: {exc}")
+    log.info("outbox: message %s %s sent to %s", mail.id, mail.message_id, mail.recipient)
+    return None
+
+
+def _record_sent(engine: Engine, mail: OutboundMessage, now: datetime) -> None:
+    # No attempts fence here: the relay has the message, so "sent" wins over any later claim.
+    with session_scope(engine) as session:
+        session.execute(
+            update(_OUTBOUND)
+            .where(_OUTBOUND.c.id == mail.id, _OUTBOUND.c.status == OUTBOUND_PENDING)
+            .values(status=OUTBOUND_SENT, sent_at=now, last_error=None)
+        )
+
+
+def _record_failure(
+    engine: Engine,
+    mail: OutboundMessage,
+    error: DeliveryError,
+    now: datetime,
+    max_attempts: int,
+    backoff_seconds: float,
+) -> None:
+    values: dict[str, Any] = {"last_error": _clip(str(error))}
+    if isinstance(error, PermanentDeliveryError) or mail.attempts >= max_attempts:
+        values["status"] = OUTBOUND_FAILED
+    else:
+        values["next_attempt_at"] = next_attempt(now, mail.attempts, backoff_seconds)
+    with session_scope(engine) as session:
+        # Fenced on attempts: if the lease ran out and someone else claimed the row meanwhile,
+        # their outcome is the one that counts.
+        session.execute(
+            update(_OUTBOUND)
+            .where(_OUTBOUND.c.id == mail.id, _OUTBOUND.c.status == OUTBOUND_PENDING)
+            .where(_OUTBOUND.c.attempts == mail.attempts)
+            .values(**values)
+        )
+
+
+def _release(engine: Engine, unsent: Sequence[OutboundMessage], now: datetime) -> None:
+    """Hand back claimed rows that were not tried: due again at once, the attempt not counted."""
+    with session_scope(engine) as session:
+        for mail in unsent:
+            session.execute(
+                update(_OUTBOUND)
+                .where(_OUTBOUND.c.id == mail.id, _OUTBOUND.c.status == OUTBOUND_PENDING)
+                .where(_OUTBOUND.c.attempts == mail.attempts)
+                .values(attempts=mail.attempts - 1, next_attempt_at=now)
+            )
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+# The service loop -------------------------------------------------------------------------
+
+
+async def run_outbox(
+    engine: Engine,
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    poll_seconds: float = 1.0,
+    transport: Transport | None = None,
+) -> None:
+    """Deliver due messages until ``stop`` is set. Never raises for a failed round."""
+    sender = transport if transport is not None else make_transport(settings)
+    failures = 0
+    while not stop.is_set():
+        sent = 0
+        try:
+            sent = await deliver_due(
+                engine,
+                sender,
+                now=clock(),
+                max_attempts=settings.outbox_max_attempts,
+                backoff_seconds=settings.outbox_backoff_seconds,
+            )
+            failures = 0
+        except Exception:
+            # The loop boundary: a database outage or a bug in one round must not end the
+            # process; the next round tries again (rows claimed meanwhile wait for their lease).
+            failures += 1
+            log.exception("outbox: delivery round failed (%d in a row)", failures)
+        if sent == 0:  # after a productive round, look again at once: more may be due
+            await _idle(stop, _idle_seconds(poll_seconds, failures))
+
+
+def _idle_seconds(poll_seconds: float, failures: int) -> float:
+    # Back off while the rounds keep failing, so a database outage does not flood the log.
+    return min(
+        poll_seconds * 2.0 ** min(failures, 16), max(poll_seconds, MAX_IDLE_AFTER_ERRORS_SECONDS)
+    )
+
+
+async def _idle(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
