@@ -1,0 +1,267 @@
+"""The SMTP gateway: an aiosmtpd handler that stores raw bytes and answers, nothing else.
+
+Policy, all of it:
+
+* RCPT: only mailbot's own addresses (``is_own_address``) are accepted; anything else gets
+  ``550 5.1.1``, so mailbot is never an open relay. More than ``MAX_RECIPIENTS`` → ``452``.
+* Size: the server is built with ``data_size_limit=settings.max_message_bytes``; aiosmtpd
+  advertises it in EHLO (``SIZE``) and answers ``552`` both to an announced ``MAIL … SIZE=`` too
+  large and to DATA that grows past it.
+* DATA: the undecoded bytes are committed through ``store_message`` in a worker thread (the
+  event loop keeps serving other sessions meanwhile) and only then does the client hear
+  ``250 2.0.0 Ok: stored as <id>``. Any failure is ``451 4.3.0`` (the client keeps the message
+  and retries; a retry of bytes already stored is answered 250 with the same id).
+* The null return path ``MAIL FROM:<>`` is stored as ``""``.
+
+Two ways to run it:
+
+* ``SmtpGateway`` — **what ``mailbot serve`` uses.** It listens inside the caller's running
+  event loop (``await gateway.start()`` … ``await gateway.stop()``), so serve has one loop, one
+  place for signals, and an orderly stop: stop accepting, let stores in flight answer, then
+  close the remaining sessions with ``421``.
+* ``make_controller`` — aiosmtpd's threaded ``Controller`` (its own thread and loop), for
+  scripts and tests that are not async themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import Engine
+
+from mailbot.addresses import is_own_address
+from mailbot.config import Settings
+from mailbot.errors import StoreError
+from mailbot.gateway.store import envelope_sender, store_message
+
+log = logging.getLogger("mailbot.gateway.smtp")
+
+CHANNEL = "smtp"
+MAX_RECIPIENTS = 50
+IDENT = "mailbot ESMTP"
+READY_TIMEOUT_SECONDS = 5.0
+STOP_GRACE_SECONDS = 10.0
+SESSION_TIMEOUT_SECONDS = 300.0  # RFC 5321 §4.5.3.2: servers wait at least 5 minutes
+
+TEMPFAIL = "451 4.3.0 temporary storage failure, try again later"
+SHUTTING_DOWN = b"421 4.3.2 mailbot shutting down, try again later\r\n"
+
+
+class IntakeHandler:
+    """aiosmtpd handler hooks (``handle_RCPT``, ``handle_DATA``) for the intake address."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        max_recipients: int = MAX_RECIPIENTS,
+        on_stored: Callable[[], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.max_recipients = max_recipients
+        # Called on the handler's event loop after a new row is committed (serve wakes the
+        # intake worker with it). With the threaded Controller that is the Controller's thread.
+        self.on_stored = on_stored
+        # Stores running right now; touched only on the event loop's thread.
+        self.in_flight = 0
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        if not is_own_address(address, self.settings):
+            return f"550 5.1.1 <{address}>: not a mailbot address"
+        if address not in envelope.rcpt_tos:  # a repeated RCPT is one recipient, not two
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = _raw_bytes(envelope)
+        self.in_flight += 1
+        try:
+            # A worker thread: the commit waits for the disk (synchronous=FULL) or the network,
+            # and the event loop must keep serving the other sessions meanwhile.
+            result = await asyncio.to_thread(
+                store_message,
+                self.engine,
+                raw,
+                channel=CHANNEL,
+                envelope_from=envelope_sender(envelope.mail_from),
+                envelope_to=list(envelope.rcpt_tos),
+            )
+        except StoreError as exc:
+            log.error("%r: %s; answered 451", session.peer, exc)
+            return TEMPFAIL
+        except Exception:
+            # Whatever it was, the client gets a plain temporary failure, never our traceback.
+            log.exception("%r: unexpected error while storing; answered 451", session.peer)
+            return TEMPFAIL
+        finally:
+            self.in_flight -= 1
+        log.info(
+            "%r: stored %d bytes as inbound %d%s",
+            session.peer,
+            len(raw),
+            result.inbound_id,
+            " (duplicate)" if result.duplicate else "",
+        )
+        if not result.duplicate:
+            self._notify()
+        return f"250 2.0.0 Ok: stored as {result.inbound_id}"
+
+    def _notify(self) -> None:
+        if self.on_stored is None:
+            return
+        try:
+            self.on_stored()
+        except Exception:
+            # The bytes are committed: the client is owed its 250 whatever the hook did.
+            log.exception("on_stored hook failed")
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd's default answer quotes the exception text to the client.
+        log.error("SMTP session error", exc_info=error)
+        return "451 4.3.0 temporary failure, try again later"
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no store is in flight (polling: works whichever loop runs the handler)."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return self.in_flight == 0
+
+
+def _raw_bytes(envelope: Envelope) -> bytes:
+    content: bytes | str | None = envelope.original_content
+    if content is None:
+        content = envelope.content
+    if isinstance(content, str):  # only with decode_data=True, which we never use
+        return content.encode("utf-8", errors="surrogateescape")
+    return bytes(content or b"")
+
+
+def smtp_options(settings: Settings, hostname: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``aiosmtpd.smtp.SMTP``: the one place the server is configured."""
+    return {
+        "data_size_limit": settings.max_message_bytes,
+        "decode_data": False,  # bytes in, bytes stored: decoding is the intake worker's job
+        "enable_SMTPUTF8": True,  # accept UTF-8 addresses; the body is bytes either way
+        # An explicit name: without one aiosmtpd calls socket.getfqdn() (a DNS lookup) for
+        # every connection.
+        "hostname": hostname or settings.domain,
+        "ident": IDENT,
+        "timeout": SESSION_TIMEOUT_SECONDS,
+    }
+
+
+def make_controller(
+    engine: Engine, settings: Settings, *, hostname: str | None = None
+) -> Controller:
+    """A threaded aiosmtpd Controller on ``settings.smtp_address``; call ``start()``/``stop()``.
+
+    ``hostname`` is the name in the greeting and EHLO reply (default ``settings.domain``); the
+    listening address always comes from ``settings.smtp_listen``.
+    """
+    address = settings.smtp_address
+    options = smtp_options(settings, hostname)
+    return Controller(
+        IntakeHandler(engine, settings),
+        hostname=address.host,
+        port=address.port,
+        ready_timeout=READY_TIMEOUT_SECONDS,
+        server_hostname=options.pop("hostname"),
+        **options,
+    )
+
+
+class SmtpGateway:
+    """The SMTP listener inside the caller's event loop (what ``mailbot serve`` runs).
+
+    ``port`` overrides ``settings.smtp_address.port``; 0 asks the kernel for a free port (tests),
+    readable afterwards from ``gateway.port``. ``on_stored`` is called on this loop after each
+    newly committed message (not for duplicates), e.g. ``wake.set`` for the intake worker.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        hostname: str | None = None,
+        port: int | None = None,
+        on_stored: Callable[[], None] | None = None,
+    ) -> None:
+        self.handler = IntakeHandler(engine, settings, on_stored=on_stored)
+        self.settings = settings
+        self._options = smtp_options(settings, hostname)
+        self._port = settings.smtp_address.port if port is None else port
+        self._server: asyncio.Server | None = None
+        # Weak: a session forgets itself when its connection is gone.
+        self._sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
+
+    @property
+    def port(self) -> int:
+        """The port actually listened on (useful after asking for port 0)."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("the SMTP gateway is not listening")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("the SMTP gateway is already listening")
+        loop = asyncio.get_running_loop()
+        host = self.settings.smtp_address.host
+        self._server = await loop.create_server(self._new_session, host=host, port=self._port)
+        log.info("SMTP gateway listening on %s:%d", host, self.port)
+
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop accepting, give stores in flight ``grace`` seconds to answer, close the rest.
+
+        A session cut off here has not been told 250, so its client retries later; a store
+        that committed anyway is then found again by its SHA-256 (answered 250, no second row).
+        """
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        if not await self.handler.wait_idle(grace):
+            log.warning("SMTP gateway stopping with %d store(s) in flight", self.handler.in_flight)
+        self._close_sessions()
+        await server.wait_closed()
+        log.info("SMTP gateway stopped")
+
+    async def __aenter__(self) -> SmtpGateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def _new_session(self) -> SMTP:
+        session = SMTP(self.handler, loop=asyncio.get_running_loop(), **self._options)
+        self._sessions.add(session)
+        return session
+
+    def _close_sessions(self) -> None:
+        for session in list(self._sessions):
+            transport = session.transport
+            if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+                # 421 is the reply RFC 5321 §3.8 gives for a server that must shut down.
+                transport.write(SHUTTING_DOWN)
+                transport.close()
