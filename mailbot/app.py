@@ -1,4 +1,9 @@
-"""``mailbot serve``: wires the long-running parts together and runs them until a signal."""
+"""``mailbot serve``: wires the long-running parts together and runs them until a signal.
+
+One asyncio loop holds them all: the SMTP gateway (stores and answers), the intake worker
+(processes stored messages) and the outbox sender (delivers rendered notices). SIGINT/SIGTERM
+stop the gateway first (no new mail), then the worker and the sender finish their current step.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,50 @@ import logging
 import signal
 
 from db.migrate import upgrade
+from mailbot.gateway.smtp import SmtpGateway
+from mailbot.intake import IntakeContext
+from mailbot.outbox import run_outbox
 from mailbot.runtime import Runtime
+from mailbot.worker import run_worker
 
 log = logging.getLogger("mailbot")
 
 
 def serve(rt: Runtime) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # aiosmtpd logs every SMTP command at INFO; keep its warnings, not the chatter.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     upgrade(rt.engine)
-    asyncio.run(_serve(rt))
+    asyncio.run(run_services(rt))
 
 
-async def _serve(rt: Runtime) -> None:
-    stop = asyncio.Event()
+async def run_services(rt: Runtime, *, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("mailbot started (database %s)", rt.engine.url.render_as_string(hide_password=True))
-    await stop.wait()
-    log.info("mailbot stopped")
+    wake = asyncio.Event()
+    gateway = SmtpGateway(rt.engine, rt.settings, on_stored=lambda: wake.set())
+    await gateway.start()
+    ctx = IntakeContext(settings=rt.settings, calendar=rt.calendar)
+    tasks = [
+        asyncio.create_task(run_worker(rt.engine, ctx, stop, wake), name="intake-worker"),
+        asyncio.create_task(run_outbox(rt.engine, rt.settings, stop), name="outbox"),
+    ]
+    log.info(
+        "mailbot running: SMTP on %s for %s, database %s, relay %s",
+        rt.settings.smtp_address,
+        rt.settings.intake_address,
+        rt.engine.url.render_as_string(hide_password=True),
+        rt.settings.relay_target.path
+        or f"{rt.settings.relay_target.host}:{rt.settings.relay_target.port}",
+    )
+    try:
+        await stop.wait()
+    finally:
+        await gateway.stop()
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        log.info("mailbot stopped")

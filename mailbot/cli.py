@@ -177,10 +177,12 @@ def staff_list(ctx: click.Context, include_inactive: bool, as_json: bool) -> Non
     emit(
         data,
         as_json,
-        lambda rows: "\n".join(
-            f"{r['email']}\t{r['name']}\t{'active' if r['active'] else 'removed'}" for r in rows
-        )
-        or "(no staff)",
+        lambda rows: (
+            "\n".join(
+                f"{r['email']}\t{r['name']}\t{'active' if r['active'] else 'removed'}" for r in rows
+            )
+            or "(no staff)"
+        ),
     )
 
 
@@ -209,9 +211,7 @@ def ids_show(ctx: click.Context, user_id: str, as_json: bool) -> None:
 @click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%d"]), help="Judge on this date.")
 @json_option
 @click.pass_context
-def ids_can(
-    ctx: click.Context, user_id: str, operation: str, as_of: Any, as_json: bool
-) -> None:
+def ids_can(ctx: click.Context, user_id: str, operation: str, as_of: Any, as_json: bool) -> None:
     """Exit 0 if USER_ID may do OPERATION today, 1 if not (printing why)."""
     from mailbot.id_state import OPERATIONS, may_perform
 
@@ -223,6 +223,181 @@ def ids_can(
         allowed, reason = may_perform(session, user_id, operation, today)
     emit({"allowed": allowed, "reason": reason}, as_json, lambda d: d["reason"])
     ctx.exit(0 if allowed else 1)
+
+
+# --- applications ------------------------------------------------------------------------------
+@cli.command()
+@click.argument("receipt_no")
+@json_option
+@click.pass_context
+def status(ctx: click.Context, receipt_no: str, as_json: bool) -> None:
+    """Show one application with its audit events."""
+    from mailbot.applications import application_summary, find_application
+
+    with runtime(ctx).session() as session:
+        data = application_summary(session, find_application(session, receipt_no))
+    emit(data, as_json, _format_application)
+
+
+@cli.command("list")
+@click.option("--status", "status_filter", help="Only this status (e.g. under_review).")
+@json_option
+@click.pass_context
+def list_command(ctx: click.Context, status_filter: str | None, as_json: bool) -> None:
+    """List applications, oldest first."""
+    from mailbot.applications import application_summary, list_applications
+
+    with runtime(ctx).session() as session:
+        data = [application_summary(session, a) for a in list_applications(session, status_filter)]
+    emit(
+        data,
+        as_json,
+        lambda rows: (
+            "\n".join(
+                f"{r['receipt_no']}  {r['status']:<12} {r['office_code']:<8} "
+                f"{','.join(r['user_ids'])}  start {r['start_date'] or r['proposed_start_date']}"
+                for r in rows
+            )
+            or "(no applications)"
+        ),
+    )
+
+
+# --- inbound -----------------------------------------------------------------------------------
+@cli.command()
+@click.argument("file", default="-", type=click.File("rb"))
+@click.option("--sender", default=None, help="Envelope sender (Postfix ${sender}).")
+@click.option("--recipient", "recipients", multiple=True, help="Envelope recipient(s).")
+@click.pass_context
+def ingest(ctx: click.Context, file: Any, sender: str | None, recipients: tuple[str, ...]) -> None:
+    """Store one message from FILE or stdin (for a mail server's pipe). Exit 0 once stored,
+    75 (EX_TEMPFAIL) when it could not be stored, so the mail server retries."""
+    from mailbot.gateway.pipe import ingest_stream
+
+    rt = runtime(ctx)
+    code = ingest_stream(
+        rt.engine,
+        file,
+        settings=rt.settings,
+        envelope_from=sender,
+        envelope_to=list(recipients) or [rt.settings.intake_address],
+    )
+    ctx.exit(code)
+
+
+@cli.group()
+def inbound() -> None:
+    """Received messages: look at them, and retry quarantined ones."""
+
+
+@inbound.command("list")
+@click.option("--status", "status_filter", help="pending, done or quarantined.")
+@click.option("--limit", default=100, show_default=True)
+@json_option
+@click.pass_context
+def inbound_list(ctx: click.Context, status_filter: str | None, limit: int, as_json: bool) -> None:
+    from mailbot.worker import list_inbound
+
+    with runtime(ctx).session() as session:
+        rows = [_inbound_dict(m) for m in list_inbound(session, status_filter, limit)]
+    emit(
+        rows,
+        as_json,
+        lambda rs: (
+            "\n".join(
+                f"{r['id']:>6}  {r['status']:<11} {r['kind'] or '-':<11} {r['received_at'][:19]}  "
+                f"{r['envelope_from'] or '<>'}  {(r['error'] or '').splitlines()[-1:] or ''}"
+                for r in rs
+            )
+            or "(no messages)"
+        ),
+    )
+
+
+@inbound.command("show")
+@click.argument("inbound_id", type=int)
+@click.option("--raw", is_flag=True, help="Print the raw message bytes.")
+@json_option
+@click.pass_context
+def inbound_show(ctx: click.Context, inbound_id: int, raw: bool, as_json: bool) -> None:
+    from mailbot.worker import get_inbound
+
+    with runtime(ctx).session() as session:
+        message = get_inbound(session, inbound_id)
+        if raw:
+            sys.stdout.buffer.write(bytes(message.raw))
+            return
+        data = _inbound_dict(message)
+    emit(data, as_json, _format_mapping)
+
+
+@inbound.command("reprocess")
+@click.argument("inbound_id", type=int)
+@click.pass_context
+def inbound_reprocess(ctx: click.Context, inbound_id: int) -> None:
+    """Queue a quarantined message again; the running worker picks it up."""
+    from mailbot.worker import requeue
+
+    with runtime(ctx).session() as session:
+        requeue(session, inbound_id)
+    click.echo(f"message {inbound_id} queued again")
+
+
+def _inbound_dict(message: Any) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "received_at": message.received_at.isoformat(),
+        "channel": message.channel,
+        "envelope_from": message.envelope_from,
+        "envelope_to": message.envelope_to,
+        "message_id": message.message_id,
+        "size": message.size,
+        "status": message.status,
+        "kind": message.kind,
+        "attempts": message.attempts,
+        "error": message.error,
+    }
+
+
+# --- outbox ------------------------------------------------------------------------------------
+@cli.group()
+def outbox() -> None:
+    """Outgoing mail: what was sent, what waits, what failed."""
+
+
+@outbox.command("list")
+@click.option("--status", "status_filter", help="pending, sent, failed or bounced.")
+@json_option
+@click.pass_context
+def outbox_list(ctx: click.Context, status_filter: str | None, as_json: bool) -> None:
+    from mailbot.outbox import list_outbox
+
+    with runtime(ctx).session() as session:
+        rows = list_outbox(session, status_filter)
+    emit(
+        rows,
+        as_json,
+        lambda rs: (
+            "\n".join(
+                f"{r['id']:>6}  {r['status']:<8} {r['kind']:<22} {r['recipient']}  {r['subject']}"
+                + (f"  [{r['last_error']}]" if r.get("last_error") else "")
+                for r in rs
+            )
+            or "(no outgoing mail)"
+        ),
+    )
+
+
+@outbox.command("retry")
+@click.argument("outbound_id", type=int)
+@click.pass_context
+def outbox_retry(ctx: click.Context, outbound_id: int) -> None:
+    """Send a failed message again."""
+    from mailbot.outbox import retry_outbox
+
+    with runtime(ctx).session() as session:
+        retry_outbox(session, outbound_id)
+    click.echo(f"outgoing message {outbound_id} queued again")
 
 
 # --- demo --------------------------------------------------------------------------------------
@@ -252,6 +427,22 @@ def demo_howto(ctx: click.Context) -> None:
     click.echo(howto(runtime(ctx).settings))
 
 
+@demo.command("send")
+@click.pass_context
+def demo_send(ctx: click.Context) -> None:
+    """Send the running mailbot a demo request from yamada@example.co.jp (demo registry)."""
+    from mailbot.demo import demo_request, send_demo_request
+
+    rt = runtime(ctx)
+    try:
+        send_demo_request(rt.settings, demo_request(rt.settings, rt.today(), rt.calendar))
+    except OSError as exc:
+        raise MailbotError(
+            f"cannot reach mailbot at {rt.settings.smtp_address} ({exc}); is `make run` running?"
+        ) from None
+    click.echo(f"demo request sent to {rt.settings.intake_address}; see: mailbot outbox list")
+
+
 # --- serve -------------------------------------------------------------------------------------
 @cli.command()
 @click.pass_context
@@ -262,6 +453,25 @@ def serve(ctx: click.Context) -> None:
     run_serve(runtime(ctx))
 
 
+def _format_application(data: dict[str, Any]) -> str:
+    lines = [
+        f"{data['receipt_no']}  {data['status_ja']} ({data['status']})",
+        f"office:        {data['office_code']}",
+        f"user IDs:      {', '.join(data['user_ids'])}",
+        f"user codes:    {', '.join(data['user_codes']) or '-'}",
+        f"desired start: {data['desired_start_date']}",
+        f"proposed:      {data['proposed_start_date']}",
+        f"start date:    {data['start_date'] or '-'}",
+        f"applicant:     {data['applicant']['name']} <{data['applicant']['email']}> "
+        f"{data['applicant']['phone']}",
+        f"manager:       {data['manager']['name']} <{data['manager']['email']}>",
+        f"received:      {data['received_at']}",
+        "events:",
+    ]
+    lines += [f"  {e['at'][:19]}  {e['event']:<20} {e['actor']}" for e in data["events"]]
+    return "\n".join(lines)
+
+
 def _format_mapping(data: Any, indent: str = "") -> str:
     lines: list[str] = []
     for key, value in data.items():
@@ -269,7 +479,9 @@ def _format_mapping(data: Any, indent: str = "") -> str:
             lines.append(f"{indent}{key}:")
             lines.append(_format_mapping(value, indent + "  "))
         elif isinstance(value, list):
-            shown = ", ".join(str(v) if not isinstance(v, dict) else v.get("user_id", str(v)) for v in value)
+            shown = ", ".join(
+                str(v) if not isinstance(v, dict) else v.get("user_id", str(v)) for v in value
+            )
             lines.append(f"{indent}{key}: {shown}")
         else:
             lines.append(f"{indent}{key}: {'' if value is None else value}")

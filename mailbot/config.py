@@ -75,7 +75,9 @@ def parse_relay(value: str, home: Path) -> RelayTarget:
             starttls="starttls=1" in parts.query or "starttls=true" in parts.query,
         )
     if "://" in value:
-        raise ValueError(f"MAILBOT_RELAY must be smtp://, smtps://, maildir:PATH or a path: {value!r}")
+        raise ValueError(
+            f"MAILBOT_RELAY must be smtp://, smtps://, maildir:PATH or a path: {value!r}"
+        )
     raw = value.removeprefix("maildir:")
     path = Path(raw).expanduser()
     return RelayTarget(kind="maildir", path=path if path.is_absolute() else home / path)
@@ -129,7 +131,9 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Tokyo)") from exc
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Asia/Tokyo)"
+            ) from exc
         return value
 
     @field_validator("smtp_listen", "web_listen")
@@ -142,7 +146,9 @@ class Settings(BaseSettings):
     @classmethod
     def _database_scheme(cls, value: str) -> str:
         if value and not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
-            raise ValueError("must start with sqlite:// or postgresql:// (e.g. sqlite:///var/mailbot.db)")
+            raise ValueError(
+                "must start with sqlite:// or postgresql:// (e.g. sqlite:///var/mailbot.db)"
+            )
         return value
 
     @field_validator("domain")
@@ -169,7 +175,9 @@ class Settings(BaseSettings):
         if not self.intake_address:
             object.__setattr__(self, "intake_address", f"apply@{self.domain}")
         if "@" not in self.intake_address:
-            raise ValueError(f"intake_address must be an email address, not {self.intake_address!r}")
+            raise ValueError(
+                f"intake_address must be an email address, not {self.intake_address!r}"
+            )
         object.__setattr__(self, "intake_address", self.intake_address.lower())
         if not self.relay:
             object.__setattr__(self, "relay", f"maildir:{home / 'sent'}")

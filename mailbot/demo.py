@@ -3,10 +3,13 @@ one staff member, and a request that passes every rule today."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import smtplib
+from datetime import date, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from db.models import Office, RegistrationDate
 from mailbot.calendar import BusinessCalendar
@@ -33,7 +36,7 @@ def init_demo(session: Session, today: date, calendar: BusinessCalendar) -> bool
     if session.exec(select(Office)).first() is not None:
         return False
     import_registry(session, DEMO_REGISTRY)
-    existing = set(session.exec(select(RegistrationDate.day)))
+    existing = set(session.exec(select(col(RegistrationDate.day))))
     for day in upcoming_registration_dates(today, calendar):
         if day not in existing:
             session.add(RegistrationDate(day=day))
@@ -58,3 +61,39 @@ def howto(settings: Settings) -> str:
             "",
         ]
     )
+
+
+def demo_request(settings: Settings, today: date, calendar: BusinessCalendar) -> bytes:
+    """A request from the demo registry's Tokyo contact that passes every rule today."""
+    earliest = calendar.add_business_days(today, settings.lead_business_days)
+    start = next(d for d in upcoming_registration_dates(today, calendar) if d >= earliest)
+    body = "\n".join(
+        [
+            "お世話になっております。利用者IDの廃止を申し込みます。",
+            "",
+            "■事業所コード：TYO01",
+            "■廃止する利用者ID：1ANACA0A",
+            f"■利用開始希望日：{start.year}年{start.month}月{start.day}日",
+            "■変更する理由：端末の削減のため",
+            "■申込担当者：山田 太郎",
+            "■申込担当者電話番号：03-1234-5678",
+            "■管理責任者：佐藤 花子",
+            "■管理責任者メールアドレス：sato@example.co.jp",
+            "",
+            "よろしくお願いいたします。",
+        ]
+    )
+    message = EmailMessage()
+    message["From"] = "山田 太郎 <yamada@example.co.jp>"
+    message["To"] = settings.intake_address
+    message["Subject"] = "利用者IDの廃止申込"
+    message["Message-ID"] = make_msgid(domain="example.co.jp")
+    message["Date"] = format_datetime(datetime.now(settings.zone))
+    message.set_content(body)
+    return message.as_bytes()
+
+
+def send_demo_request(settings: Settings, raw: bytes) -> None:
+    address = settings.smtp_address
+    with smtplib.SMTP(address.host, address.port, timeout=30) as client:
+        client.sendmail("yamada@example.co.jp", [settings.intake_address], raw)

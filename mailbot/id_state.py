@@ -56,4 +56,6 @@ def id_state(session: Session, user_id: str, today: date) -> dict[str, Any]:
 
 def may_perform(session: Session, user_id: str, operation: str, today: date) -> tuple[bool, str]:
     user, code = _load(session, user_id)
-    return can_perform(operation, user.status, user.abolished_on, _code_abolished(code, today), today)
+    return can_perform(
+        operation, user.status, user.abolished_on, _code_abolished(code, today), today
+    )

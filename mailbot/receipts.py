@@ -15,7 +15,7 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
 from db.models import ReceiptCounter
 from mailbot.errors import MailbotError
@@ -56,7 +56,7 @@ def allocate_receipt_no(session: Session, received_on: date) -> str:
     year = received_on.year
     dialect = session.get_bind().dialect.name
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table: Any = ReceiptCounter.__table__
+    table: Any = SQLModel.metadata.tables[ReceiptCounter.__tablename__]
     statement = (
         insert(table)
         .values(year=year, issued=1)

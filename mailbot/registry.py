@@ -80,7 +80,9 @@ def read_registry_file(path: Path) -> RegistryFile:
 
 def _add_row(result: RegistryFile, name: str, line_no: int, cells: list[str]) -> None:
     if len(cells) != len(REGISTRY_COLUMNS):
-        raise ImportFileError(name, line_no, f"expected {len(REGISTRY_COLUMNS)} columns, got {len(cells)}")
+        raise ImportFileError(
+            name, line_no, f"expected {len(REGISTRY_COLUMNS)} columns, got {len(cells)}"
+        )
     code, company, office, department, contacts_text, user_id_text = (c.strip() for c in cells)
     code = normalise_office_code(code)
     if not code:
@@ -92,7 +94,9 @@ def _add_row(result: RegistryFile, name: str, line_no: int, cells: list[str]) ->
         raise ImportFileError(name, line_no, "contact_emails is empty: name at least one address")
     for address in contacts:
         if not EMAIL_PATTERN.match(address):
-            raise ImportFileError(name, line_no, f"contact_emails has an invalid address {address!r}")
+            raise ImportFileError(
+                name, line_no, f"contact_emails has an invalid address {address!r}"
+            )
     try:
         user_id = normalise_user_id(user_id_text)
     except InvalidUserId:
@@ -165,13 +169,19 @@ def describe(session: Session, key: str) -> dict[str, Any]:
     """What the registry knows about a user ID, a user code or an office code."""
     normal = nfkc(key).strip().upper().replace("-", "").replace(" ", "")
     if len(normal) == 8 and (user := session.get(UserId, normal)) is not None:
-        return {"kind": "user_id", **_user_id_dict(user), "office": _office_dict(session, user.office_code),
-                "user_code": _code_dict(session, user.user_code)}
+        return {
+            "kind": "user_id",
+            **_user_id_dict(user),
+            "office": _office_dict(session, user.office_code),
+            "user_code": _code_dict(session, user.user_code),
+        }
     if len(normal) == 5 and session.get(UserCode, normal) is not None:
         return {"kind": "user_code", **_code_dict(session, normal)}
     if session.get(Office, normal) is not None:
         office = _office_dict(session, normal)
-        ids = session.exec(select(UserId).where(UserId.office_code == normal).order_by(col(UserId.user_id)))
+        ids = session.exec(
+            select(UserId).where(UserId.office_code == normal).order_by(col(UserId.user_id))
+        )
         return {"kind": "office", **office, "user_ids": [_user_id_dict(u) for u in ids]}
     raise NotFoundError(f"{key!r} is not a user ID, user code or office code in the registry")
 
@@ -193,7 +203,9 @@ def _office_dict(session: Session, code: str) -> dict[str, Any]:
     if office is None:
         raise NotFoundError(f"office {code} is not in the registry")
     contacts = session.exec(
-        select(OfficeContact.email).where(OfficeContact.office_code == code).order_by(col(OfficeContact.email))
+        select(OfficeContact.email)
+        .where(OfficeContact.office_code == code)
+        .order_by(col(OfficeContact.email))
     )
     return {
         "office_code": office.code,
@@ -207,7 +219,9 @@ def _office_dict(session: Session, code: str) -> dict[str, Any]:
 def _code_dict(session: Session, code: str) -> dict[str, Any]:
     user_code = session.get(UserCode, code)
     assert user_code is not None
-    ids = list(session.exec(select(UserId).where(UserId.user_code == code).order_by(col(UserId.user_id))))
+    ids = list(
+        session.exec(select(UserId).where(UserId.user_code == code).order_by(col(UserId.user_id)))
+    )
     offices = sorted({u.office_code for u in ids})
     return {
         "user_code": code,

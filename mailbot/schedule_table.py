@@ -35,7 +35,7 @@ def import_schedule(session: Session, path: Path, *, replace: bool = False) -> i
     days = read_schedule_file(path)
     if replace:
         session.execute(delete(RegistrationDate))
-    existing = set(session.exec(select(RegistrationDate.day)))
+    existing = set(session.exec(select(col(RegistrationDate.day))))
     for day in days:
         if day not in existing:
             session.add(RegistrationDate(day=day))
@@ -44,7 +44,7 @@ def import_schedule(session: Session, path: Path, *, replace: bool = False) -> i
 
 
 def registration_dates(session: Session, *, on_or_after: date | None = None) -> list[date]:
-    query = select(RegistrationDate.day).order_by(col(RegistrationDate.day))
+    query = select(col(RegistrationDate.day)).order_by(col(RegistrationDate.day))
     if on_or_after is not None:
         query = query.where(col(RegistrationDate.day) >= on_or_after)
     return list(session.exec(query))

@@ -24,7 +24,9 @@ def _allocate_many(url: str, count: int) -> list[str]:
     return numbers
 
 
-def test_four_processes_get_1000_unique_contiguous_numbers(engine: Engine, database_url: str) -> None:
+def test_four_processes_get_1000_unique_contiguous_numbers(
+    engine: Engine, database_url: str
+) -> None:
     context = multiprocessing.get_context("spawn")
     with context.Pool(WORKERS) as pool:
         results = pool.starmap(_allocate_many, [(database_url, PER_WORKER)] * WORKERS)

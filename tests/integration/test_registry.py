@@ -79,13 +79,16 @@ def test_a_bad_row_aborts_the_whole_import_naming_its_line(
 
 def test_wrong_header_is_refused(engine: Engine, tmp_path: Path) -> None:
     path = write(tmp_path, "office,user\nA,B\n")
-    with pytest.raises(ImportFileError, match="line 1: the header must be"), session_scope(
-        engine
-    ) as session:
+    with (
+        pytest.raises(ImportFileError, match="line 1: the header must be"),
+        session_scope(engine) as session,
+    ):
         import_registry(session, path)
 
 
-def test_reimport_updates_contacts_and_keeps_abolished_state(engine: Engine, tmp_path: Path) -> None:
+def test_reimport_updates_contacts_and_keeps_abolished_state(
+    engine: Engine, tmp_path: Path
+) -> None:
     first = write(tmp_path, HEADER + "TYO01,Co,Office,Dept,a@example.jp,1ANACA0A\n", name="1.csv")
     second = write(
         tmp_path, HEADER + "TYO01,Co,Office,Dept,b@example.jp;C@Example.jp,1ANACA0A\n", name="2.csv"

@@ -81,6 +81,8 @@ def test_secret_key_is_generated_once_and_kept_private(tmp_path: Path) -> None:
 
 
 def test_smtp_relay_url_parses_credentials() -> None:
-    target = load_settings(relay="smtp://user%40x:p%3Ass@relay.example.jp:587?starttls=1").relay_target
+    target = load_settings(
+        relay="smtp://user%40x:p%3Ass@relay.example.jp:587?starttls=1"
+    ).relay_target
     assert (target.kind, target.host, target.port) == ("smtp", "relay.example.jp", 587)
     assert (target.username, target.password, target.starttls) == ("user@x", "p:ss", True)

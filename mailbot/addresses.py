@@ -1,0 +1,47 @@
+"""mailbot's own addresses: the intake address and the reply addresses it hands out.
+
+A reply address is the intake local part plus a tag (``apply+r260001a@domain`` for the
+applicant's replies about an application, ``apply+t<token>@domain`` for staff review tokens),
+so one mailbox or one MX serves them all. Anything else is not ours, and the gateway answers
+550: mailbot is never an open relay.
+"""
+
+from __future__ import annotations
+
+from email.utils import parseaddr
+
+from mailbot.config import Settings
+
+TAG_SEPARATOR = "+"
+
+
+def split_address(address: str) -> tuple[str, str]:
+    local, _, domain = parseaddr(address)[1].rpartition("@")
+    return local, domain.lower()
+
+
+def is_own_address(address: str, settings: Settings) -> bool:
+    """True for the intake address and any tagged variant of it (case-insensitive)."""
+    local, domain = split_address(address)
+    intake_local, intake_domain = split_address(settings.intake_address)
+    if not local or domain != intake_domain:
+        return False
+    base = local.split(TAG_SEPARATOR, 1)[0]
+    return base.lower() == intake_local.lower()
+
+
+def reply_tag(address: str) -> str | None:
+    """The tag of a tagged own address (``apply+TAG@…`` → ``TAG``), else None."""
+    local, _ = split_address(address)
+    _, sep, tag = local.partition(TAG_SEPARATOR)
+    return tag if sep and tag else None
+
+
+def tagged_address(settings: Settings, tag: str) -> str:
+    local, domain = split_address(settings.intake_address)
+    return f"{local}{TAG_SEPARATOR}{tag}@{domain}"
+
+
+def application_reply_address(settings: Settings, receipt_no: str) -> str:
+    """Where the applicant's replies about one application go (a reply address per application)."""
+    return tagged_address(settings, "r" + receipt_no.lower())

@@ -1,0 +1,144 @@
+"""Creating and reading applications. The only writer of new applications (called by intake)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from db.models import UNDER_REVIEW, Application, ApplicationItem, AuditEvent, InboundMessage
+from mailbot.errors import NotFoundError
+from mailbot.receipts import allocate_receipt_no, parse_receipt_no
+from mailbot.rules import Plan
+
+# The guide's words for each status, for notices, the CLI and the status page.
+STATUS_JA = {
+    "under_review": "内容確認中",
+    "approved": "審査終了（承認）",
+    "rejected": "審査終了（却下）",
+    "withdrawn": "取下げ",
+    "cancelled": "取消",
+    "applied": "適用済み",
+}
+
+
+def create_application(
+    session: Session,
+    plan: Plan,
+    *,
+    sender: str,
+    inbound: InboundMessage,
+    received_on: date,
+    now: datetime,
+) -> Application:
+    """Number the application and write it with its items and first audit event.
+
+    Runs in the caller's transaction with the outbox rows, so either all of it exists or none.
+    The partial unique index on open items makes a racing second application for the same ID
+    fail here (IntegrityError) instead of slipping through.
+    """
+    application = Application(
+        receipt_no=allocate_receipt_no(session, received_on),
+        status=UNDER_REVIEW,
+        office_code=plan.office_code,
+        sender=sender,
+        applicant_name=plan.applicant_name,
+        applicant_email=plan.applicant_email,
+        applicant_phone=plan.applicant_phone,
+        manager_name=plan.manager_name,
+        manager_email=plan.manager_email,
+        reason=plan.reason,
+        remarks=plan.remarks,
+        desired_start_date=plan.desired_start_date,
+        proposed_start_date=plan.proposed_start_date,
+        received_at=now,
+        received_on=received_on,
+        inbound_id=inbound.id,
+        shared_codes_pending={
+            code: list(offices) for code, offices in plan.shared_codes_pending.items()
+        },
+        updated_at=now,
+    )
+    session.add(application)
+    session.flush()
+    assert application.id is not None
+    for user_id in plan.user_ids:
+        session.add(ApplicationItem(application_id=application.id, kind="user_id", key=user_id))
+    for code in (*plan.codes_abolished, *plan.shared_codes_pending):
+        session.add(ApplicationItem(application_id=application.id, kind="user_code", key=code))
+    session.add(
+        AuditEvent(
+            at=now,
+            application_id=application.id,
+            event="received",
+            actor=sender,
+            inbound_id=inbound.id,
+            detail={
+                "receipt_no": application.receipt_no,
+                "message_id": inbound.message_id,
+                "user_ids": list(plan.user_ids),
+                "proposed_start_date": plan.proposed_start_date.isoformat(),
+            },
+        )
+    )
+    session.flush()
+    return application
+
+
+def find_application(session: Session, receipt_no: str) -> Application:
+    key = parse_receipt_no(receipt_no)
+    application = (
+        session.exec(select(Application).where(Application.receipt_no == key)).first()
+        if key
+        else None
+    )
+    if application is None:
+        raise NotFoundError(f"no application with receipt number {receipt_no!r}")
+    return application
+
+
+def application_summary(session: Session, application: Application) -> dict[str, Any]:
+    items = session.exec(
+        select(ApplicationItem)
+        .where(ApplicationItem.application_id == application.id)
+        .order_by(col(ApplicationItem.id))
+    ).all()
+    events = session.exec(
+        select(AuditEvent)
+        .where(AuditEvent.application_id == application.id)
+        .order_by(col(AuditEvent.id))
+    ).all()
+    return {
+        "receipt_no": application.receipt_no,
+        "status": application.status,
+        "status_ja": STATUS_JA.get(application.status, application.status),
+        "office_code": application.office_code,
+        "user_ids": [item.key for item in items if item.kind == "user_id"],
+        "user_codes": [item.key for item in items if item.kind == "user_code"],
+        "shared_codes_pending": application.shared_codes_pending,
+        "desired_start_date": application.desired_start_date.isoformat(),
+        "proposed_start_date": application.proposed_start_date.isoformat(),
+        "start_date": application.start_date.isoformat() if application.start_date else None,
+        "applicant": {
+            "name": application.applicant_name,
+            "email": application.applicant_email,
+            "phone": application.applicant_phone,
+        },
+        "manager": {"name": application.manager_name, "email": application.manager_email},
+        "reason": application.reason,
+        "remarks": application.remarks,
+        "received_at": application.received_at.isoformat(),
+        "received_on": application.received_on.isoformat(),
+        "events": [
+            {"at": e.at.isoformat(), "event": e.event, "actor": e.actor, "detail": e.detail}
+            for e in events
+        ],
+    }
+
+
+def list_applications(session: Session, status: str | None = None) -> list[Application]:
+    query = select(Application).order_by(col(Application.id))
+    if status:
+        query = query.where(Application.status == status)
+    return list(session.exec(query))

@@ -1,0 +1,188 @@
+"""What happens to one stored message: classify, parse, check, and answer, in one transaction.
+
+The worker (mailbot.worker) claims a message and calls :func:`process_message` inside the
+claiming transaction; whatever this writes (application, items, audit events, outbox rows)
+commits together with the message's ``done`` status, or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session
+
+from db.models import AuditEvent, InboundMessage
+from db.queries import is_registered_contact, registry_view
+from mailbot.addresses import is_own_address, reply_tag
+from mailbot.applications import create_application
+from mailbot.calendar import BusinessCalendar
+from mailbot.classify import Kind, bounced_message_ids, classify
+from mailbot.config import Settings
+from mailbot.draft import RequestDraft, build_draft
+from mailbot.mime import ParsedMail, parse_mail
+from mailbot.notify import (
+    Reply,
+    send_help,
+    send_problems,
+    send_receipt_complete,
+    send_refusal,
+    send_staff_notice,
+)
+from mailbot.outbox import mark_bounced
+from mailbot.parsers.body import parse_body
+from mailbot.problems import Problem
+from mailbot.rules import OfficeInfo, Plan, evaluate
+from mailbot.schedule_table import registration_dates
+from mailbot.staff import active_staff
+
+# Outcomes, stored as the inbound message's ``kind``.
+BOUNCE = "bounce"
+AUTO_REPLY = "auto_reply"
+HELP = "help"
+FOLLOW_UP = "follow_up"
+ACCEPTED = "accepted"
+INVALID = "invalid"
+REFUSED = "refused"
+UNREADABLE = "unreadable"
+IGNORED = "ignored"
+
+
+@dataclass(frozen=True)
+class IntakeContext:
+    settings: Settings
+    calendar: BusinessCalendar
+
+
+def process_message(
+    session: Session, inbound: InboundMessage, ctx: IntakeContext, now: datetime
+) -> str:
+    """Handle one message; return its outcome. Raises only on bugs or database failures."""
+    mail = parse_mail(bytes(inbound.raw), max_attachment_bytes=ctx.settings.max_message_bytes)
+    kind = classify(
+        mail,
+        inbound.envelope_from,
+        intake_address=ctx.settings.intake_address,
+        own_domain=ctx.settings.domain,
+    ).kind
+    if kind is Kind.BOUNCE:
+        mark_bounced(session, bounced_message_ids(mail))
+        return BOUNCE
+    if kind is Kind.AUTO_REPLY:
+        return AUTO_REPLY  # RFC 3834: never answer a robot
+    if kind is Kind.OTHER:
+        return IGNORED  # e.g. our own mail looping back: answering could start a loop
+    if kind is Kind.REPLY or _sent_to_reply_address(inbound, ctx.settings):
+        return _follow_up(session, inbound, mail, now)
+    sender = mail.from_address
+    if not sender:
+        return UNREADABLE  # nobody to answer; the raw bytes stay for an operator
+    reply = Reply(inbound_id=_id(inbound), mail=mail, to=sender)
+    if kind is Kind.HELP:
+        send_help(session, ctx.settings, reply, now=now)
+        return HELP
+    return _request(session, inbound, mail, reply, ctx, now)
+
+
+def _id(inbound: InboundMessage) -> int:
+    assert inbound.id is not None
+    return inbound.id
+
+
+def _sent_to_reply_address(inbound: InboundMessage, settings: Settings) -> bool:
+    return any(
+        is_own_address(address, settings) and reply_tag(address) is not None
+        for address in inbound.envelope_to
+    )
+
+
+def _follow_up(session: Session, inbound: InboundMessage, mail: ParsedMail, now: datetime) -> str:
+    """A reply to one of mailbot's reply addresses: recorded for staff, never auto-answered."""
+    session.add(
+        AuditEvent(
+            at=now,
+            event="follow_up_received",
+            actor=mail.from_address or inbound.envelope_from or "",
+            inbound_id=inbound.id,
+            detail={"to": list(inbound.envelope_to), "subject": mail.subject},
+        )
+    )
+    return FOLLOW_UP
+
+
+def _request(
+    session: Session,
+    inbound: InboundMessage,
+    mail: ParsedMail,
+    reply: Reply,
+    ctx: IntakeContext,
+    now: datetime,
+) -> str:
+    sender = reply.to
+    # Outsiders get the neutral refusal before any parsing: the answer must not depend on
+    # what they wrote, or it would tell them something about the registry.
+    if not is_registered_contact(session, sender):
+        send_refusal(session, ctx.settings, reply, now=now)
+        return REFUSED
+    form = parse_body(mail.text)
+    draft = build_draft(form, sender)
+    if not isinstance(draft, RequestDraft):
+        send_problems(
+            session, ctx.settings, reply, [*form.problems, *draft], name=None, office=None, now=now
+        )
+        return INVALID
+    today = now.astimezone(ctx.settings.zone).date()
+    view = registry_view(
+        session,
+        sender=sender,
+        office_code=draft.office_code,
+        user_ids=draft.user_ids,
+        user_codes=draft.abolish_user_codes,
+    )
+    outcome = evaluate(
+        draft,
+        sender,
+        view,
+        registration_dates(session, on_or_after=today),
+        ctx.calendar,
+        today,
+        ctx.settings.lead_business_days,
+    )
+    problems: list[Problem] = [*form.problems]
+    if isinstance(outcome, Plan) and not problems:
+        return _accept(session, inbound, mail, outcome, view.offices[outcome.office_code], ctx, now)
+    if not isinstance(outcome, Plan):
+        if any(p.code == "sender.not_authorized" for p in outcome):
+            send_refusal(session, ctx.settings, reply, now=now)
+            return REFUSED
+        problems += outcome
+    office = view.offices.get(draft.office_code or "") if draft.office_code else None
+    send_problems(
+        session, ctx.settings, reply, problems, name=draft.applicant_name, office=office, now=now
+    )
+    return INVALID
+
+
+def _accept(
+    session: Session,
+    inbound: InboundMessage,
+    mail: ParsedMail,
+    plan: Plan,
+    office: OfficeInfo,
+    ctx: IntakeContext,
+    now: datetime,
+) -> str:
+    received_on = now.astimezone(ctx.settings.zone).date()
+    application = create_application(
+        session,
+        plan,
+        sender=mail.from_address or "",
+        inbound=inbound,
+        received_on=received_on,
+        now=now,
+    )
+    send_receipt_complete(session, ctx.settings, application, plan, office, mail, now=now)
+    send_staff_notice(
+        session, ctx.settings, application, plan, office, active_staff(session), now=now
+    )
+    return ACCEPTED

@@ -1,0 +1,86 @@
+"""Real SMTP parts for tests: a free port, a client, and a relay sink that records deliveries."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope, Session
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def send(
+    port: int, raw: bytes, *, mail_from: str, rcpt_to: list[str] | str, host: str = "127.0.0.1"
+) -> dict[str, tuple[int, bytes]]:
+    """Send with a real SMTP client; raises smtplib's exceptions on refusal, like a real MTA."""
+    with smtplib.SMTP(host, port, timeout=30) as client:
+        return client.sendmail(mail_from, rcpt_to, raw)
+
+
+@dataclass
+class Delivery:
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+
+
+@dataclass
+class SinkHandler:
+    """Accepts everything (or answers ``reply`` when set) and keeps what arrived."""
+
+    deliveries: list[Delivery] = field(default_factory=list)
+    reply: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        if self.reply is not None:
+            return self.reply
+        content = envelope.original_content or b""
+        with self.lock:
+            self.deliveries.append(
+                Delivery(str(envelope.mail_from), list(envelope.rcpt_tos), bytes(content))
+            )
+        return "250 OK"
+
+
+class Sink:
+    """An aiosmtpd relay sink on a loopback port: what mailbot's outbox talks to in tests."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.handler = SinkHandler()
+        self.controller: Controller | None = None
+
+    def start(self) -> Sink:
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        with self.handler.lock:
+            return list(self.handler.deliveries)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
