@@ -10,7 +10,7 @@ import asyncio
 import smtplib
 import socket
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ from sqlmodel import Session, col, func, select
 from db.models import INBOUND_PENDING, InboundMessage
 from mailbot.config import Settings, load_settings
 from mailbot.gateway.smtp import TEMPFAIL, IntakeHandler, SmtpGateway, make_controller
+from tests.support.loop import LoopThread
 
 T = TypeVar("T")
 
@@ -30,24 +31,6 @@ LIMIT = 64 * 1024
 DOMAIN = "mailbot.test"
 OURS = f"apply@{DOMAIN}"
 SENDER = "applicant@example.co.jp"
-
-
-class LoopThread:
-    """An event loop running on its own thread, as ``mailbot serve`` runs one."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.run(self.loop.shutdown_default_executor())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @pytest.fixture
@@ -58,13 +41,6 @@ def smtp_settings(tmp_path: Path, database_url: str) -> Settings:
         domain=DOMAIN,
         max_message_bytes=LIMIT,
     )
-
-
-@pytest.fixture
-def loop_thread() -> Iterator[LoopThread]:
-    runner = LoopThread()
-    yield runner
-    runner.close()
 
 
 @pytest.fixture
