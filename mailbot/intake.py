@@ -31,8 +31,7 @@ from mailbot.notify import (
 )
 from mailbot.outbox import mark_bounced
 from mailbot.parsers.body import parse_body
-from mailbot.problems import Problem
-from mailbot.rules import OfficeInfo, Plan, evaluate
+from mailbot.rules import NOT_AUTHORIZED, OfficeInfo, Plan, evaluate
 from mailbot.schedule_table import registration_dates
 from mailbot.staff import active_staff
 
@@ -125,11 +124,9 @@ def _request(
         send_refusal(session, ctx.settings, reply, now=now)
         return REFUSED
     form = parse_body(mail.text)
-    draft = build_draft(form, sender)
+    draft = build_draft(form, sender)  # parser problems come back first, with the draft's own
     if not isinstance(draft, RequestDraft):
-        send_problems(
-            session, ctx.settings, reply, [*form.problems, *draft], name=None, office=None, now=now
-        )
+        send_problems(session, ctx.settings, reply, draft, name=None, office=None, now=now)
         return INVALID
     today = now.astimezone(ctx.settings.zone).date()
     view = registry_view(
@@ -148,17 +145,14 @@ def _request(
         today,
         ctx.settings.lead_business_days,
     )
-    problems: list[Problem] = [*form.problems]
-    if isinstance(outcome, Plan) and not problems:
+    if isinstance(outcome, Plan):
         return _accept(session, inbound, mail, outcome, view.offices[outcome.office_code], ctx, now)
-    if not isinstance(outcome, Plan):
-        if any(p.code == "sender.not_authorized" for p in outcome):
-            send_refusal(session, ctx.settings, reply, now=now)
-            return REFUSED
-        problems += outcome
-    office = view.offices.get(draft.office_code or "") if draft.office_code else None
+    if any(problem.code == NOT_AUTHORIZED.code for problem in outcome):
+        send_refusal(session, ctx.settings, reply, now=now)
+        return REFUSED
+    office = view.offices.get(draft.office_code) if draft.office_code else None
     send_problems(
-        session, ctx.settings, reply, problems, name=draft.applicant_name, office=office, now=now
+        session, ctx.settings, reply, outcome, name=draft.applicant_name, office=office, now=now
     )
     return INVALID
 

@@ -407,9 +407,9 @@ class _Walker:
             return True
         # After the last field, a line that no open list/free-text field takes is the
         # signature or a closing: a single-value field that has its value takes none.
-        return line.kind is _Kind.TEXT and not self._takes_more(line)
+        return line.kind is _Kind.TEXT and not self._takes_more()
 
-    def _takes_more(self, line: _Line) -> bool:
+    def _takes_more(self) -> bool:
         current = self.open
         if current is None:
             return False
