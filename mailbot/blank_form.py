@@ -1,10 +1,39 @@
-"""The blank request form applicants fill in (text version, for the mail body)."""
+"""The blank request form applicants fill in: as text (mail body), CSV (two layouts) and XLSX.
+
+Every version is built from the one label table (:mod:`mailbot.parsers.labels`), so whatever
+mailbot hands out, its parsers read back. ``write_blank_form`` is what ``mailbot form`` and
+the help and error replies call.
+
+Decisions:
+
+* CSV is UTF-8 **with BOM** and CRLF: Japanese Excel (2016 and later) opens it without
+  garbling, and unlike CP932 it can carry any character a name may need (𠮷). The parsers
+  read CP932 too, so "CSV (comma-separated)" re-saved by Excel still works.
+* Vertical layout (``csv``, and the XLSX): a heading row ``項目 | 記入欄 | 記入方法``, then
+  one row per field with the label in column A, the value in column B, and a note in column
+  C. The parsers skip columns headed ``記入方法``, so the notes can stay when it is filled in.
+  More IDs go in the rows below ``廃止する利用者ID`` with column A left empty.
+* Table layout (``csv-table``): one header row of the labels; then one row per user ID, with
+  the other fields in the first row (or repeated identically).
+* XLSX: one sheet ``申込書``, input cells (column B) yellow, bordered and formatted as text
+  so Excel keeps ``0312345678`` and ``00100001`` as typed; ten rows for user IDs and three
+  for user codes; a note in column C and an input message on each input cell.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+from datetime import datetime
+from typing import Any, Final, Literal
+
+from openpyxl import Workbook
+from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+from openpyxl.worksheet.datavalidation import DataValidation
+
 from mailbot.parsers.labels import CANONICAL_LABEL_JA, FIELD_ORDER
 
-# What goes after each label in the blank form: an example or a hint, never a real value.
+# What goes after each label in the blank text form: an example or a hint, never a real value.
 HINTS = {
     "office_code": "（登録連絡先が1事業所だけの場合は省略可）",
     "user_ids": "（例: 1ANACA0A　複数の場合は1行に1つ）",
@@ -19,6 +48,127 @@ HINTS = {
     "remarks": "（任意）",
 }
 
+# The spreadsheet versions' column C: what to write and whether it is required.
+NOTES: Final = {
+    "office_code": "登録されている事業所コード。登録連絡先が1事業所だけの場合は省略できます。",
+    "user_ids": (
+        "必須。廃止する8桁の利用者ID（例: 1ANACA0A）を1セルに1つ。2つ目以降は下の行のB列に"
+        "（A列は空欄）。足りなければ行を挿入してください。"
+    ),
+    "abolish_user_codes": (
+        "任意。利用者コードごと廃止する場合の5桁の利用者コード（例: 1ANAC）。"
+        "そのコードの利用者IDをすべて上の欄に記入してください。"
+    ),
+    "desired_start_date": "必須。例: 2026/12/15（スケジュール表のシステム登録日を推奨）",
+    "reason": "必須。廃止する理由。",
+    "applicant_name": "必須。申込担当者の氏名。",
+    "applicant_phone": "必須。例: 03-1234-5678",
+    "applicant_email": "任意。省略時はこのメールの送信元アドレス。",
+    "manager_name": "必須。管理責任者の氏名。",
+    "manager_email": "必須。登録連絡先のメールアドレス。",
+    "remarks": "任意。",
+}
+
+HEADINGS: Final = ("項目", "記入欄", "記入方法")
+SHEET_TITLE: Final = "申込書"
+# Input rows per field in the XLSX (list fields get several).
+XLSX_ROWS: Final = {"user_ids": 10, "abolish_user_codes": 3}
+XLSX_CONTENT_TYPE: Final = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+BlankFormat = Literal["csv", "csv-table", "xlsx", "text"]
+FORMATS: Final[tuple[BlankFormat, ...]] = ("csv", "csv-table", "xlsx", "text")
+
 
 def blank_form_text() -> str:
     return "\n".join(f"■{CANONICAL_LABEL_JA[name]}：{HINTS[name]}" for name in FIELD_ORDER)
+
+
+def blank_form_csv(layout: Literal["vertical", "table"]) -> bytes:
+    """The blank form as CSV (UTF-8 with BOM, CRLF) in the vertical or the table layout."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    if layout == "table":
+        writer.writerow([CANONICAL_LABEL_JA[name] for name in FIELD_ORDER])
+    else:
+        writer.writerow(HEADINGS)
+        for name in FIELD_ORDER:
+            writer.writerow([CANONICAL_LABEL_JA[name], "", NOTES[name]])
+    return buffer.getvalue().encode("utf-8-sig")
+
+
+# Fixed document properties: the form does not claim to be written at the time it is sent.
+_EPOCH = datetime(2026, 1, 1)
+_INPUT_FILL = PatternFill(fill_type="solid", start_color="FFFFF2CC", end_color="FFFFF2CC")
+_HEAD_FILL = PatternFill(fill_type="solid", start_color="FFD9D9D9", end_color="FFD9D9D9")
+_THIN = Side(style="thin", color="FF999999")
+_BOX = Border(left=_THIN, right=_THIN, top=_THIN, bottom=_THIN)
+_INTRO = (
+    "黄色のセル（B列）に記入し、このファイル（.xlsx）のままメールに添付して送ってください。",
+    "項目名（A列）は変えないでください。C列の記入方法は残したままで構いません。",
+)
+
+
+def blank_form_xlsx() -> bytes:
+    """The blank form as an XLSX workbook (vertical layout; see the module docstring)."""
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = SHEET_TITLE
+    sheet["A1"] = "利用者ID 廃止申込書"
+    sheet["A1"].font = Font(bold=True, size=14)
+    for offset, line in enumerate(_INTRO, start=2):
+        sheet.cell(offset, 1, line)
+    heading_row = len(_INTRO) + 3
+    for column, heading in enumerate(HEADINGS, start=1):
+        cell = sheet.cell(heading_row, column, heading)
+        cell.font = Font(bold=True)
+        cell.fill = _HEAD_FILL
+        cell.border = _BOX
+    row = heading_row + 1
+    for name in FIELD_ORDER:
+        row = _field_rows(sheet, row, name)
+    sheet.column_dimensions["A"].width = 30
+    sheet.column_dimensions["B"].width = 40
+    sheet.column_dimensions["C"].width = 70
+    sheet.freeze_panes = sheet.cell(heading_row + 1, 1)
+    workbook.properties.creator = "mailbot"
+    workbook.properties.created = workbook.properties.modified = _EPOCH
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def _field_rows(sheet: Any, row: int, name: str) -> int:
+    """Write one field's label, input cells and note from ``row``; the next free row."""
+    label = CANONICAL_LABEL_JA[name]
+    cell = sheet.cell(row, 1, label)
+    cell.font = Font(bold=True)
+    cell.border = _BOX
+    note = sheet.cell(row, 3, NOTES[name])
+    note.alignment = Alignment(wrap_text=True, vertical="top")
+    note.font = Font(color="FF595959", size=9)
+    count = XLSX_ROWS.get(name, 1)
+    # An input message: Excel shows it when the cell is selected (入力時メッセージ).
+    prompt = DataValidation(allow_blank=True, showInputMessage=True)
+    prompt.promptTitle = label[:32]
+    prompt.prompt = NOTES[name][:255]
+    sheet.add_data_validation(prompt)
+    for offset in range(count):
+        target = sheet.cell(row + offset, 2)
+        target.fill = _INPUT_FILL
+        target.border = _BOX
+        target.number_format = "@"  # text: keeps leading zeros and dates as typed
+        prompt.add(target)
+    return row + count
+
+
+def write_blank_form(fmt: BlankFormat) -> tuple[str, str, bytes]:
+    """(file name, content type, bytes) of the blank form in ``fmt``, ready to attach."""
+    if fmt == "csv":
+        return "廃止申込書.csv", "text/csv", blank_form_csv("vertical")
+    if fmt == "csv-table":
+        return "廃止申込書_一覧形式.csv", "text/csv", blank_form_csv("table")
+    if fmt == "xlsx":
+        return "廃止申込書.xlsx", XLSX_CONTENT_TYPE, blank_form_xlsx()
+    if fmt == "text":
+        return "廃止申込書.txt", "text/plain", blank_form_text().encode("utf-8")
+    raise ValueError(f"unknown blank form format {fmt!r}; use one of {', '.join(FORMATS)}")

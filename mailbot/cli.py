@@ -7,6 +7,7 @@ Errors from mailbot print as one line without a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -33,10 +34,12 @@ def emit(data: Any, as_json: bool, text: Callable[[Any], str]) -> None:
 
 def runtime(ctx: click.Context) -> Runtime:
     """Settings are read on first use, so ``--help`` works even with a broken configuration."""
-    obj = ctx.find_root().obj
+    root = ctx.find_root()
+    obj = root.obj
     if obj is None:
         obj = Runtime(load_settings())
-        ctx.find_root().obj = obj
+        root.obj = obj
+        root.call_on_close(obj.close)
     assert isinstance(obj, Runtime)
     return obj
 
@@ -272,16 +275,20 @@ def list_command(ctx: click.Context, status_filter: str | None, as_json: bool) -
 def ingest(ctx: click.Context, file: Any, sender: str | None, recipients: tuple[str, ...]) -> None:
     """Store one message from FILE or stdin (for a mail server's pipe). Exit 0 once stored,
     75 (EX_TEMPFAIL) when it could not be stored, so the mail server retries."""
-    from mailbot.gateway.pipe import ingest_stream
+    from mailbot.gateway.pipe import EX_TEMPFAIL, ingest_stream
 
-    rt = runtime(ctx)
-    code = ingest_stream(
-        rt.engine,
-        file,
-        settings=rt.settings,
-        envelope_from=sender,
-        envelope_to=list(recipients) or [rt.settings.intake_address],
-    )
+    try:
+        rt = runtime(ctx)
+        code = ingest_stream(
+            rt.engine,
+            file,
+            settings=rt.settings,
+            envelope_from=sender,
+            envelope_to=list(recipients) or [rt.settings.intake_address],
+        )
+    except Exception as exc:  # a broken set-up must defer the mail, never bounce or lose it
+        click.echo(f"mailbot: cannot store the message, retry later: {exc}", err=True)
+        code = EX_TEMPFAIL
     ctx.exit(code)
 
 
@@ -506,3 +513,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # the boundary: an operator gets one line, not a traceback
+        if os.environ.get("MAILBOT_DEBUG"):
+            raise
+        click.echo(
+            f"mailbot: unexpected error: {type(exc).__name__}: {exc} "
+            "(set MAILBOT_DEBUG=1 to see the traceback)",
+            err=True,
+        )
+        sys.exit(1)

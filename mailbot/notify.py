@@ -116,6 +116,7 @@ def _enqueue_reply(
             dedupe_key=f"inbound:{reply.inbound_id}:{kind}:{reply.to}",
             recipient=reply.to,
             inbound_id=reply.inbound_id,
+            now=now,
         )
         is not None
     )
@@ -250,6 +251,7 @@ def send_receipt_complete(
             recipient=address,
             application_id=application.id,
             inbound_id=application.inbound_id,
+            now=now,
         )
         sent += row is not None
     return sent
@@ -287,6 +289,7 @@ def send_staff_notice(
             dedupe_key=f"application:{application.receipt_no}:staff_new:{member.email}",
             recipient=member.email,
             application_id=application.id,
+            now=now,
         )
         sent += row is not None
     return sent

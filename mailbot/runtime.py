@@ -33,6 +33,10 @@ class Runtime:
         with session_scope(self.engine) as session:
             yield session
 
+    def close(self) -> None:
+        if "engine" in self.__dict__:  # only if a command actually opened the database
+            self.engine.dispose()
+
     def today(self, now: datetime | None = None) -> date:
         """The Japanese calendar date (MAILBOT_TIMEZONE) at ``now`` (default: the clock)."""
         moment = now if now is not None else datetime.now(self.settings.zone)

@@ -11,7 +11,7 @@ from mailbot.normalize import normalise_email
 
 
 def add_staff(session: Session, email: str, name: str = "") -> Staff:
-    address = normalise_email(email)
+    address = normalise_email(email).lower()  # compared case-insensitively, like contacts
     if "@" not in address:
         raise MailbotError(f"{email!r} is not an email address")
     member = session.exec(select(Staff).where(Staff.email == address)).first()
@@ -26,7 +26,7 @@ def add_staff(session: Session, email: str, name: str = "") -> Staff:
 
 
 def remove_staff(session: Session, email: str) -> Staff:
-    address = normalise_email(email)
+    address = normalise_email(email).lower()  # compared case-insensitively, like contacts
     member = session.exec(select(Staff).where(Staff.email == address)).first()
     if member is None or not member.active:
         raise NotFoundError(f"{address} is not an active staff member")

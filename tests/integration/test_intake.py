@@ -211,6 +211,8 @@ def test_every_problem_is_listed_at_once(harness: Harness) -> None:
     for value in ("1ANAC-A0", "2026/02/30", "変更する理由", "申込担当者電話番号", "色"):
         assert value in text, value
     assert "問題があるため" in text
+    japanese = text.split("[English]")[0]
+    assert japanese.count("色") == 1, "each problem is listed once"
 
 
 def test_error_reply_carries_a_blank_form(harness: Harness) -> None:

@@ -1,0 +1,253 @@
+"""Read a request form from an XLSX workbook.
+
+An XLSX is a zip archive of XML, so a hostile one can be small and expand to gigabytes. Before
+openpyxl sees the bytes, the zip's central directory (a few hundred bytes, nothing inflated) is
+checked: member count, declared uncompressed total, and its ratio to the compressed size.
+Python's zipfile stops inflating a member at its declared size (and fails its CRC), so the
+declared sizes bound what openpyxl can ever read. Macro workbooks (.xlsm, or any file holding
+``xl/vbaProject.bin``), the old binary format (.xls, .xlsb) and OLE2 containers (old .xls and
+password-protected workbooks share the D0CF11E0 signature) get the "please save as .xlsx or
+.csv" problem.
+
+The workbook is opened read-only with cached values (``data_only``): a formula's last computed
+value is used, as the applicant saw it. Sheets are read row by row, capped in rows and columns.
+The first sheet whose cells label at least two fields is the form (visible sheets first); its
+rows go through the same layout reader as CSV (:func:`form_from_grid`), with locations such as
+``申込書.xlsx Sheet1!B4``. Dates stored as dates become ISO dates (``2026-12-15``); numbers
+stored as numbers become their digits (``20261215``, not ``20261215.0``).
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator
+from datetime import date, datetime, time
+from pathlib import PurePath
+from typing import Any, Final
+
+from openpyxl import load_workbook
+
+from mailbot.parsers.csv_form import (
+    GridRow,
+    count_labels,
+    form_from_grid,
+    grid_row,
+    too_many_rows,
+)
+from mailbot.parsers.form import RawForm
+from mailbot.problems import Problem
+
+MAX_UNCOMPRESSED_BYTES: Final = 20 * 1024 * 1024  # a filled form is ~30 KB inflated
+MAX_COMPRESSION_RATIO: Final = 100  # XML compresses ~5-20x; bombs 1000x and more
+_RATIO_CHECKED_ABOVE: Final = 1024 * 1024  # small archives cannot be bombs, whatever the ratio
+MAX_MEMBERS: Final = 1_000  # a workbook has a few dozen parts
+MAX_ROWS: Final = 1_000  # filled rows, as for CSV
+MAX_SCAN_ROWS: Final = 65_536  # rows read, empty ones included (formatted empty ranges)
+# Columns read per row: openpyxl pads each row to this width, so it must stay small. Values
+# beyond column IV are not read (no form is that wide).
+MAX_COLUMNS: Final = 256
+
+_OLE2_MAGIC: Final = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ZIP_MAGIC: Final = b"PK\x03\x04"
+_REFUSED_SUFFIXES: Final = {
+    ".xlsm": "マクロ有効ブック（.xlsm）",
+    ".xltm": "マクロ有効テンプレート（.xltm）",
+    ".xls": "旧形式のExcelブック（.xls）",
+    ".xlsb": "Excelバイナリブック（.xlsb）",
+    ".ods": "OpenDocument形式（.ods）",
+}
+
+
+class _Refused(Exception):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.code)
+        self.problem = problem
+
+
+def parse_xlsx(data: bytes, filename: str) -> RawForm:
+    """The request form in an XLSX attachment, with problems; never raises."""
+    try:
+        _check_container(data, filename)
+        return _read_workbook(data, filename)
+    except _Refused as refused:
+        return RawForm(filename, problems=[refused.problem])
+
+
+def _check_container(data: bytes, filename: str) -> None:
+    """Refuse, from the name and the zip directory alone, what must not be opened."""
+    kind = _REFUSED_SUFFIXES.get(PurePath(filename.lower()).suffix)
+    if kind is not None:
+        raise _Refused(_save_as_xlsx(filename, kind))
+    if data.startswith(_OLE2_MAGIC):
+        raise _Refused(_save_as_xlsx(filename, "旧形式（.xls）またはパスワード付きのExcelブック"))
+    if not data.startswith(_ZIP_MAGIC):
+        raise _Refused(_broken(filename))
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError):
+        raise _Refused(_broken(filename)) from None
+    if len(members) > MAX_MEMBERS:
+        raise _Refused(_unsafe(filename, f"{len(members):,}個のファイルを含む"))
+    inflated = sum(member.file_size for member in members)
+    packed = max(sum(member.compress_size for member in members), 1)
+    if inflated > MAX_UNCOMPRESSED_BYTES or (
+        inflated > _RATIO_CHECKED_ABOVE and inflated > packed * MAX_COMPRESSION_RATIO
+    ):
+        raise _Refused(_unsafe(filename, f"展開すると約{_megabytes(inflated)}になる"))
+    names = {member.filename.lower() for member in members}
+    if any(name.endswith("vbaproject.bin") for name in names):
+        raise _Refused(_save_as_xlsx(filename, "マクロを含むブック"))
+    if any(member.flag_bits & 0x1 for member in members):
+        raise _Refused(_save_as_xlsx(filename, "パスワード付きのファイル"))
+
+
+def _read_workbook(data: bytes, filename: str) -> RawForm:
+    try:
+        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True, keep_links=False)
+    except Exception:  # openpyxl raises a dozen types on damaged input; all mean the same
+        raise _Refused(_broken(filename)) from None
+    try:
+        sheets = list(workbook.worksheets)
+        # Hidden sheets (lookup lists, old copies) only when no visible sheet holds the form.
+        sheets.sort(key=lambda sheet: getattr(sheet, "sheet_state", "visible") != "visible")
+        for sheet in sheets:
+            rows = _sheet_rows(sheet, filename)
+            if count_labels(rows) >= 2:
+                prefix = f"{filename} {_sheet_ref(str(sheet.title))}!"
+                return form_from_grid(rows, source=filename, cell_prefix=prefix)
+    except _Refused:
+        raise
+    except Exception:  # a sheet's XML may be damaged where the directory was not
+        raise _Refused(_broken(filename)) from None
+    finally:
+        workbook.close()
+    return RawForm(filename, problems=[_no_form_sheet(filename)])
+
+
+def _sheet_rows(sheet: Any, filename: str) -> list[GridRow]:
+    rows: list[GridRow] = []
+    for number, values in _numbered(sheet):
+        if number > MAX_SCAN_ROWS:
+            raise _Refused(too_many_rows(filename, MAX_SCAN_ROWS))
+        row = grid_row(number, (cell_text(value) for value in values))
+        if row is None:
+            continue
+        if len(rows) >= MAX_ROWS:
+            raise _Refused(too_many_rows(filename, MAX_ROWS))
+        rows.append(row)
+    return rows
+
+
+def _numbered(sheet: Any) -> Iterator[tuple[int, tuple[object, ...]]]:
+    # max_row one past the cap: reaching it is the signal; openpyxl stops parsing there.
+    values = sheet.iter_rows(max_row=MAX_SCAN_ROWS + 1, max_col=MAX_COLUMNS, values_only=True)
+    yield from enumerate(values, start=1)
+
+
+def cell_text(value: object) -> str:
+    """A cell's value as the text a person would read in it."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == time(0) else value.isoformat(" ")
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # Excel stores every number as a float: 20261215.0 → 20261215
+    return str(value)
+
+
+def _sheet_ref(title: str) -> str:
+    """A sheet name as Excel writes it in a reference: quoted when it has spaces or marks."""
+    plain = all(char.isalnum() or char == "_" for char in title)
+    return title if plain else "'" + title.replace("'", "''") + "'"
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):,.0f} MB"
+
+
+# --- problems -------------------------------------------------------------------------------
+
+
+def _save_as_xlsx(filename: str, kind: str) -> Problem:
+    return Problem(
+        code="file.format_refused",
+        field=None,
+        value=filename,
+        message_ja=(
+            f"「{filename}」は{kind}のため読み取れません。Excelで開き（パスワードがあれば解除し）、"
+            "「名前を付けて保存」で「Excel ブック（*.xlsx）」または「CSV UTF-8（コンマ区切り）"
+            "（*.csv）」を選んで保存し直し、添付して送り直してください。"
+        ),
+        message_en=(
+            f'"{filename}" cannot be read (macro-enabled, old .xls, binary or password-protected '
+            'workbook). Open it in Excel (remove any password), "Save As" "Excel Workbook '
+            '(*.xlsx)" or "CSV UTF-8 (Comma delimited) (*.csv)", and attach that file.'
+        ),
+        location=filename,
+    )
+
+
+def _broken(filename: str) -> Problem:
+    return Problem(
+        code="file.broken",
+        field=None,
+        value=filename,
+        message_ja=(
+            f"「{filename}」をExcelブック（.xlsx）として開けません。ファイルが壊れているか、"
+            "別の形式のファイルです。Excelで開けることを確かめ、.xlsx または .csv で保存し直して"
+            "送ってください。"
+        ),
+        message_en=(
+            f'"{filename}" cannot be opened as an Excel workbook (.xlsx): it is damaged or of '
+            "another format. Check that Excel opens it, save it as .xlsx or .csv, and send it "
+            "again."
+        ),
+        location=filename,
+    )
+
+
+def _unsafe(filename: str, what: str) -> Problem:
+    limit = _megabytes(MAX_UNCOMPRESSED_BYTES)
+    return Problem(
+        code="file.unsafe_archive",
+        field=None,
+        value=filename,
+        message_ja=(
+            f"「{filename}」は{what}ため、安全のため開かずに処理を中止しました（展開後の上限 "
+            f"{limit}）。申込書のシートだけを新しいブックにコピーし、.xlsx または .csv で保存して"
+            "送り直してください。"
+        ),
+        message_en=(
+            f'"{filename}" was not opened: its archive is out of proportion (limit {limit} '
+            "uncompressed). Copy the form sheet into a new workbook, save it as .xlsx or .csv, "
+            "and send it again."
+        ),
+        location=filename,
+    )
+
+
+def _no_form_sheet(filename: str) -> Problem:
+    return Problem(
+        code="file.no_form",
+        field=None,
+        value=filename,
+        message_ja=(
+            f"「{filename}」のどのシートにも申込書の項目名が見つかりません。A列に項目名、B列に値を"
+            "書くか、1行目に項目名を並べて2行目以降に値を書いてください。返信に添付した申込書の"
+            "様式もご利用いただけます。"
+        ),
+        message_en=(
+            f'No sheet of "{filename}" holds the labels of the request form. Put the labels in '
+            "column A and the values in column B, or the labels in the first row and the values "
+            "below. The blank form attached to our reply has the layout."
+        ),
+        location=filename,
+    )
