@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 export MAILBOT_HOME ?= $(CURDIR)/var
 
-.PHONY: run test install lint typecheck pytest bench clean demo
+.PHONY: run test install lint typecheck pytest bench clean system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,16 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+# Debian packages the integration tests talk to for real (we are root on CI and dev machines).
+DEBIAN_PACKAGES := dovecot-imapd
+system-deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+pytest: install system-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest

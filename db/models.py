@@ -155,6 +155,9 @@ class Application(SQLModel, table=True):
     shared_codes_pending: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False)
     )
+    decided_by: str | None = Field(default=None, max_length=320)
+    decided_at: datetime | None = None
+    decision_reason: str | None = None  # the rejection's or withdrawal's reason
     updated_at: datetime = Field(default_factory=utcnow)
 
 
@@ -227,6 +230,7 @@ class Token(SQLModel, table=True):
     purpose: str = Field(max_length=32)
     application_id: int | None = Field(default=None, foreign_key="application.id", index=True)
     staff_id: int | None = Field(default=None, foreign_key="staff.id")
+    recipient: str | None = Field(default=None, max_length=320)  # who it was mailed to
     version: int = 1
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime

@@ -1,7 +1,8 @@
 """mailbot's own addresses: the intake address and the reply addresses it hands out.
 
-A reply address is the intake local part plus a tag (``apply+r260001a@domain`` for the
-applicant's replies about an application, ``apply+t<token>@domain`` for staff review tokens),
+A reply address is the intake local part plus a tag (``apply+a<token>@domain`` for the
+applicant's and manager's replies, ``apply+t<token>@domain`` for staff review tokens,
+``apply+bounce@domain`` for delivery reports),
 so one mailbox or one MX serves them all. Anything else is not ours, and the gateway answers
 550: mailbot is never an open relay.
 """
@@ -40,8 +41,3 @@ def reply_tag(address: str) -> str | None:
 def tagged_address(settings: Settings, tag: str) -> str:
     local, domain = split_address(settings.intake_address)
     return f"{local}{TAG_SEPARATOR}{tag}@{domain}"
-
-
-def application_reply_address(settings: Settings, receipt_no: str) -> str:
-    """Where the applicant's replies about one application go (a reply address per application)."""
-    return tagged_address(settings, "r" + receipt_no.lower())

@@ -266,6 +266,48 @@ def list_command(ctx: click.Context, status_filter: str | None, as_json: bool) -
     )
 
 
+@cli.command()
+@click.argument("receipt_no")
+@click.option("--by", "by", required=True, help="The deciding staff member's address.")
+@click.option(
+    "--start-date", default=None, help="Confirmed start date (default: the proposed one)."
+)
+@click.pass_context
+def approve(ctx: click.Context, receipt_no: str, by: str, start_date: str | None) -> None:
+    """Approve an application under review (same rules and audit as a reply by mail)."""
+    from mailbot.decisions import Action, Decision
+
+    _decide(ctx, receipt_no, by, Decision(Action.APPROVE, start_date_text=start_date))
+
+
+@cli.command()
+@click.argument("receipt_no")
+@click.option("--by", "by", required=True, help="The deciding staff member's address.")
+@click.option("--reason", required=True, help="Told to the applicant.")
+@click.pass_context
+def reject(ctx: click.Context, receipt_no: str, by: str, reason: str) -> None:
+    """Reject an application under review, with the reason the applicant will read."""
+    from mailbot.decisions import Action, Decision
+
+    _decide(ctx, receipt_no, by, Decision(Action.REJECT, reason=reason))
+
+
+def _decide(ctx: click.Context, receipt_no: str, by: str, decision: Any) -> None:
+    from datetime import UTC, datetime
+
+    from mailbot.applications import find_application
+    from mailbot.review import ReviewContext, decide
+    from mailbot.staff import find_staff
+
+    rt = runtime(ctx)
+    review = ReviewContext(settings=rt.settings, calendar=rt.calendar, now=datetime.now(UTC))
+    with rt.session() as session:
+        application = find_application(session, receipt_no)
+        result = decide(session, review, application, find_staff(session, by), decision, via="cli")
+        status = application.status
+    click.echo(f"{application.receipt_no}: {result} (status {status})")
+
+
 # --- inbound -----------------------------------------------------------------------------------
 @cli.command()
 @click.argument("file", default="-", type=click.File("rb"))

@@ -109,6 +109,19 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = Field(default=8, ge=1)
     outbox_backoff_seconds: float = Field(default=30.0, gt=0)
     worker_poll_seconds: float = Field(default=1.0, gt=0)
+    # Review by reply
+    review_token_days: float = Field(default=14.0, gt=0)
+    link_token_days: float = Field(default=90.0, gt=0)
+    approvals_required: int = Field(default=1, ge=1, le=5)
+    trusted_authserv_id: str = ""
+    # IMAP intake (off unless imap_url is set): imaps://user@host:993/INBOX
+    imap_url: str = ""
+    imap_password: SecretStr | None = None
+    imap_password_file: Path | None = None
+    imap_processed_folder: str = "mailbot-processed"
+    imap_after_store: str = Field(default="move", pattern="^(move|flag)$")
+    imap_rescan_seconds: float = Field(default=60.0, gt=0)
+    imap_idle_seconds: float = Field(default=25 * 60, gt=0, le=29 * 60)
 
     @classmethod
     def settings_customise_sources(

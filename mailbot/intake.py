@@ -22,18 +22,25 @@ from mailbot.config import Settings
 from mailbot.draft import RequestDraft, build_draft
 from mailbot.mime import ParsedMail, parse_mail
 from mailbot.notify import (
+    APPLICANT_TAG,
     Reply,
     send_help,
     send_problems,
     send_receipt_complete,
     send_refusal,
-    send_staff_notice,
+    status_url,
 )
 from mailbot.outbox import mark_bounced
 from mailbot.parsers.body import parse_body
-from mailbot.rules import NOT_AUTHORIZED, OfficeInfo, Plan, evaluate
+from mailbot.review import (
+    REVIEW_TAG,
+    ReviewContext,
+    handle_applicant_reply,
+    handle_review_reply,
+    send_review_requests,
+)
+from mailbot.rules import NOT_AUTHORIZED, Plan, RegistryView, evaluate
 from mailbot.schedule_table import registration_dates
-from mailbot.staff import active_staff
 
 # Outcomes, stored as the inbound message's ``kind``.
 BOUNCE = "bounce"
@@ -72,7 +79,7 @@ def process_message(
     if kind is Kind.OTHER:
         return IGNORED  # e.g. our own mail looping back: answering could start a loop
     if kind is Kind.REPLY or _sent_to_reply_address(inbound, ctx.settings):
-        return _follow_up(session, inbound, mail, now)
+        return _reply(session, inbound, mail, ctx, now)
     sender = mail.from_address
     if not sender:
         return UNREADABLE  # nobody to answer; the raw bytes stay for an operator
@@ -95,8 +102,17 @@ def _sent_to_reply_address(inbound: InboundMessage, settings: Settings) -> bool:
     )
 
 
-def _follow_up(session: Session, inbound: InboundMessage, mail: ParsedMail, now: datetime) -> str:
-    """A reply to one of mailbot's reply addresses: recorded for staff, never auto-answered."""
+def _reply(
+    session: Session, inbound: InboundMessage, mail: ParsedMail, ctx: IntakeContext, now: datetime
+) -> str:
+    """A reply to one of mailbot's reply addresses: the tag says whose token it carries."""
+    review = ReviewContext(settings=ctx.settings, calendar=ctx.calendar, now=now)
+    for address in inbound.envelope_to:
+        tag = reply_tag(address) if is_own_address(address, ctx.settings) else None
+        if tag and tag.startswith(REVIEW_TAG):
+            return handle_review_reply(session, review, inbound, mail, tag[len(REVIEW_TAG) :])
+        if tag and tag.startswith(APPLICANT_TAG):
+            return handle_applicant_reply(session, review, inbound, mail, tag[len(APPLICANT_TAG) :])
     session.add(
         AuditEvent(
             at=now,
@@ -146,7 +162,7 @@ def _request(
         ctx.settings.lead_business_days,
     )
     if isinstance(outcome, Plan):
-        return _accept(session, inbound, mail, outcome, view.offices[outcome.office_code], ctx, now)
+        return _accept(session, inbound, mail, outcome, view, ctx, now)
     if any(problem.code == NOT_AUTHORIZED.code for problem in outcome):
         send_refusal(session, ctx.settings, reply, now=now)
         return REFUSED
@@ -162,10 +178,11 @@ def _accept(
     inbound: InboundMessage,
     mail: ParsedMail,
     plan: Plan,
-    office: OfficeInfo,
+    view: RegistryView,
     ctx: IntakeContext,
     now: datetime,
 ) -> str:
+    """Number it, and in the same transaction queue the receipt notice and review requests."""
     received_on = now.astimezone(ctx.settings.zone).date()
     application = create_application(
         session,
@@ -175,8 +192,14 @@ def _accept(
         received_on=received_on,
         now=now,
     )
-    send_receipt_complete(session, ctx.settings, application, plan, office, mail, now=now)
-    send_staff_notice(
-        session, ctx.settings, application, plan, office, active_staff(session), now=now
+    send_receipt_complete(
+        session,
+        ctx.settings,
+        application,
+        mail,
+        review_answer_from=plan.review_answer_from,
+        status_url=status_url(ctx.settings, application.receipt_no, now),
+        now=now,
     )
+    send_review_requests(session, ctx.settings, application, view=view, now=now)
     return ACCEPTED

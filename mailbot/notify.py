@@ -2,37 +2,46 @@
 
 Every notice is rendered once, here; the outbox then delivers the stored bytes, so a retry
 sends exactly what was decided at the time. Dedupe keys name the cause (inbound message or
-application), the kind and the recipient, so processing the same cause twice can never mail
-anyone twice.
+application event), the kind and the recipient, so processing the same cause twice can never
+mail anyone twice. Automatic replies to a sender (problems, refusals, help, short answers) are
+capped per address per day; notices about real applications are not.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from db.models import Application, Staff
-from mailbot.addresses import application_reply_address
+from db.models import Application, ApplicationItem, Office
+from mailbot.addresses import tagged_address
+from mailbot.applications import STATUS_JA
 from mailbot.blank_form import blank_form_text
-from mailbot.compose import compose
+from mailbot.compose import AUTO_REPLIED, Attachment, compose
 from mailbot.config import Settings
 from mailbot.mime import ParsedMail
 from mailbot.normalize import network_of
 from mailbot.outbox import enqueue, take_autoreply_allowance
 from mailbot.problems import Problem
-from mailbot.rules import OfficeInfo, Plan
+from mailbot.tokens import Purpose, issue_reply_token, link_token
 
 WEEKDAYS_JA = "月火水木金土日"
 BLANK_FORM_FILENAME = "廃止申込書.txt"
+APPLICANT_TAG = "a"  # apply+a<token>@domain: the applicant's or manager's replies
 
 
 def ja_date(day: date) -> str:
     return f"{day.year}年{day.month}月{day.day}日（{WEEKDAYS_JA[day.weekday()]}）"
+
+
+def ja_date_plain(day: date) -> str:
+    """The guide's 申込受付年月日 form: 2018年11月01日."""
+    return f"{day.year}年{day.month:02d}月{day.day:02d}日"
 
 
 def network_ja(user_id: str) -> str:
@@ -49,12 +58,69 @@ def environment() -> Environment:
         trim_blocks=True,
     )
     env.filters["ja_date"] = ja_date
+    env.filters["ja_date_plain"] = ja_date_plain
     env.filters["network_ja"] = network_ja
     return env
 
 
 def render(template: str, **context: Any) -> str:
     return environment().get_template(template).render(**context)
+
+
+def references_of(mail: ParsedMail) -> list[str]:
+    refs = list(mail.references)
+    if mail.message_id:
+        refs.append(mail.message_id)
+    return refs
+
+
+def queue_mail(
+    session: Session,
+    settings: Settings,
+    *,
+    to: str,
+    subject: str,
+    body: str,
+    kind: str,
+    dedupe_key: str,
+    now: datetime,
+    to_name: str | None = None,
+    application_id: int | None = None,
+    inbound_id: int | None = None,
+    reply_to: str | None = None,
+    answering: ParsedMail | None = None,
+    attachments: Sequence[Attachment] = (),
+    auto_submitted: str = AUTO_REPLIED,
+) -> bool:
+    """Compose one message and put it in the outbox; False when the dedupe key was used."""
+    composed = compose(
+        settings,
+        to=to,
+        to_name=to_name,
+        subject=subject,
+        body=body,
+        kind=kind,
+        in_reply_to=answering.message_id if answering else None,
+        references=references_of(answering) if answering else (),
+        reply_to=reply_to,
+        attachments=attachments,
+        auto_submitted=auto_submitted,
+        now=now,
+    )
+    row = enqueue(
+        session,
+        composed,
+        kind=kind,
+        dedupe_key=dedupe_key,
+        recipient=to,
+        application_id=application_id,
+        inbound_id=inbound_id,
+        now=now,
+    )
+    return row is not None
+
+
+# --- automatic replies to a sender (capped) -----------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -66,18 +132,7 @@ class Reply:
     to: str
 
 
-def _subject(settings: Settings, text: str) -> str:
-    return text  # compose() puts settings.subject_prefix in front
-
-
-def _references(mail: ParsedMail) -> list[str]:
-    refs = list(mail.references)
-    if mail.message_id:
-        refs.append(mail.message_id)
-    return refs
-
-
-def _enqueue_reply(
+def send_reply(
     session: Session,
     settings: Settings,
     reply: Reply,
@@ -86,9 +141,9 @@ def _enqueue_reply(
     subject: str,
     body: str,
     now: datetime,
-    attach_form: bool,
+    attach_form: bool = False,
 ) -> bool:
-    """An error, help or refusal reply: capped per address per day so robots cannot loop."""
+    """An error, help, refusal or short answer: at most AUTOREPLY_PER_DAY per address a day."""
     if not take_autoreply_allowance(session, reply.to, now.date(), settings.autoreply_per_day):
         return False
     attachments = (
@@ -96,29 +151,18 @@ def _enqueue_reply(
         if attach_form
         else []
     )
-    composed = compose(
+    return queue_mail(
+        session,
         settings,
         to=reply.to,
-        to_name=None,
         subject=subject,
         body=body,
         kind=kind,
-        in_reply_to=reply.mail.message_id,
-        references=_references(reply.mail),
+        dedupe_key=f"inbound:{reply.inbound_id}:{kind}:{reply.to}",
+        inbound_id=reply.inbound_id,
+        answering=reply.mail,
         attachments=attachments,
         now=now,
-    )
-    return (
-        enqueue(
-            session,
-            composed,
-            kind=kind,
-            dedupe_key=f"inbound:{reply.inbound_id}:{kind}:{reply.to}",
-            recipient=reply.to,
-            inbound_id=reply.inbound_id,
-            now=now,
-        )
-        is not None
     )
 
 
@@ -129,7 +173,7 @@ def send_problems(
     problems: list[Problem],
     *,
     name: str | None,
-    office: OfficeInfo | None,
+    office: Any,
     now: datetime,
 ) -> bool:
     body = render(
@@ -140,13 +184,12 @@ def send_problems(
         office=office,
         blank_form=blank_form_text(),
     )
-    subject = _subject(settings, "利用者ID廃止申込を受け付けできませんでした（要修正）")
-    return _enqueue_reply(
+    return send_reply(
         session,
         settings,
         reply,
         kind="request_problems",
-        subject=subject,
+        subject="利用者ID廃止申込を受け付けできませんでした（要修正）",
         body=body,
         now=now,
         attach_form=True,
@@ -155,17 +198,14 @@ def send_problems(
 
 def send_refusal(session: Session, settings: Settings, reply: Reply, *, now: datetime) -> bool:
     """The neutral refusal: one text for every outsider, whatever they named."""
-    body = render("refusal.txt.j2", organisation=settings.organisation)
-    subject = _subject(settings, "お申込みを受け付けできませんでした")
-    return _enqueue_reply(
+    return send_reply(
         session,
         settings,
         reply,
         kind="refusal",
-        subject=subject,
-        body=body,
+        subject="お申込みを受け付けできませんでした",
+        body=render("refusal.txt.j2", organisation=settings.organisation),
         now=now,
-        attach_form=False,
     )
 
 
@@ -177,119 +217,152 @@ def send_help(session: Session, settings: Settings, reply: Reply, *, now: dateti
         lead_business_days=settings.lead_business_days,
         blank_form=blank_form_text(),
     )
-    subject = _subject(settings, "利用者IDの廃止申込の方法")
-    return _enqueue_reply(
+    return send_reply(
         session,
         settings,
         reply,
         kind="help",
-        subject=subject,
+        subject="利用者IDの廃止申込の方法",
         body=body,
         now=now,
         attach_form=True,
     )
 
 
-def plan_context(application: Application, plan: Plan, office: OfficeInfo) -> dict[str, Any]:
+# --- notices about an application (not capped) ---------------------------------------------------
+
+
+def application_context(session: Session, application: Application) -> dict[str, Any]:
+    """Everything the application templates show, read back from the database."""
+    items = session.exec(
+        select(ApplicationItem)
+        .where(ApplicationItem.application_id == application.id)
+        .order_by(col(ApplicationItem.id))
+    ).all()
+    pending = {code: tuple(offices) for code, offices in application.shared_codes_pending.items()}
     return {
+        "application": application,
         "receipt_no": application.receipt_no,
         "received_on": application.received_on,
-        "office": office,
-        "user_ids": plan.user_ids,
-        "codes_abolished": plan.codes_abolished,
-        "shared_codes_pending": dict(plan.shared_codes_pending),
-        "desired_start_date": plan.desired_start_date,
-        "proposed_start_date": plan.proposed_start_date,
-        "start_date_differs": plan.start_date_differs,
-        "review_answer_from": plan.review_answer_from,
-        "applicant_name": plan.applicant_name,
-        "applicant_email": plan.applicant_email,
-        "applicant_phone": plan.applicant_phone,
-        "manager_name": plan.manager_name,
-        "manager_email": plan.manager_email,
-        "reason": plan.reason,
-        "remarks": plan.remarks,
+        "status_ja": STATUS_JA.get(application.status, application.status),
+        "office": office_view(session.get(Office, application.office_code)),
+        "user_ids": [i.key for i in items if i.kind == "user_id"],
+        "codes_abolished": [i.key for i in items if i.kind == "user_code" and i.key not in pending],
+        "shared_codes_pending": pending,
+        "desired_start_date": application.desired_start_date,
+        "proposed_start_date": application.proposed_start_date,
+        "start_date": application.start_date,
+        "start_date_differs": application.proposed_start_date != application.desired_start_date,
+        "applicant_name": application.applicant_name,
+        "applicant_email": application.applicant_email,
+        "applicant_phone": application.applicant_phone,
+        "manager_name": application.manager_name,
+        "manager_email": application.manager_email,
+        "reason": application.reason,
+        "remarks": application.remarks,
     }
+
+
+def office_view(office: Office | None) -> dict[str, str] | None:
+    """The office as the templates name its parts (same keys as rules.OfficeInfo)."""
+    if office is None:
+        return None
+    return {
+        "code": office.code,
+        "company": office.company,
+        "office": office.office_name,
+        "department": office.department,
+    }
+
+
+def status_url(settings: Settings, receipt_no: str, now: datetime) -> str:
+    """The link in every notice: the application's page, with a token for this receipt only."""
+    expires = now + timedelta(days=settings.link_token_days)
+    return (
+        f"{settings.base_url}/a/{receipt_no}?t={link_token(settings.secret(), receipt_no, expires)}"
+    )
+
+
+def addressees(application: Application) -> dict[str, str]:
+    """Applicant and manager (rule 7), each once even when they share an address."""
+    return {
+        application.applicant_email: application.applicant_name,
+        application.manager_email: application.manager_name,
+    }
+
+
+def send_to_applicants(
+    session: Session,
+    settings: Settings,
+    application: Application,
+    *,
+    template: str,
+    kind: str,
+    subject: str,
+    event: str,
+    now: datetime,
+    answering: ParsedMail | None = None,
+    **extra: Any,
+) -> int:
+    """One copy of a notice each to the applicant and the manager, addressed 〇〇 様.
+
+    Each copy's Reply-To carries a token for that recipient, so a reply (a withdrawal, say)
+    is bound to this application and to the person it was mailed to.
+    """
+    assert application.id is not None
+    context = {**application_context(session, application), **extra}
+    context["organisation"] = settings.organisation
+    sent = 0
+    for address, name in addressees(application).items():
+        token = issue_reply_token(
+            session,
+            settings.secret(),
+            purpose=Purpose.APPLICANT,
+            application_id=application.id,
+            version=application.version,
+            recipient=address,
+            now=now,
+            lifetime=timedelta(days=settings.link_token_days),
+        )
+        sent += queue_mail(
+            session,
+            settings,
+            to=address,
+            to_name=f"{name} 様",
+            subject=subject,
+            body=render(template, name=name, **context),
+            kind=kind,
+            dedupe_key=f"application:{application.receipt_no}:{event}:{address}",
+            application_id=application.id,
+            inbound_id=application.inbound_id,
+            reply_to=tagged_address(settings, APPLICANT_TAG + token),
+            answering=answering,
+            now=now,
+        )
+    return sent
 
 
 def send_receipt_complete(
     session: Session,
     settings: Settings,
     application: Application,
-    plan: Plan,
-    office: OfficeInfo,
     mail: ParsedMail,
     *,
+    review_answer_from: date,
+    status_url: str,
     now: datetime,
 ) -> int:
-    """The receipt-complete notice, one copy each to the applicant and the manager (rule 7)."""
-    context = plan_context(application, plan, office)
-    subject = _subject(settings, f"利用申込受付完了のお知らせ（{application.receipt_no}）")
-    recipients = {plan.applicant_email: plan.applicant_name, plan.manager_email: plan.manager_name}
-    sent = 0
-    for address, name in recipients.items():
-        body = render(
-            "receipt_complete.txt.j2", organisation=settings.organisation, name=name, **context
-        )
-        composed = compose(
-            settings,
-            to=address,
-            to_name=f"{name} 様",
-            subject=subject,
-            body=body,
-            kind="receipt_complete",
-            in_reply_to=mail.message_id,
-            references=_references(mail),
-            reply_to=application_reply_address(settings, application.receipt_no),
-            now=now,
-        )
-        row = enqueue(
-            session,
-            composed,
-            kind="receipt_complete",
-            dedupe_key=f"application:{application.receipt_no}:receipt_complete:{address}",
-            recipient=address,
-            application_id=application.id,
-            inbound_id=application.inbound_id,
-            now=now,
-        )
-        sent += row is not None
-    return sent
-
-
-def send_staff_notice(
-    session: Session,
-    settings: Settings,
-    application: Application,
-    plan: Plan,
-    office: OfficeInfo,
-    staff: list[Staff],
-    *,
-    now: datetime,
-) -> int:
-    context = plan_context(application, plan, office)
-    subject = _subject(settings, f"新しい廃止申込があります（{application.receipt_no}）")
-    sent = 0
-    for member in staff:
-        body = render("staff_new_application.txt.j2", staff_name=member.name, **context)
-        composed = compose(
-            settings,
-            to=member.email,
-            to_name=member.name or None,
-            subject=subject,
-            body=body,
-            kind="staff_new_application",
-            auto_submitted="auto-generated",
-            now=now,
-        )
-        row = enqueue(
-            session,
-            composed,
-            kind="staff_new_application",
-            dedupe_key=f"application:{application.receipt_no}:staff_new:{member.email}",
-            recipient=member.email,
-            application_id=application.id,
-            now=now,
-        )
-        sent += row is not None
-    return sent
+    """The receipt-complete notice (受付完了メール), at once, to applicant and manager."""
+    return send_to_applicants(
+        session,
+        settings,
+        application,
+        template="receipt_complete.txt.j2",
+        kind="receipt_complete",
+        subject=f"利用申込受付完了のお知らせ（{application.receipt_no}）",
+        event="receipt_complete",
+        answering=mail,
+        review_answer_from=review_answer_from,
+        status_url=status_url,
+        now=now,
+    )

@@ -44,3 +44,12 @@ def list_staff(session: Session, *, include_inactive: bool = False) -> list[Staf
 
 def active_staff(session: Session) -> list[Staff]:
     return list_staff(session)
+
+
+def find_staff(session: Session, email: str) -> Staff:
+    """An active staff member by address; refusing anyone else (the CLI's ``--by``)."""
+    address = normalise_email(email).lower()
+    member = session.exec(select(Staff).where(Staff.email == address)).first()
+    if member is None or not member.active:
+        raise NotFoundError(f"{address} is not an active staff member (see: mailbot staff list)")
+    return member

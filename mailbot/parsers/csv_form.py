@@ -61,6 +61,17 @@ MAX_RECORDS: Final = 65_536
 MAX_TEXT_CHARS: Final = 2_000_000
 # Longer cells are never labels: saves matching every long value against the label table.
 _MAX_LABEL_CELL: Final = 80
+# Cells that are never labels, told apart cheaply because a form is mostly made of them: digits
+# with date/phone punctuation, and IDs or codes (ASCII letters with a digit after a letter).
+# No label has a digit: the only digits a label cell carries are leading numbering ("1.") or
+# notes in brackets, and neither leaves such a string.
+_NEVER_LABEL: Final = re.compile(r"[0-9][0-9\-/.: ]*|[0-9]*[A-Za-z][0-9A-Za-z]*[0-9][0-9A-Za-z]*")
+
+
+def may_be_label(text: str) -> bool:
+    """False for cells that cannot be labels (empty, long, a number, an ID); else ask
+    :func:`match_label`."""
+    return bool(text) and len(text) <= _MAX_LABEL_CELL and not _NEVER_LABEL.fullmatch(text)
 
 _SNIFF_BYTES: Final = 64 * 1024
 _CHUNK_CHARS: Final = 64 * 1024
@@ -135,11 +146,9 @@ class _TooLarge(Exception):
     """More text than MAX_TEXT_CHARS."""
 
 
-# A line and its ending. A CR at the very end of the buffer may be half of a CRLF split
-# between two chunks, so it waits for the next chunk. Only CR and LF end lines: csv ends a
-# record at the end of each string it is given, so splitting on U+2028 (as str.splitlines
-# does) would cut records.
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r(?!\Z)|\n)")
+# A line and its ending. Only CR and LF end lines: csv ends a record at the end of each string
+# it is given, so splitting on U+2028 (as str.splitlines does) would cut records.
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
 
 
 def _lines(stream: io.TextIOBase, first: str) -> Iterator[str]:
@@ -151,11 +160,13 @@ def _lines(stream: io.TextIOBase, first: str) -> Iterator[str]:
         if total > MAX_TEXT_CHARS:
             raise _TooLarge
         pending += chunk
-        end = 0
-        for match in _LINE.finditer(pending):
-            yield match.group(0)
-            end = match.end()
-        pending = pending[end:]
+        # Up to the last line ending; a CR at the very end may be half of a CRLF split between
+        # two chunks, so it waits. Matching only text that ends with a line ending keeps the
+        # regex linear: a long line without one is never scanned over and over.
+        end = max(pending.rfind("\n"), pending.rfind("\r", 0, len(pending) - 1)) + 1
+        if end:
+            yield from (match.group(0) for match in _LINE.finditer(pending, 0, end))
+            pending = pending[end:]
         chunk = stream.read(_CHUNK_CHARS)
     if pending:
         yield pending
@@ -351,8 +362,7 @@ class _GridReader:
         key = (row.number, column)
         if key not in self._labels:
             text = row.cells[column] if column < len(row.cells) else ""
-            usable = text and len(text) <= _MAX_LABEL_CELL
-            self._labels[key] = match_label(text) if usable else None
+            self._labels[key] = match_label(text) if may_be_label(text) else None
         return self._labels[key]
 
     def report(self, row: int, column: int, problem: Problem) -> None:
@@ -556,7 +566,7 @@ def count_labels(rows: Iterable[GridRow], enough: int = 2) -> int:
     names: set[str] = set()
     for row in rows:
         for text in row.cells:
-            if text and len(text) <= _MAX_LABEL_CELL and (name := match_label(text)):
+            if may_be_label(text) and (name := match_label(text)):
                 names.add(name)
                 if len(names) >= enough:
                     return len(names)

@@ -142,8 +142,15 @@ def _sheet_rows(sheet: Any, filename: str) -> list[GridRow]:
 
 def _numbered(sheet: Any) -> Iterator[tuple[int, tuple[object, ...]]]:
     # max_row one past the cap: reaching it is the signal; openpyxl stops parsing there.
-    values = sheet.iter_rows(max_row=MAX_SCAN_ROWS + 1, max_col=MAX_COLUMNS, values_only=True)
+    # openpyxl pads every row to max_col, so it is the sheet's own width (its dimension
+    # record, which openpyxl trusts too) when that is narrower than the cap.
+    width = min(_positive(sheet.max_column) or MAX_COLUMNS, MAX_COLUMNS)
+    values = sheet.iter_rows(max_row=MAX_SCAN_ROWS + 1, max_col=width, values_only=True)
     yield from enumerate(values, start=1)
+
+
+def _positive(value: object) -> int | None:
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def cell_text(value: object) -> str:

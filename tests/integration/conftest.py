@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -9,6 +10,8 @@ from sqlalchemy import Engine
 from mailbot.config import load_settings
 from tests.support.harness import Harness, start_harness
 from tests.support.loop import LoopThread
+
+HarnessFactory = Callable[..., Harness]
 
 
 @pytest.fixture
@@ -19,14 +22,28 @@ def loop_thread() -> Iterator[LoopThread]:
 
 
 @pytest.fixture
-def harness(
+def harness_factory(
     engine: Engine, database_url: str, tmp_path: Path, loop_thread: LoopThread
-) -> Iterator[Harness]:
-    settings = load_settings(
-        home=tmp_path / "home",
-        database_url=database_url,
-        max_message_bytes=256 * 1024,
-    )
-    running = start_harness(engine, settings, loop_thread)
-    yield running
-    loop_thread.run(running.gateway.stop(grace=5))
+) -> Iterator[HarnessFactory]:
+    """Start mailbot in-process with settings overridden (one per test)."""
+    started: list[Harness] = []
+
+    def start(**overrides: Any) -> Harness:
+        settings = load_settings(
+            home=tmp_path / "home",
+            database_url=database_url,
+            max_message_bytes=256 * 1024,
+            **overrides,
+        )
+        running = start_harness(engine, settings, loop_thread)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        loop_thread.run(running.gateway.stop(grace=5))
+
+
+@pytest.fixture
+def harness(harness_factory: HarnessFactory) -> Harness:
+    return harness_factory()

@@ -6,6 +6,7 @@ came out of the Maildir, on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
@@ -57,19 +58,23 @@ def test_valid_request_gets_receipt_notice_to_applicant_and_manager(harness: Har
         assert expected in text, expected
     assert applicant["Auto-Submitted"] == "auto-replied"
     assert applicant["In-Reply-To"] is not None
-    assert str(applicant["Reply-To"]) == "apply+r260001a@mailbot.localhost"
+    # Replies go to an address carrying a token for this application and this recipient.
+    assert re.fullmatch(r"apply\+a[a-z2-7]{32}@mailbot\.localhost", str(applicant["Reply-To"]))
+    assert "http://127.0.0.1:8080/a/260001A?t=" in text
     manager = next(m for m in notices if m["To"].addresses[0].addr_spec == SATO)
     assert "佐藤 花子 様" in body_text(manager)
     (application,) = harness.applications()
     assert (application.receipt_no, application.status) == ("260001A", "under_review")
 
 
-def test_staff_are_told_a_new_application_waits(harness: Harness) -> None:
+def test_staff_get_a_review_request(harness: Harness) -> None:
     out = harness.round_trip(mail(form("1ANACA0A", start=START)))
     staff = [m for m in out if m["To"].addresses[0].addr_spec == "staff@mailbot.localhost"]
     assert len(staff) == 1
     assert "260001A" in str(staff[0]["Subject"])
-    assert "1ANACA0A" in body_text(staff[0])
+    text = body_text(staff[0])
+    assert "1ANACA0A" in text and "承認" in text and "却下" in text
+    assert re.fullmatch(r"apply\+t[a-z2-7]{32}@mailbot\.localhost", str(staff[0]["Reply-To"]))
 
 
 def test_desired_date_off_schedule_proposes_next_registration_date(harness: Harness) -> None:

@@ -1,0 +1,667 @@
+"""Staff review by reply: review requests out, decisions in, and what a decision changes.
+
+Approving by email is the most dangerous thing mailbot does: a forged approval abolishes a
+company's IDs. So a reply acts only when every one of these holds, checked here and nowhere
+else: the token in the reply address is ours, unused, unexpired and for review; the From
+address is the staff member the token was issued to; that member is still active; the
+application is still under review at the version the token was issued for; and, when
+``MAILBOT_TRUSTED_AUTHSERV_ID`` is set, the trusted server saw DKIM or DMARC pass for the From
+domain. A refused reply changes nothing, is written to the audit log with its reason, and gets
+a short answer only when it comes from a staff address.
+
+The CLI (``mailbot approve`` / ``reject``) goes through :func:`decide`, the same code and audit
+as mail, with the operator's ``--by`` standing in for the token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from db.models import (
+    APPROVED,
+    REJECTED,
+    UNDER_REVIEW,
+    WITHDRAWN,
+    Application,
+    ApplicationItem,
+    AuditEvent,
+    InboundMessage,
+    Staff,
+)
+from db.queries import registry_view
+from mailbot.addresses import tagged_address
+from mailbot.authres import authenticated
+from mailbot.calendar import BusinessCalendar
+from mailbot.config import Settings
+from mailbot.dates import InvalidDate, parse_date
+from mailbot.decisions import Action, Decision, read_decision
+from mailbot.errors import MailbotError
+from mailbot.mime import ParsedMail
+from mailbot.normalize import user_code_of
+from mailbot.notify import (
+    Reply,
+    application_context,
+    queue_mail,
+    render,
+    send_reply,
+    send_to_applicants,
+    status_url,
+)
+from mailbot.rules import RegistryView
+from mailbot.schedule_table import registration_dates
+from mailbot.staff import active_staff
+from mailbot.tokens import Purpose, TokenCheck, check_reply_token, issue_reply_token, use_token
+
+REVIEW_TAG = "t"  # apply+t<token>@domain: a staff member's answer to a review request
+NEARBY_DATES = 3
+
+
+class DecisionError(MailbotError):
+    """A decision that cannot be taken as given (bad date, missing reason, already decided)."""
+
+    def __init__(self, message_ja: str, message_en: str) -> None:
+        self.message_ja = message_ja
+        self.message_en = message_en
+        super().__init__(message_en)
+
+
+@dataclass(frozen=True)
+class ReviewContext:
+    settings: Settings
+    calendar: BusinessCalendar
+    now: datetime
+
+    @property
+    def today(self) -> date:
+        return self.now.astimezone(self.settings.zone).date()
+
+
+# --- review requests ---------------------------------------------------------------------------
+
+
+def send_review_requests(
+    session: Session,
+    settings: Settings,
+    application: Application,
+    *,
+    view: RegistryView,
+    now: datetime,
+    skip: Staff | None = None,
+) -> int:
+    """Each active staff member gets their own review mail, with their own reply token."""
+    assert application.id is not None
+    context = {
+        **application_context(session, application),
+        **_registry_context(session, application, view),
+        "status_url": status_url(settings, application.receipt_no, now),
+        "approvals_required": settings.approvals_required,
+    }
+    sent = 0
+    for member in active_staff(session):
+        if skip is not None and member.id == skip.id:
+            continue
+        token = issue_reply_token(
+            session,
+            settings.secret(),
+            purpose=Purpose.REVIEW,
+            application_id=application.id,
+            version=application.version,
+            staff_id=member.id,
+            now=now,
+            lifetime=timedelta(days=settings.review_token_days),
+        )
+        sent += queue_mail(
+            session,
+            settings,
+            to=member.email,
+            to_name=member.name or None,
+            subject=f"審査依頼：利用者ID廃止申込（{application.receipt_no}）",
+            body=render("review_request.txt.j2", staff_name=member.name, **context),
+            kind="review_request",
+            dedupe_key=(
+                f"application:{application.receipt_no}:review_request:"
+                f"v{application.version}:{member.email}"
+            ),
+            application_id=application.id,
+            reply_to=tagged_address(settings, REVIEW_TAG + token),
+            auto_submitted="auto-generated",
+            now=now,
+        )
+    return sent
+
+
+def _registry_context(
+    session: Session, application: Application, view: RegistryView
+) -> dict[str, Any]:
+    """What a reviewer needs beside the request: the codes' other IDs, sharing, the schedule."""
+    own = [i.key for i in _items(session, application) if i.kind == "user_id"]
+    codes = sorted({user_code_of(user_id) for user_id in own})
+    code_rows = {
+        code: sorted(
+            (
+                {
+                    "user_id": info.user_id,
+                    "office_code": info.office_code,
+                    "status": info.status,
+                    "in_this_application": info.user_id in own,
+                    "open_receipt_no": info.open_receipt_no,
+                }
+                for info in view.ids_of_code(code)
+            ),
+            key=lambda row: str(row["user_id"]),
+        )
+        for code in codes
+    }
+    dates = registration_dates(session)
+    proposed = application.proposed_start_date
+    before = [d for d in dates if d < proposed][-NEARBY_DATES:]
+    after = [d for d in dates if d >= proposed][:NEARBY_DATES]
+    office = view.offices.get(application.office_code)
+    return {
+        "code_rows": code_rows,
+        "shared_codes": [
+            c for c, rows in code_rows.items() if len({r["office_code"] for r in rows}) > 1
+        ],
+        "nearby_dates": [*before, *after],
+        "contacts": sorted(office.contact_emails) if office else [],
+    }
+
+
+def _items(session: Session, application: Application) -> list[ApplicationItem]:
+    return list(
+        session.exec(
+            select(ApplicationItem)
+            .where(ApplicationItem.application_id == application.id)
+            .order_by(col(ApplicationItem.id))
+        )
+    )
+
+
+# --- replies -------------------------------------------------------------------------------------
+
+
+def handle_review_reply(
+    session: Session,
+    ctx: ReviewContext,
+    inbound: InboundMessage,
+    mail: ParsedMail,
+    token_text: str,
+) -> str:
+    """A reply to a review request. Returns the inbound outcome."""
+    check = check_reply_token(
+        session, ctx.settings.secret(), token_text, purpose=Purpose.REVIEW, now=ctx.now
+    )
+    sender = (mail.from_address or "").lower()
+    refusal = _authority_problem(session, ctx, check, sender, bytes(inbound.raw))
+    if refusal is not None:
+        return _refuse(session, ctx, inbound, mail, check, sender, refusal)
+    assert check.token is not None
+    staff = session.get(Staff, check.token.staff_id)
+    application = session.get(Application, check.token.application_id)
+    assert staff is not None and application is not None
+    if application.status != UNDER_REVIEW:
+        return _answer_staff(session, ctx, inbound, mail, "already_decided", _decided(application))
+    if application.version != check.token.version:
+        return _refuse(session, ctx, inbound, mail, check, sender, "application_changed")
+    decision = read_decision(mail.text)
+    if decision is None or decision.action is Action.WITHDRAW:
+        return _answer_staff(session, ctx, inbound, mail, "decision_unreadable", {})
+    try:
+        result = decide(
+            session, ctx, application, staff, decision, via="mail", inbound_id=inbound.id
+        )
+    except DecisionError as problem:
+        return _answer_staff(
+            session,
+            ctx,
+            inbound,
+            mail,
+            "decision_refused",
+            {"message_ja": problem.message_ja, "message_en": problem.message_en},
+        )
+    use_token(session, check.token, ctx.now)
+    if result == "approval_recorded":
+        progress = _progress(session, application, ctx.settings)
+        _answer_staff(session, ctx, inbound, mail, "approval_recorded", progress)
+    return "decision"
+
+
+def _authority_problem(
+    session: Session, ctx: ReviewContext, check: TokenCheck, sender: str, raw: bytes
+) -> str | None:
+    if not check.ok:
+        return f"token_{check.refusal}"
+    assert check.token is not None
+    staff = session.get(Staff, check.token.staff_id)
+    if staff is None or staff.email != sender:
+        return "from_is_not_the_token_holder"
+    if not staff.active:
+        return "staff_inactive"
+    if ctx.settings.trusted_authserv_id and not _authenticated(ctx.settings, raw, sender):
+        return "not_authenticated"
+    return None
+
+
+def _authenticated(settings: Settings, raw: bytes, sender: str) -> bool:
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw).items()
+    domain = sender.rpartition("@")[2]
+    return authenticated(
+        [(name, str(value)) for name, value in headers], settings.trusted_authserv_id, domain
+    )
+
+
+def _refuse(
+    session: Session,
+    ctx: ReviewContext,
+    inbound: InboundMessage,
+    mail: ParsedMail,
+    check: TokenCheck,
+    sender: str,
+    reason: str,
+) -> str:
+    """Change nothing; record why; answer briefly only a staff address (nobody else learns)."""
+    session.add(
+        AuditEvent(
+            at=ctx.now,
+            application_id=check.token.application_id if check.token else None,
+            event="reply_refused",
+            actor=sender or (inbound.envelope_from or ""),
+            inbound_id=inbound.id,
+            detail={"reason": reason, "subject": mail.subject},
+        )
+    )
+    if sender and session.exec(select(Staff).where(Staff.email == sender)).first() is not None:
+        _answer_staff(session, ctx, inbound, mail, "reply_refused", {"reason": reason})
+    return "reply_refused"
+
+
+def _answer_staff(
+    session: Session,
+    ctx: ReviewContext,
+    inbound: InboundMessage,
+    mail: ParsedMail,
+    kind: str,
+    context: dict[str, Any],
+) -> str:
+    assert inbound.id is not None and mail.from_address
+    send_reply(
+        session,
+        ctx.settings,
+        Reply(inbound_id=inbound.id, mail=mail, to=mail.from_address),
+        kind=kind,
+        subject=_STAFF_SUBJECTS[kind],
+        body=render(f"staff_{kind}.txt.j2", **context),
+        now=ctx.now,
+    )
+    return kind if kind != "approval_recorded" else "decision"
+
+
+_STAFF_SUBJECTS = {
+    "already_decided": "この申込は審査済みです",
+    "decision_unreadable": "回答を読み取れませんでした",
+    "decision_refused": "回答を反映できませんでした",
+    "reply_refused": "返信を受け付けできませんでした",
+    "approval_recorded": "承認を記録しました",
+}
+
+
+def _decided(application: Application) -> dict[str, Any]:
+    return {
+        "receipt_no": application.receipt_no,
+        "status_ja": {APPROVED: "承認", REJECTED: "却下", WITHDRAWN: "取下げ"}.get(
+            application.status, application.status
+        ),
+        "decided_by": application.decided_by or "-",
+        "decided_at": application.decided_at.isoformat(timespec="minutes")
+        if application.decided_at
+        else "-",
+    }
+
+
+def handle_applicant_reply(
+    session: Session,
+    ctx: ReviewContext,
+    inbound: InboundMessage,
+    mail: ParsedMail,
+    token_text: str,
+) -> str:
+    """A reply to a notice the applicant or manager got: a withdrawal, or a message for staff."""
+    check = check_reply_token(
+        session, ctx.settings.secret(), token_text, purpose=Purpose.APPLICANT, now=ctx.now
+    )
+    sender = (mail.from_address or "").lower()
+    token = check.token
+    if not check.ok or token is None or (token.recipient or "").lower() != sender:
+        reason = f"token_{check.refusal}" if not check.ok else "from_is_not_the_addressee"
+        return _refuse(session, ctx, inbound, mail, check, sender, reason)
+    application = session.get(Application, token.application_id)
+    assert application is not None
+    decision = read_decision(mail.text)
+    if decision is None or decision.action is not Action.WITHDRAW:
+        session.add(
+            AuditEvent(
+                at=ctx.now,
+                application_id=application.id,
+                event="follow_up_received",
+                actor=sender,
+                inbound_id=inbound.id,
+                detail={"subject": mail.subject},
+            )
+        )
+        return "follow_up"
+    if application.status != UNDER_REVIEW:
+        return _refuse(session, ctx, inbound, mail, check, sender, "not_under_review")
+    use_token(session, token, ctx.now)
+    withdraw(session, ctx, application, actor=sender, reason=decision.reason, inbound_id=inbound.id)
+    return "withdrawal"
+
+
+# --- decisions -----------------------------------------------------------------------------------
+
+
+def decide(
+    session: Session,
+    ctx: ReviewContext,
+    application: Application,
+    staff: Staff,
+    decision: Decision,
+    *,
+    via: str,
+    inbound_id: int | None = None,
+) -> str:
+    """Apply one staff decision (mail or CLI). Returns what happened."""
+    if not staff.active:
+        raise DecisionError(
+            f"{staff.email} は有効な審査担当者ではありません。",
+            f"{staff.email} is not active staff",
+        )
+    if application.status != UNDER_REVIEW:
+        info = _decided(application)
+        raise DecisionError(
+            f"申込受付番号 {application.receipt_no} は {info['decided_at']} に "
+            f"{info['decided_by']} が{info['status_ja']}済みです。",
+            f"{application.receipt_no} was already decided by {info['decided_by']} at "
+            f"{info['decided_at']}",
+        )
+    if decision.action is Action.APPROVE:
+        start = _staff_start_date(decision, ctx.today)
+        return _approve(session, ctx, application, staff, start, via=via, inbound_id=inbound_id)
+    if decision.action is Action.REJECT:
+        if not decision.reason.strip():
+            raise DecisionError(
+                "却下の理由を「却下」の後に書いてください（例：却下 利用者IDが誤っています）。",
+                "Write the reason after 'reject' (e.g. 'reject: wrong user ID').",
+            )
+        _reject(session, ctx, application, staff, decision.reason, via=via, inbound_id=inbound_id)
+        return "rejected"
+    raise DecisionError("取下げは申込者のみが行えます。", "Only the applicant can withdraw.")
+
+
+def _staff_start_date(decision: Decision, today: date) -> date | None:
+    """Staff may set any date from today on (an emergency takes effect the same day)."""
+    if decision.start_date_text is None:
+        return None
+    try:
+        start = parse_date(decision.start_date_text)
+    except InvalidDate:
+        raise DecisionError(
+            f"利用開始日「{decision.start_date_text}」を日付として読めません（例：2026年12月15日）。",
+            f"Cannot read the start date {decision.start_date_text!r} (e.g. 2026-12-15).",
+        ) from None
+    if start < today:
+        raise DecisionError(
+            f"利用開始日 {start.isoformat()} は過去の日付です。本日以降の日付を指定してください。",
+            f"The start date {start.isoformat()} is in the past; give today or later.",
+        )
+    return start
+
+
+def _audit(
+    session: Session,
+    ctx: ReviewContext,
+    application: Application,
+    event: str,
+    actor: str,
+    inbound_id: int | None,
+    **detail: Any,
+) -> None:
+    session.add(
+        AuditEvent(
+            at=ctx.now,
+            application_id=application.id,
+            event=event,
+            actor=actor,
+            inbound_id=inbound_id,
+            detail=detail,
+        )
+    )
+
+
+def _approvals(session: Session, application: Application) -> list[AuditEvent]:
+    events = session.exec(
+        select(AuditEvent)
+        .where(AuditEvent.application_id == application.id)
+        .where(AuditEvent.event == "approval")
+        .order_by(col(AuditEvent.id))
+    ).all()
+    return [e for e in events if e.detail.get("version") == application.version]
+
+
+def _progress(session: Session, application: Application, settings: Settings) -> dict[str, Any]:
+    approvers = sorted({e.actor for e in _approvals(session, application)})
+    return {
+        "receipt_no": application.receipt_no,
+        "approvers": approvers,
+        "approvals_required": settings.approvals_required,
+    }
+
+
+def _approve(
+    session: Session,
+    ctx: ReviewContext,
+    application: Application,
+    staff: Staff,
+    start: date | None,
+    *,
+    via: str,
+    inbound_id: int | None,
+) -> str:
+    earlier = _approvals(session, application)
+    if any(e.actor == staff.email for e in earlier):
+        raise DecisionError(
+            "この申込はすでにあなたが承認しています。別の審査担当者の承認を待っています。",
+            "You approved this application already; it waits for another staff member.",
+        )
+    more_needed = len(earlier) + 1 < ctx.settings.approvals_required
+    if more_needed and start is not None and start != application.proposed_start_date:
+        # The others were asked to review another start date: their approvals (and tokens)
+        # are for the old version, so they are asked again about this one.
+        earlier = []
+        _change_proposed_date(session, ctx, application, staff, start, inbound_id)
+    _audit(
+        session,
+        ctx,
+        application,
+        "approval",
+        staff.email,
+        inbound_id,
+        version=application.version,
+        start_date=start.isoformat() if start else None,
+        via=via,
+    )
+    session.flush()
+    if more_needed:
+        return "approval_recorded"
+    chosen = start or _latest_requested_date(earlier) or application.proposed_start_date
+    _finish(session, ctx, application, staff.email, APPROVED, inbound_id, via=via)
+    application.start_date = chosen
+    if chosen not in set(registration_dates(session)):
+        _audit(
+            session,
+            ctx,
+            application,
+            "start_date_not_registration_date",
+            staff.email,
+            inbound_id,
+            start_date=chosen.isoformat(),
+        )
+    send_to_applicants(
+        session,
+        ctx.settings,
+        application,
+        template="confirmation_complete.txt.j2",
+        kind="confirmation_complete",
+        subject="利用申込確認完了のお知らせ",
+        event="confirmation_complete",
+        status_url=status_url(ctx.settings, application.receipt_no, ctx.now),
+        now=ctx.now,
+    )
+    return "approved"
+
+
+def _change_proposed_date(
+    session: Session,
+    ctx: ReviewContext,
+    application: Application,
+    staff: Staff,
+    start: date,
+    inbound_id: int | None,
+) -> None:
+    _audit(
+        session,
+        ctx,
+        application,
+        "start_date_changed",
+        staff.email,
+        inbound_id,
+        old=application.proposed_start_date.isoformat(),
+        new=start.isoformat(),
+    )
+    application.proposed_start_date = start
+    application.version += 1
+    application.updated_at = ctx.now
+    session.add(application)
+    session.flush()
+    items = _items(session, application)
+    view = registry_view(
+        session,
+        sender=application.sender,
+        office_code=application.office_code,
+        user_ids=[i.key for i in items if i.kind == "user_id"],
+        user_codes=[i.key for i in items if i.kind == "user_code"],
+    )
+    send_review_requests(session, ctx.settings, application, view=view, now=ctx.now, skip=staff)
+
+
+def _latest_requested_date(events: list[AuditEvent]) -> date | None:
+    for event in reversed(events):
+        if event.detail.get("start_date"):
+            return date.fromisoformat(str(event.detail["start_date"]))
+    return None
+
+
+def _reject(
+    session: Session,
+    ctx: ReviewContext,
+    application: Application,
+    staff: Staff,
+    reason: str,
+    *,
+    via: str,
+    inbound_id: int | None,
+) -> None:
+    _finish(session, ctx, application, staff.email, REJECTED, inbound_id, via=via, reason=reason)
+    send_to_applicants(
+        session,
+        ctx.settings,
+        application,
+        template="rejection.txt.j2",
+        kind="rejection",
+        subject=f"利用申込審査結果のお知らせ（{application.receipt_no}）",
+        event="rejection",
+        status_url=status_url(ctx.settings, application.receipt_no, ctx.now),
+        reason=reason,
+        now=ctx.now,
+    )
+
+
+def withdraw(
+    session: Session,
+    ctx: ReviewContext,
+    application: Application,
+    *,
+    actor: str,
+    reason: str,
+    inbound_id: int | None,
+) -> None:
+    _finish(session, ctx, application, actor, WITHDRAWN, inbound_id, via="mail", reason=reason)
+    context = {**application_context(session, application), "actor": actor, "reason": reason}
+    for member in active_staff(session):
+        queue_mail(
+            session,
+            ctx.settings,
+            to=member.email,
+            to_name=member.name or None,
+            subject=f"申込が取り下げられました（{application.receipt_no}）",
+            body=render("staff_withdrawn.txt.j2", **context),
+            kind="withdrawn_staff",
+            dedupe_key=f"application:{application.receipt_no}:withdrawn:{member.email}",
+            application_id=application.id,
+            auto_submitted="auto-generated",
+            now=ctx.now,
+        )
+    send_to_applicants(
+        session,
+        ctx.settings,
+        application,
+        template="withdrawn.txt.j2",
+        kind="withdrawn",
+        subject=f"利用申込取下げのお知らせ（{application.receipt_no}）",
+        event="withdrawn",
+        reason=reason,
+        actor=actor,
+        now=ctx.now,
+    )
+
+
+def _finish(
+    session: Session,
+    ctx: ReviewContext,
+    application: Application,
+    actor: str,
+    status: str,
+    inbound_id: int | None,
+    *,
+    via: str,
+    reason: str | None = None,
+) -> None:
+    """The review is over (審査終了): new status, who and when, and the items' hold released
+    unless the application stays open (approved)."""
+    application.status = status
+    application.decided_by = actor
+    application.decided_at = ctx.now
+    application.decision_reason = reason
+    application.version += 1  # every outstanding token for the old state stops working
+    application.updated_at = ctx.now
+    session.add(application)
+    if status not in (UNDER_REVIEW, APPROVED):
+        for item in _items(session, application):
+            item.open = False
+            session.add(item)
+    _audit(
+        session,
+        ctx,
+        application,
+        "review_finished" if status != WITHDRAWN else "withdrawn",
+        actor,
+        inbound_id,
+        status=status,
+        reason=reason,
+        via=via,
+    )

@@ -1,0 +1,162 @@
+"""Signed, single-use, expiring tokens: where authority comes from, never a From header.
+
+Two shapes, one key (``Settings.secret()``), separated by purpose:
+
+* **Reply tokens** ride in a reply address (``apply+t<token>@domain``). The token is a random
+  nonce plus a truncated HMAC of it, in lower-case base32 so that mail systems that fold the
+  case of local parts cannot break it, and short enough for the 64-character local-part limit.
+  The signature lets garbage be refused without a database lookup; the ``token`` row binds the
+  nonce to its purpose, application, staff member and application version, and records its
+  single use.
+* **Link tokens** ride in URLs (the status page): an expiry time and an itsdangerous signature
+  over the receipt number and that expiry, so a link opens one receipt until it expires;
+  nothing is stored, and "now" is an argument like everywhere else.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from itsdangerous import Signer
+from sqlmodel import Session, select
+
+from db.models import Token
+
+NONCE_BYTES = 10  # 80 bits of randomness: unguessable, and 16 base32 characters
+MAC_BYTES = 10
+TOKEN_LENGTH = 32  # base32 characters of nonce + MAC
+LINK_SALT = "mailbot.status-link"
+
+
+class Purpose(StrEnum):
+    REVIEW = "review"  # a staff member answers a review request
+    APPLICANT = "applicant"  # the applicant or manager answers their receipt notice
+
+
+class TokenRefusal(StrEnum):
+    """Why a token gives no authority; stored in the audit log, never shown to outsiders."""
+
+    MALFORMED = "malformed"
+    BAD_SIGNATURE = "bad_signature"
+    UNKNOWN = "unknown"
+    WRONG_PURPOSE = "wrong_purpose"
+    USED = "used"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    token: Token | None
+    refusal: TokenRefusal | None
+
+    @property
+    def ok(self) -> bool:
+        return self.refusal is None and self.token is not None
+
+
+def _b32(data: bytes) -> str:
+    return base64.b32encode(data).decode().rstrip("=").lower()
+
+
+def _mac(secret: bytes, purpose: str, nonce: bytes) -> bytes:
+    message = purpose.encode() + b":" + nonce
+    return hmac.new(secret, message, hashlib.sha256).digest()[:MAC_BYTES]
+
+
+def issue_reply_token(
+    session: Session,
+    secret: bytes,
+    *,
+    purpose: Purpose,
+    application_id: int,
+    version: int,
+    now: datetime,
+    lifetime: timedelta,
+    staff_id: int | None = None,
+    recipient: str | None = None,
+) -> str:
+    """Create the token's row and return the string to put in a reply address."""
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    session.add(
+        Token(
+            nonce=_b32(nonce),
+            purpose=purpose.value,
+            application_id=application_id,
+            staff_id=staff_id,
+            recipient=recipient,
+            version=version,
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+    )
+    return _b32(nonce) + _b32(_mac(secret, purpose.value, nonce))
+
+
+def check_reply_token(
+    session: Session, secret: bytes, text: str, *, purpose: Purpose, now: datetime
+) -> TokenCheck:
+    """Verify signature, existence, purpose, single use and expiry (in that order).
+
+    The row is locked on PostgreSQL so that two replies with the same token racing through
+    two workers cannot both use it.
+    """
+    candidate = text.strip().lower()
+    if len(candidate) != TOKEN_LENGTH:
+        return TokenCheck(None, TokenRefusal.MALFORMED)
+    try:
+        nonce = base64.b32decode(candidate[:16].upper())
+        mac = base64.b32decode(candidate[16:].upper())
+    except ValueError:
+        return TokenCheck(None, TokenRefusal.MALFORMED)
+    if not any(hmac.compare_digest(mac, _mac(secret, p.value, nonce)) for p in Purpose):
+        return TokenCheck(None, TokenRefusal.BAD_SIGNATURE)
+    query = select(Token).where(Token.nonce == candidate[:16])
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    token = session.exec(query).first()
+    if token is None:
+        return TokenCheck(None, TokenRefusal.UNKNOWN)
+    if token.purpose != purpose.value:
+        return TokenCheck(token, TokenRefusal.WRONG_PURPOSE)
+    if token.used_at is not None:
+        return TokenCheck(token, TokenRefusal.USED)
+    if _aware(token.expires_at) <= now:
+        return TokenCheck(token, TokenRefusal.EXPIRED)
+    return TokenCheck(token, None)
+
+
+def use_token(session: Session, token: Token, now: datetime) -> None:
+    token.used_at = now
+    session.add(token)
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite returns what was stored; the column type restores UTC, but be explicit.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# --- link tokens ----------------------------------------------------------------------------
+
+
+def link_token(secret: bytes, receipt_no: str, expires_at: datetime) -> str:
+    """``EXPIRY.SIGNATURE``: opens ``receipt_no``'s page until ``expires_at``, nothing else."""
+    expiry = str(int(expires_at.timestamp()))
+    signature = Signer(secret, salt=LINK_SALT).get_signature(f"{receipt_no}:{expiry}")
+    return f"{expiry}.{signature.decode()}"
+
+
+def check_link_token(secret: bytes, token: str, *, receipt_no: str, now: datetime) -> bool:
+    """True when ``token`` was signed by us for ``receipt_no`` and has not expired at ``now``."""
+    expiry, _, signature = token.partition(".")
+    if not expiry.isdigit() or not signature:
+        return False
+    signer = Signer(secret, salt=LINK_SALT)
+    if not signer.verify_signature(f"{receipt_no}:{expiry}".encode(), signature.encode()):
+        return False
+    return now.timestamp() < int(expiry)
