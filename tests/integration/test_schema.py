@@ -25,3 +25,15 @@ def test_audit_log_is_append_only(engine: Engine) -> None:
         conn.execute(text("DELETE FROM audit_event"))
     with engine.connect() as conn:
         assert conn.execute(text("SELECT actor FROM audit_event")).scalar_one() == "tester"
+
+
+def test_migrations_create_exactly_the_models(engine: Engine) -> None:
+    """A model change without its migration would work in tests and break real databases."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": False})
+        differences = compare_metadata(context, SQLModel.metadata)
+    assert differences == []
