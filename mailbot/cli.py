@@ -449,6 +449,27 @@ def outbox_retry(ctx: click.Context, outbound_id: int) -> None:
     click.echo(f"outgoing message {outbound_id} queued again")
 
 
+# --- the blank form --------------------------------------------------------------------------
+@cli.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["xlsx", "csv", "csv-table", "text"]),
+    default="xlsx",
+    show_default=True,
+    help="csv: vertical form (label, value); csv-table: one row per user ID.",
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def form(fmt: str, output: Path | None) -> None:
+    """Write the blank request form applicants fill in (to FILE, or its own name)."""
+    from mailbot.blank_form import write_blank_form
+
+    filename, _content_type, data = write_blank_form(fmt)  # type: ignore[arg-type]
+    target = output or Path(filename)
+    target.write_bytes(data)
+    click.echo(f"wrote {target}")
+
+
 # --- demo --------------------------------------------------------------------------------------
 @cli.group()
 def demo() -> None:

@@ -116,11 +116,12 @@ class _Collector:
             return ()
         normalise = normalise_user_id if width == 8 else normalise_user_code
         result: dict[str, None] = {}
-        for piece in split_id_list(raw.value, width):
-            try:
-                result[normalise(piece)] = None
-            except (InvalidUserId, InvalidUserCode):
-                self.problems.append(_invalid_id(name, piece, raw.location))
+        for index, line in enumerate(raw.value.split("\n")):
+            for piece in split_id_list(line, width):
+                try:
+                    result[normalise(piece)] = None
+                except (InvalidUserId, InvalidUserCode):
+                    self.problems.append(_invalid_id(name, piece, raw.location_of_line(index)))
         return tuple(result)
 
     def location(self, name: str) -> str | None:

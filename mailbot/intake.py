@@ -31,7 +31,7 @@ from mailbot.notify import (
     status_url,
 )
 from mailbot.outbox import mark_bounced
-from mailbot.parsers.body import parse_body
+from mailbot.parsers.select import read_request
 from mailbot.review import (
     REVIEW_TAG,
     ReviewContext,
@@ -139,7 +139,16 @@ def _request(
     if not is_registered_contact(session, sender):
         send_refusal(session, ctx.settings, reply, now=now)
         return REFUSED
-    form = parse_body(mail.text)
+    form = read_request(
+        mail,
+        max_attachments=ctx.settings.max_attachments,
+        max_attachment_bytes=ctx.settings.max_attachment_bytes,
+    )
+    if not form.fields and form.problems:
+        # Nothing readable (a garbage file, a zip bomb, a refused format): say only that, not
+        # that every field is missing.
+        send_problems(session, ctx.settings, reply, form.problems, name=None, office=None, now=now)
+        return INVALID
     draft = build_draft(form, sender)  # parser problems come back first, with the draft's own
     if not isinstance(draft, RequestDraft):
         send_problems(session, ctx.settings, reply, draft, name=None, office=None, now=now)

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from db.models import Application, ApplicationItem, Office
 from mailbot.addresses import tagged_address
 from mailbot.applications import STATUS_JA
-from mailbot.blank_form import blank_form_text
+from mailbot.blank_form import blank_form_text, write_blank_form
 from mailbot.compose import AUTO_REPLIED, Attachment, compose
 from mailbot.config import Settings
 from mailbot.mime import ParsedMail
@@ -31,7 +31,6 @@ from mailbot.problems import Problem
 from mailbot.tokens import Purpose, issue_reply_token, link_token
 
 WEEKDAYS_JA = "月火水木金土日"
-BLANK_FORM_FILENAME = "廃止申込書.txt"
 APPLICANT_TAG = "a"  # apply+a<token>@domain: the applicant's or manager's replies
 
 
@@ -146,11 +145,7 @@ def send_reply(
     """An error, help, refusal or short answer: at most AUTOREPLY_PER_DAY per address a day."""
     if not take_autoreply_allowance(session, reply.to, now.date(), settings.autoreply_per_day):
         return False
-    attachments = (
-        [(BLANK_FORM_FILENAME, "text/plain", blank_form_text().encode("utf-8"))]
-        if attach_form
-        else []
-    )
+    attachments = [write_blank_form("xlsx")] if attach_form else []
     return queue_mail(
         session,
         settings,

@@ -394,13 +394,32 @@ async def _serve_mailbox(
     mailbox = await asyncio.to_thread(intake.connect)
     try:
         while not stop.is_set():
-            result = await asyncio.to_thread(intake.drain, mailbox, stop.is_set)
+            await _drain_until_quiet(intake, mailbox, stop, wake)
             retry.reset()
-            if result.stored:
-                wake.set()
             await _wait_for_news(mailbox, intake.settings, stop)
     finally:
         await asyncio.to_thread(mailbox.close)
+
+
+async def _drain_until_quiet(
+    intake: ImapIntake, mailbox: Mailbox, stop: asyncio.Event, wake: asyncio.Event
+) -> None:
+    """Pass after pass while mail arrives during them.
+
+    Such mail is announced (EXISTS) in the answer to one of the pass's commands, and IDLE
+    does not announce it again: without another pass it would wait for the rescan.
+    """
+    news = True
+    while news and not stop.is_set():
+        result, news = await asyncio.to_thread(_pass, intake, mailbox, stop.is_set)
+        if result.stored:
+            wake.set()
+
+
+def _pass(
+    intake: ImapIntake, mailbox: Mailbox, should_stop: Callable[[], bool]
+) -> tuple[DrainResult, bool]:
+    return intake.drain(mailbox, should_stop), mailbox.take_news()
 
 
 async def _wait_for_news(mailbox: Mailbox, settings: Settings, stop: asyncio.Event) -> None:

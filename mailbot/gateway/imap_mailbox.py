@@ -190,7 +190,21 @@ class Mailbox:
             messages=int(info[b"EXISTS"]),
             keywords=b"\\*" in flags or STORED_FLAG.encode() in flags,
         )
+        self.take_news()  # the SELECT's own EXISTS is not news
         return self.state
+
+    def take_news(self) -> bool:
+        """True when the server announced new mail (EXISTS) since the last select or call.
+
+        The server tells of mail that arrived during a command in that command's answer, and
+        IDLE does not tell it again. imaplib files such untagged answers away in
+        ``untagged_responses`` instead of returning them, and imapclient has no public way to
+        read them, hence the look inside. Should that ever change, say "yes": one pass more.
+        """
+        untagged = getattr(getattr(self.client, "_imap", None), "untagged_responses", None)
+        if not isinstance(untagged, dict):
+            return True
+        return untagged.pop("EXISTS", None) is not None
 
     def _raise_select_error(self, exc: imaplib.IMAP4.error) -> NoReturn:
         # imaplib drops the response code ([NONEXISTENT]) from the text, so ask directly.

@@ -73,6 +73,7 @@ def may_be_label(text: str) -> bool:
     :func:`match_label`."""
     return bool(text) and len(text) <= _MAX_LABEL_CELL and not _NEVER_LABEL.fullmatch(text)
 
+
 _SNIFF_BYTES: Final = 64 * 1024
 _CHUNK_CHARS: Final = 64 * 1024
 
@@ -298,6 +299,7 @@ class _Entry:
     name: str
     location: str
     values: list[str] = field(default_factory=list)
+    cells: list[str] = field(default_factory=list)  # each list value's own cell
 
 
 class FieldCollector:
@@ -314,14 +316,22 @@ class FieldCollector:
         self.problems: list[Problem] = []
         self._conflicted: set[str] = set()
 
-    def add(self, name: str, value: str, location: str) -> None:
-        new = RawField(name, value, location)
+    def add(
+        self,
+        name: str,
+        value: str,
+        location: str,
+        line_locations: tuple[str | None, ...] | None = None,
+    ) -> None:
+        lines = line_locations or (location,) * (value.count("\n") + 1)
+        new = RawField(name, value, location, lines)
         old = self.fields.get(name)
         if old is None or (not old.value and value):
             self.fields[name] = new
         elif name in LIST_FIELDS:
             if value:
-                self.fields[name] = RawField(name, f"{old.value}\n{value}", old.location)
+                merged = f"{old.value}\n{value}"
+                self.fields[name] = RawField(name, merged, old.location, old.line_locations + lines)
         elif value and name not in self._conflicted and comparable(value) != comparable(old.value):
             self._conflicted.add(name)
             self.problems.append(duplicate_problem(old, new))
@@ -531,6 +541,7 @@ class _Vertical:
             current.location = self.grid.cell(row.number, values[0][0])
         if current.name in LIST_FIELDS:
             current.values.extend(text for _, text in values)
+            current.cells.extend(self.grid.cell(row.number, col) for col, _ in values)
             return
         # A single value (or, for free text, one more line) per row, and a single-value field
         # takes one row only.
@@ -547,7 +558,12 @@ class _Vertical:
     def close(self) -> None:
         current, self.open = self.open, None
         if current is not None:
-            self.grid.fields.add(current.name, "\n".join(current.values), current.location)
+            self.grid.fields.add(
+                current.name,
+                "\n".join(current.values),
+                current.location,
+                tuple(current.cells) or None,
+            )
 
 
 def form_from_grid(rows: Sequence[GridRow], *, source: str, cell_prefix: str) -> RawForm:

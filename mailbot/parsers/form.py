@@ -9,11 +9,22 @@ from mailbot.problems import Problem
 
 @dataclass(frozen=True)
 class RawField:
-    """One form field as found: canonical field name, the text as typed, and where it stood."""
+    """One form field as found: canonical field name, the text as typed, and where it stood.
+
+    ``line_locations``, when a parser knows them, give the place of each line of ``value``
+    (a list field read from several cells: ``B4``, ``B5`` …), so a bad ID is reported at its
+    own cell rather than at the field's first one.
+    """
 
     name: str
     value: str
     location: str | None = None
+    line_locations: tuple[str | None, ...] = ()
+
+    def location_of_line(self, index: int) -> str | None:
+        if index < len(self.line_locations):
+            return self.line_locations[index] or self.location
+        return self.location
 
 
 @dataclass

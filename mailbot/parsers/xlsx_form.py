@@ -47,6 +47,7 @@ MAX_SCAN_ROWS: Final = 65_536  # rows read, empty ones included (formatted empty
 # Columns read per row: openpyxl pads each row to this width, so it must stay small. Values
 # beyond column IV are not read (no form is that wide).
 MAX_COLUMNS: Final = 256
+_MIN_COLUMNS: Final = 32
 
 _OLE2_MAGIC: Final = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP_MAGIC: Final = b"PK\x03\x04"
@@ -142,9 +143,11 @@ def _sheet_rows(sheet: Any, filename: str) -> list[GridRow]:
 
 def _numbered(sheet: Any) -> Iterator[tuple[int, tuple[object, ...]]]:
     # max_row one past the cap: reaching it is the signal; openpyxl stops parsing there.
-    # openpyxl pads every row to max_col, so it is the sheet's own width (its dimension
-    # record, which openpyxl trusts too) when that is narrower than the cap.
-    width = min(_positive(sheet.max_column) or MAX_COLUMNS, MAX_COLUMNS)
+    # openpyxl pads every row to max_col, so it is the sheet's recorded width when that is
+    # narrower than the cap, but never under 32 columns: some writers record "A1" whatever the
+    # sheet holds, and a form is never wider than that.
+    recorded = _positive(sheet.max_column) or MAX_COLUMNS
+    width = min(max(recorded, _MIN_COLUMNS), MAX_COLUMNS)
     values = sheet.iter_rows(max_row=MAX_SCAN_ROWS + 1, max_col=width, values_only=True)
     yield from enumerate(values, start=1)
 

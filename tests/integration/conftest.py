@@ -29,12 +29,8 @@ def harness_factory(
     started: list[Harness] = []
 
     def start(**overrides: Any) -> Harness:
-        settings = load_settings(
-            home=tmp_path / "home",
-            database_url=database_url,
-            max_message_bytes=256 * 1024,
-            **overrides,
-        )
+        options: dict[str, Any] = {"max_message_bytes": 256 * 1024, **overrides}
+        settings = load_settings(home=tmp_path / "home", database_url=database_url, **options)
         running = start_harness(engine, settings, loop_thread)
         started.append(running)
         return running
