@@ -31,7 +31,7 @@ typecheck: install
 	$(BIN)/mypy
 
 # Debian packages the integration tests talk to for real (we are root on CI and dev machines).
-DEBIAN_PACKAGES := dovecot-imapd
+DEBIAN_PACKAGES := dovecot-imapd chromium fonts-ipaexfont-gothic poppler-utils
 system-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
