@@ -28,22 +28,8 @@ from mailbot.normalize import (
     split_id_list,
 )
 from mailbot.parsers.form import RawField, RawForm
+from mailbot.parsers.labels import CANONICAL_LABEL_JA
 from mailbot.problems import Problem
-
-# The request form's fields (DOMAIN.md "The request form"): code name → Japanese label.
-FIELD_LABELS_JA: dict[str, str] = {
-    "office_code": "事業所コード",
-    "user_ids": "廃止する利用者ID",
-    "abolish_user_codes": "利用者コードの廃止",
-    "desired_start_date": "利用開始希望日",
-    "reason": "変更する理由",
-    "applicant_name": "申込担当者",
-    "applicant_phone": "申込担当者電話番号",
-    "applicant_email": "申込担当者メールアドレス",
-    "manager_name": "管理責任者",
-    "manager_email": "管理責任者メールアドレス",
-    "remarks": "備考",
-}
 
 # Required fields whose only check is "present and not blank".
 _REQUIRED_TEXT = ("reason", "applicant_name", "manager_name")
@@ -194,7 +180,7 @@ def _applicant_email(fields: _Collector, form: RawForm, sender: str) -> str | No
 
 
 def _label(name: str) -> str:
-    return FIELD_LABELS_JA.get(name, name)
+    return CANONICAL_LABEL_JA.get(name, name)
 
 
 def _missing(name: str, location: str | None) -> Problem:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 from datetime import date
 
-from mailbot.draft import FIELD_LABELS_JA, RequestDraft, build_draft
+from mailbot.draft import RequestDraft, build_draft
 from mailbot.parsers.form import RawField, RawForm
+from mailbot.parsers.labels import CANONICAL_LABEL_JA
 from mailbot.problems import Problem
 
 SENDER = "yamada@example.co.jp"
@@ -155,5 +156,5 @@ def test_sender_that_is_no_address_needs_an_applicant_email() -> None:
 
 def test_field_labels_cover_exactly_the_form_fields() -> None:
     draft_fields = {f.name for f in dataclasses.fields(RequestDraft)} - {"source"}
-    assert set(FIELD_LABELS_JA) == draft_fields
-    assert FIELD_LABELS_JA["user_ids"] == "廃止する利用者ID"
+    assert set(CANONICAL_LABEL_JA) == draft_fields
+    assert CANONICAL_LABEL_JA["user_ids"] == "廃止する利用者ID"
