@@ -1,0 +1,542 @@
+"""Whole-process helpers for the acceptance tests: a real ``mailbot serve`` subprocess, a
+multi-threaded SMTP client that records every 250, a read-only view of the database, and
+parsers for what arrived at the relay sink or in the Maildir.
+
+Nothing here calls mailbot's services: the tests talk to mailbot only the way a user or an
+operator does (SMTP, the command line, the relay), and read the database only to know when to
+pull the plug (and once to stand in for a clock that moved on, see ``expire_outbox_leases``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import email.policy
+import json
+import mailbox
+import os
+import re
+import signal
+import smtplib
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from mailbot.calendar import BusinessCalendar
+from mailbot.outbox import LEASE as OUTBOX_LEASE
+from tests.support.requests import INTAKE, form, mail
+from tests.support.smtp import Delivery
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+LEAD_BUSINESS_DAYS = 4
+RECEIPT_IN_SUBJECT = re.compile(r"（(\d{6}[A-Z])）")
+START_TIMEOUT_SECONDS = 30.0
+
+
+# --- the serve process ---------------------------------------------------------------------
+
+
+class ServeProcess:
+    """``python -m mailbot serve`` with its own environment, home and SMTP port.
+
+    ``start`` may be called again after ``kill``/``terminate``: the same home, database and
+    port, as an init system restarts a crashed service. Every run appends to one log file.
+    """
+
+    def __init__(self, name: str, home: Path, settings: Mapping[str, str]) -> None:
+        self.name = name
+        self.home = home
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.port = int(settings["smtp_listen"].rpartition(":")[2])
+        # The developer's own MAILBOT_* variables must not leak into the process under test.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILBOT_")}
+        env.update({f"MAILBOT_{key.upper()}": value for key, value in settings.items()})
+        env["MAILBOT_HOME"] = str(home)
+        env["PYTHONUNBUFFERED"] = "1"
+        self.env = env
+        self.log_path = home / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    # lifecycle
+    def start(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running")
+        self.runs += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"=== {self.name}: run {self.runs} ===\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "mailbot", "serve"],
+                env=self.env,
+                cwd=self.home,  # no stray ./mailbot.toml from the caller's directory
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._wait_until_answering(timeout)
+
+    def _wait_until_answering(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"{self.name} exited with {self.process.returncode} while starting:\n"
+                    + self.log_tail()
+                )
+            if smtp_banner(self.port):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{self.name} did not answer SMTP on {self.port} within {timeout} s:\n"
+                    + self.log_tail()
+                )
+            time.sleep(0.05)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def kill(self) -> None:
+        """kill -9: no handler runs, no transaction finishes, no buffer is flushed."""
+        assert self.process is not None and self.running, f"{self.name} is not running"
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def terminate(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Send ``sig`` and wait for the exit; the exit code (fails if it takes too long)."""
+        assert self.process is not None and self.running, f"{self.name} is not running"
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+            raise AssertionError(
+                f"{self.name} did not exit within {timeout} s of {sig.name}:\n" + self.log_tail()
+            ) from None
+
+    def cleanup(self) -> None:
+        if self.running:
+            assert self.process is not None
+            self.process.kill()
+            self.process.wait(10)
+
+    # what it said
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    # the operator's command line, against the same settings
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "mailbot", *args],
+            env=self.env,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"mailbot {' '.join(args)} exited {result.returncode}:\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def cli_json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--json").stdout)
+
+
+def smtp_banner(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something on ``port`` greets with ``220`` (the gateway is really serving)."""
+    try:
+        with socket.create_connection((host, port), timeout=1) as conn:
+            conn.settimeout(2)
+            greeting = conn.recv(512)
+            with contextlib.suppress(OSError):
+                conn.sendall(b"QUIT\r\n")
+            return greeting.startswith(b"220")
+    except OSError:
+        return False
+
+
+ServeFactory = Callable[..., ServeProcess]
+"""The ``serve_factory`` fixture: ``(name="serve", *, database_url=None, relay=None, **settings)``."""
+
+
+# --- registry, schedule and requests --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Office:
+    code: str
+    applicant: str
+    manager: str
+    user_ids: tuple[str, ...]
+
+
+def make_office(count: int, code: str = "LOAD01", prefix: str = "Z") -> Office:
+    """An office with ``count`` user IDs, ten per user code (so no request names a whole code,
+    and the rules look at ten rows per request, as for a real contract)."""
+    user_ids = tuple(f"{prefix}{n // 10:04d}A0{n % 10}" for n in range(count))
+    return Office(
+        code=code,
+        applicant=f"applicant@{code.lower()}.example.co.jp",
+        manager=f"manager@{code.lower()}.example.co.jp",
+        user_ids=user_ids,
+    )
+
+
+def start_date(today: date | None = None) -> date:
+    """A desired start date every request accepts for days to come: well past the lead time
+    (the serve process uses the real clock, and a run may cross midnight in Tokyo)."""
+    today = today or datetime.now(TOKYO).date()
+    return BusinessCalendar().add_business_days(today, LEAD_BUSINESS_DAYS + 5)
+
+
+def load_registry(serve: ServeProcess, offices: Sequence[Office], start: date) -> None:
+    """Create the tables and import the registry CSV and the schedule, as an operator does."""
+    csv_path = serve.home / "registry.csv"
+    lines = ["office_code,company,office,department,contact_emails,user_id"]
+    for office in offices:
+        contacts = f"{office.applicant};{office.manager}"
+        lines += [
+            f"{office.code},負荷試験株式会社,{office.code}事業所,通関部,{contacts},{uid}"
+            for uid in office.user_ids
+        ]
+    csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    schedule_path = serve.home / "schedule.txt"
+    schedule_path.write_text(f"{start.isoformat()}\n", encoding="utf-8")
+    serve.cli("db", "upgrade")
+    serve.cli("registry", "import", str(csv_path))
+    serve.cli("schedule", "import", str(schedule_path))
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    message_id: str
+    user_id: str
+    sender: str
+    raw: bytes
+
+
+def request_for(office: Office, user_id: str, start: date) -> Outgoing:
+    """A valid request abolishing ``user_id``, from the office's applicant (base64 UTF-8)."""
+    body = form(
+        user_id,
+        start=start,
+        office_code=office.code,
+        manager_email=office.manager,
+        reason=f"負荷試験 {user_id}",
+    )
+    raw = mail(body, sender=office.applicant)
+    return Outgoing(
+        message_id=message_id_of(raw), user_id=user_id, sender=office.applicant, raw=raw
+    )
+
+
+def message_id_of(raw: bytes) -> str:
+    value = email.message_from_bytes(raw, policy=email.policy.default)["Message-ID"]
+    assert value, "every test message has a Message-ID"
+    return str(value).strip()
+
+
+# --- the sending side -----------------------------------------------------------------------
+
+
+@dataclass
+class SendReport:
+    """What the clients were told, per Message-ID. Only a 250 counts as accepted."""
+
+    accepted: dict[str, int] = field(default_factory=dict)  # Message-ID -> attempts it took
+    rejected: dict[str, str] = field(default_factory=dict)  # Message-ID -> 5xx reply
+    interrupted_attempts: int = 0  # attempts that ended without any answer, or with 4xx
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def accepted_count(self) -> int:
+        with self.lock:
+            return len(self.accepted)
+
+
+class BulkSender:
+    """Several client threads delivering ``messages`` like MTAs: one connection per thread,
+    reused; a message that got no answer or a 4xx is tried again (same bytes) until it gets a
+    250 or a 5xx, or the deadline passes. Thread ``i`` talks to ``ports[i % len(ports)]``."""
+
+    def __init__(
+        self,
+        ports: Sequence[int],
+        messages: Sequence[Outgoing],
+        *,
+        threads: int = 8,
+        deadline_seconds: float = 180.0,
+        retry_pause: float = 0.05,
+    ) -> None:
+        self.ports = list(ports)
+        self.messages = list(messages)
+        self.report = SendReport()
+        self.deadline = time.monotonic() + deadline_seconds
+        self.retry_pause = retry_pause
+        self._next = 0
+        self._take_lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._run, args=(i,), name=f"smtp-client-{i}", daemon=True)
+            for i in range(threads)
+        ]
+
+    def start(self) -> BulkSender:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def join(self) -> SendReport:
+        for thread in self._threads:
+            thread.join(max(0.0, self.deadline - time.monotonic()) + 5)
+        assert not any(t.is_alive() for t in self._threads), "clients still sending at deadline"
+        return self.report
+
+    def _take(self) -> Outgoing | None:
+        with self._take_lock:
+            if self._next >= len(self.messages):
+                return None
+            self._next += 1
+            return self.messages[self._next - 1]
+
+    def _run(self, index: int) -> None:
+        port = self.ports[index % len(self.ports)]
+        client: smtplib.SMTP | None = None
+        try:
+            while (message := self._take()) is not None:
+                client = self._deliver(port, client, message)
+        finally:
+            if client is not None:
+                with contextlib.suppress(smtplib.SMTPException, OSError):
+                    client.quit()
+
+    def _deliver(
+        self, port: int, client: smtplib.SMTP | None, message: Outgoing
+    ) -> smtplib.SMTP | None:
+        attempts = 0
+        while time.monotonic() < self.deadline:
+            attempts += 1
+            try:
+                if client is None:
+                    client = smtplib.SMTP("127.0.0.1", port, timeout=30)
+                client.sendmail(message.sender, [INTAKE], message.raw)
+            except smtplib.SMTPResponseException as exc:
+                if exc.smtp_code >= 500:
+                    with self.report.lock:
+                        self.report.rejected[message.message_id] = (
+                            f"{exc.smtp_code} {exc.smtp_error!r}"
+                        )
+                    return client
+                self._drop(client)
+                client = None
+            except (smtplib.SMTPException, OSError):
+                # Connection refused (serve is down), reset or closed mid-DATA (killed): no
+                # answer means no promise, so the message goes again, as an MTA would send it.
+                self._drop(client)
+                client = None
+            else:
+                with self.report.lock:
+                    self.report.accepted[message.message_id] = attempts
+                return client
+        return client
+
+    def _drop(self, client: smtplib.SMTP | None) -> None:
+        with self.report.lock:
+            self.report.interrupted_attempts += 1
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+        time.sleep(self.retry_pause)
+        return None
+
+
+# --- watching the database (read-only, never through mailbot) -------------------------------
+
+
+class DbWatch:
+    """Read-only queries against serve's database, to time the kills and see the queues."""
+
+    def __init__(self, database_url: str) -> None:
+        self.url = database_url
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[Any]:
+        if self.url.startswith("sqlite:///"):
+            path = self.url.removeprefix("sqlite:///")
+            conn: Any = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        else:
+            conn = psycopg.connect(self.url, autocommit=True)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def scalar(self, sql: str) -> Any:
+        with self._connect() as conn:
+            row = conn.execute(sql).fetchone()
+            return None if row is None else row[0]
+
+    def counts(self) -> dict[str, int]:
+        """inbound by status, applications, outbox by status: one snapshot."""
+        queries = {
+            "inbound": "SELECT count(*) FROM inbound_message",
+            "inbound_pending": "SELECT count(*) FROM inbound_message WHERE status = 'pending'",
+            "inbound_done": "SELECT count(*) FROM inbound_message WHERE status = 'done'",
+            "applications": "SELECT count(*) FROM application",
+            "outbox_pending": "SELECT count(*) FROM outbound_message WHERE status = 'pending'",
+            "outbox_sent": "SELECT count(*) FROM outbound_message WHERE status = 'sent'",
+        }
+        try:
+            with self._connect() as conn:
+                return {k: int(conn.execute(q).fetchone()[0]) for k, q in queries.items()}
+        except (sqlite3.OperationalError, psycopg.errors.UndefinedTable):
+            return dict.fromkeys(queries, 0)  # tables not created yet
+
+    def expire_outbox_leases(self, claimed_before: datetime) -> int:
+        """End the leases on outbox rows claimed before ``claimed_before``; how many there were.
+
+        The outbox leases a claimed row for five minutes (``mailbot.outbox.LEASE``, not a
+        setting), and a restarted process cannot tell a dead claimer from a live one, so rows
+        that a killed process had claimed wait out the lease before anyone sends them. Waiting
+        five minutes per test is not affordable; this write stands in for the clock moving on.
+        Only leases taken before ``claimed_before`` (the last kill) end: a lease of the live
+        process runs until at least its start + LEASE, later than any of the dead ones.
+        """
+        cutoff = claimed_before.astimezone(UTC) + OUTBOX_LEASE
+        now = datetime.now(UTC)
+        if self.url.startswith("sqlite:///"):
+            path = self.url.removeprefix("sqlite:///")
+            with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn, conn:
+                # SQLAlchemy stores these as naive 'YYYY-MM-DD HH:MM:SS.ffffff' UTC text.
+                cursor = conn.execute(
+                    "UPDATE outbound_message SET next_attempt_at = ? "
+                    "WHERE status = 'pending' AND next_attempt_at > ? AND next_attempt_at <= ?",
+                    (_sqlite_time(now), _sqlite_time(now), _sqlite_time(cutoff)),
+                )
+                return int(cursor.rowcount)
+        with psycopg.connect(self.url, autocommit=True) as pg:
+            moved = pg.execute(
+                "UPDATE outbound_message SET next_attempt_at = %s "
+                "WHERE status = 'pending' AND next_attempt_at > %s AND next_attempt_at <= %s",
+                (now, now, cutoff),
+            )
+            return int(moved.rowcount)
+
+
+def _sqlite_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def wait_until(
+    predicate: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.1
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(interval)
+
+
+# --- what arrived ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Notice:
+    message_id: str
+    recipients: tuple[str, ...]
+    to_header: str
+    subject: str
+    receipt_no: str | None
+    in_reply_to: str | None
+    body: str
+
+
+def parse_notice(raw: bytes, recipients: Sequence[str] = ()) -> Notice:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    subject = str(message["Subject"] or "")
+    found = RECEIPT_IN_SUBJECT.search(subject)
+    text_part = message.get_body(preferencelist=("plain",))
+    body = text_part.get_content() if text_part is not None else ""
+    return Notice(
+        message_id=str(message["Message-ID"] or "").strip(),
+        recipients=tuple(r.lower() for r in recipients),
+        to_header=str(message["To"] or ""),
+        subject=subject,
+        receipt_no=found.group(1) if found else None,
+        in_reply_to=str(message["In-Reply-To"]).strip() if message["In-Reply-To"] else None,
+        body=body,
+    )
+
+
+def sink_notices(deliveries: Sequence[Delivery]) -> list[Notice]:
+    return [parse_notice(d.content, d.rcpt_tos) for d in deliveries]
+
+
+def maildir_notices(path: Path) -> list[Notice]:
+    if not path.exists():
+        return []
+    box = mailbox.Maildir(path, factory=None, create=False)
+    return [parse_notice(box.get_bytes(key)) for key in box.iterkeys()]
+
+
+@dataclass(frozen=True)
+class NoticeTally:
+    """Receipt notices at the relay: distinct ones per (receipt number, recipient), and how
+    many arrivals repeated a Message-ID already seen."""
+
+    by_key: dict[tuple[str, str], set[str]]
+    repeats: int
+    total: int
+
+
+def tally_receipt_notices(notices: Sequence[Notice]) -> NoticeTally:
+    by_key: dict[tuple[str, str], set[str]] = {}
+    arrivals: Counter[str] = Counter()
+    for notice in notices:
+        if notice.receipt_no is None or "受付完了" not in notice.subject:
+            continue
+        arrivals[notice.message_id] += 1
+        for recipient in notice.recipients:
+            by_key.setdefault((notice.receipt_no, recipient), set()).add(notice.message_id)
+    repeats = sum(n - 1 for n in arrivals.values())
+    return NoticeTally(by_key=by_key, repeats=repeats, total=sum(arrivals.values()))
+
+
+def receipt_numbers(count: int, today: date | None = None) -> list[str]:
+    """The first ``count`` receipt numbers of this year in Tokyo: ``YY0001A`` … (no gaps)."""
+    year = (today or datetime.now(TOKYO).date()).year % 100
+    return [f"{year:02d}{n:04d}A" for n in range(1, count + 1)]
+
+
+def applications_by_message_id(applications: Sequence[Mapping[str, Any]]) -> Counter[str]:
+    """How many applications name each request Message-ID (from their ``received`` event)."""
+    seen: Counter[str] = Counter()
+    for application in applications:
+        for event in application["events"]:
+            if event["event"] == "received":
+                seen[str(event["detail"]["message_id"])] += 1
+    return seen
