@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,14 +54,74 @@ def _sqlite_engine(url: str, database: str | None, echo: bool) -> Engine:
         cursor.execute("PRAGMA synchronous=FULL")  # a 250 promises the bytes survive power loss
         cursor.close()
 
+    turnstile = FairLock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # A deferred transaction that reads and then writes fails at once with SQLITE_BUSY
-        # when another writer got there first (the busy timeout does not apply to the lock
-        # upgrade). Taking the write lock up front makes writers queue instead.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers in this process queue in arrival order: SQLite's own busy handler makes
+        # waiters sleep and poll, so a busy writer (the intake worker) that commits and
+        # begins again at once would starve the others (the SMTP gateway's 250s).
+        turnstile.acquire(SQLITE_BUSY_TIMEOUT_MS / 1000)
+        connection.info[_HOLDS_TURNSTILE] = True
+        try:
+            # A deferred transaction that reads and then writes fails at once with
+            # SQLITE_BUSY when another process's writer got there first (the busy timeout
+            # does not apply to the lock upgrade). Taking the write lock up front makes
+            # writers queue instead.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _release(connection)
+            raise
 
+    def _release(connection: Any) -> None:
+        if connection.info.pop(_HOLDS_TURNSTILE, False):
+            turnstile.release()
+
+    def _release_record(_dbapi_connection: Any, record: Any, *_: Any) -> None:
+        # Safety net: a connection invalidated or returned mid-transaction still lets go.
+        if record is not None and record.info.pop(_HOLDS_TURNSTILE, False):
+            turnstile.release()
+
+    event.listen(engine, "commit", _release)
+    event.listen(engine, "rollback", _release)
+    event.listen(engine.pool, "checkin", _release_record)
+    event.listen(engine.pool, "invalidate", _release_record)
     return engine
+
+
+_HOLDS_TURNSTILE = "mailbot_holds_turnstile"
+
+
+class FairLock:
+    """A first-come, first-served lock (threading.Lock makes no promise about order)."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._next_ticket = 0
+        self._now_serving = 0
+        self._abandoned: set[int] = set()  # tickets whose holders stopped waiting
+
+    def acquire(self, timeout: float) -> None:
+        with self._condition:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            if not self._condition.wait_for(lambda: self._now_serving == ticket, timeout):
+                # Give the ticket up without blocking those behind it.
+                self._abandoned.add(ticket)
+                self._skip_abandoned()
+                raise TimeoutError("waited too long for the database write lock")
+
+    def release(self) -> None:
+        with self._condition:
+            self._now_serving += 1
+            self._skip_abandoned()
+            self._condition.notify_all()
+
+    def _skip_abandoned(self) -> None:
+        while self._now_serving in self._abandoned:
+            self._abandoned.discard(self._now_serving)
+            self._now_serving += 1
+        self._condition.notify_all()
 
 
 @contextmanager

@@ -105,11 +105,11 @@ def _open_holders(session: Session, user_ids: list[str]) -> dict[str, str]:
     return dict(session.exec(query).all())
 
 
-def claim_next_inbound(session: Session) -> InboundMessage | None:
-    """Lock the oldest pending message for this transaction.
+def claim_pending_inbound(session: Session, limit: int) -> list[InboundMessage]:
+    """Lock the oldest pending messages (up to ``limit``) for this transaction.
 
     On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets several workers take different messages;
-    the row stays locked until the processing transaction commits (status done) or rolls back
+    the rows stay locked until the processing transaction commits (status done) or rolls back
     (pending again), so a crash mid-way loses nothing and repeats nothing. SQLite's
     BEGIN IMMEDIATE already serialises writers, so the plain select is enough there.
     """
@@ -117,8 +117,8 @@ def claim_next_inbound(session: Session) -> InboundMessage | None:
         select(InboundMessage)
         .where(InboundMessage.status == INBOUND_PENDING)
         .order_by(col(InboundMessage.id))
-        .limit(1)
+        .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return session.exec(query).first()
+    return list(session.exec(query))

@@ -1,7 +1,8 @@
 """``mailbot serve``: wires the long-running parts together and runs them until a signal.
 
 One asyncio loop holds them all: the SMTP gateway (stores and answers), the intake worker
-(processes stored messages) and the outbox sender (delivers rendered notices). SIGINT/SIGTERM
+(processes stored messages), the outbox sender (delivers rendered notices) and the web server
+(the page behind the link in the notices, and /healthz). SIGINT/SIGTERM
 stop the gateway first (no new mail), then the worker and the sender finish their current step.
 """
 
@@ -16,6 +17,7 @@ from mailbot.gateway.smtp import SmtpGateway
 from mailbot.intake import IntakeContext
 from mailbot.outbox import run_outbox
 from mailbot.runtime import Runtime
+from mailbot.web import start_web
 from mailbot.worker import run_worker
 
 log = logging.getLogger("mailbot")
@@ -36,13 +38,17 @@ async def run_services(rt: Runtime, *, stop: asyncio.Event | None = None) -> Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    wake = asyncio.Event()
-    gateway = SmtpGateway(rt.engine, rt.settings, on_stored=lambda: wake.set())
+    wake = asyncio.Event()  # a message was stored: the worker looks at once
+    notices = asyncio.Event()  # notices were committed: the outbox looks at once
+    gateway = SmtpGateway(rt.engine, rt.settings, on_stored=wake.set)
     await gateway.start()
+    web = await start_web(rt.engine, rt.settings)  # binds now: a busy port stops start-up
     ctx = IntakeContext(settings=rt.settings, calendar=rt.calendar)
     tasks = [
-        asyncio.create_task(run_worker(rt.engine, ctx, stop, wake), name="intake-worker"),
-        asyncio.create_task(run_outbox(rt.engine, rt.settings, stop), name="outbox"),
+        asyncio.create_task(
+            run_worker(rt.engine, ctx, stop, wake, processed=notices), name="intake-worker"
+        ),
+        asyncio.create_task(run_outbox(rt.engine, rt.settings, stop, wake=notices), name="outbox"),
     ]
     log.info(
         "mailbot running: SMTP on %s for %s, database %s, relay %s",
@@ -56,6 +62,7 @@ async def run_services(rt: Runtime, *, stop: asyncio.Event | None = None) -> Non
         await stop.wait()
     finally:
         await gateway.stop()
+        await web.stop()
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         log.info("mailbot stopped")

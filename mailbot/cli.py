@@ -470,6 +470,31 @@ def form(fmt: str, output: Path | None) -> None:
     click.echo(f"wrote {target}")
 
 
+# --- documents ---------------------------------------------------------------------------------
+@cli.command()
+@click.argument("kind", type=click.Choice(["approval-notice", "application-form"]))
+@click.argument("receipt_no")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the PDF.",
+)
+@click.pass_context
+def document(ctx: click.Context, kind: str, receipt_no: str, output: Path) -> None:
+    """Write an application's approval notice (from its start date on) or form as PDF."""
+    from datetime import UTC, datetime
+
+    from mailbot.documents import document_context, produce_document
+
+    rt = runtime(ctx)
+    with rt.session() as session:
+        context = document_context(session, receipt_no, rt.settings)
+    output.write_bytes(produce_document(kind, context, datetime.now(UTC)))
+    click.echo(f"{output}: {kind} of {context.receipt_no}")
+
+
 # --- demo --------------------------------------------------------------------------------------
 @cli.group()
 def demo() -> None:

@@ -224,7 +224,8 @@ def approval_notice_pdf(context: DocumentContext, now: datetime) -> bytes:
     _notes(
         pdf,
         [
-            "廃止となる利用者IDは、管理統計資料取得を除き、利用開始日（適用日）以降、"
+            # The guide's wording.
+            "廃止となる利用者IDは管理統計資料取得を除き、利用開始日（適用日）以降、"
             "業務を行うことはできません。",
             "廃止となるパッケージソフトは、利用開始日（適用日）以降、ご利用になることはできません。",
             "本通知（PDF形式）は大切に保存（保管）してください。",
@@ -371,7 +372,8 @@ def _title(pdf: FPDF, text: str) -> None:
 
 
 def _paragraph(pdf: FPDF, text: str) -> None:
-    for line in wrap_ja(pdf, text, pdf.epw - HANGING_ROOM):
+    # Hanging punctuation may go into the right margin here (there is no cell border).
+    for line in wrap_ja(pdf, text, pdf.epw):
         pdf.cell(0, 6, line, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(2)
 

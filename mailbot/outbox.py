@@ -16,7 +16,6 @@ attempt, so receiving systems can recognise the duplicate.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import mailbox
 import time
@@ -51,7 +50,8 @@ log = logging.getLogger(__name__)
 OUTBOUND_STATUSES = (OUTBOUND_PENDING, OUTBOUND_SENT, OUTBOUND_FAILED, OUTBOUND_BOUNCED)
 # How long a claimed row belongs to its claimer. Sending stops at half the lease (see
 # deliver_due), so a slow batch never runs into rows another process may claim again.
-LEASE = timedelta(minutes=5)
+LEASE = timedelta(minutes=1)  # a crashed sender's claims come back after this
+RECORD_EVERY = 10
 MAX_BACKOFF = timedelta(hours=6)
 # Per SMTP command; a whole send is a handful of commands, far inside half a lease.
 SMTP_TIMEOUT_SECONDS = 30.0
@@ -353,18 +353,21 @@ async def deliver_due(
     # sent when its lease runs out and another process may claim it.
     deadline = time.monotonic() + lease.total_seconds() / 2
     sent = 0
+    outcomes: list[tuple[OutboundMessage, DeliveryError | None]] = []
     for index, mail in enumerate(claimed):
         if time.monotonic() > deadline:
             await asyncio.to_thread(_release, engine, claimed[index:], now)
             break
         error = await _attempt(transport, mail)
-        if error is None:
-            await asyncio.to_thread(_record_sent, engine, mail, now)
-            sent += 1
-        else:
-            await asyncio.to_thread(
-                _record_failure, engine, mail, error, now, max_attempts, backoff_seconds
-            )
+        outcomes.append((mail, error))
+        sent += error is None
+        if len(outcomes) >= RECORD_EVERY:
+            # Recorded a few at a time: one commit for several sends, and a crash re-sends
+            # at most these few (same Message-IDs) after the lease.
+            await asyncio.to_thread(_record, engine, outcomes, now, max_attempts, backoff_seconds)
+            outcomes = []
+    if outcomes:
+        await asyncio.to_thread(_record, engine, outcomes, now, max_attempts, backoff_seconds)
     return sent
 
 
@@ -401,18 +404,32 @@ async def _attempt(transport: Transport, mail: OutboundMessage) -> DeliveryError
     return None
 
 
-def _record_sent(engine: Engine, mail: OutboundMessage, now: datetime) -> None:
-    # No attempts fence here: the relay has the message, so "sent" wins over any later claim.
+def _record(
+    engine: Engine,
+    outcomes: Sequence[tuple[OutboundMessage, DeliveryError | None]],
+    now: datetime,
+    max_attempts: int,
+    backoff_seconds: float,
+) -> None:
     with session_scope(engine) as session:
-        session.execute(
-            update(_OUTBOUND)
-            .where(_OUTBOUND.c.id == mail.id, _OUTBOUND.c.status == OUTBOUND_PENDING)
-            .values(status=OUTBOUND_SENT, sent_at=now, last_error=None)
-        )
+        for mail, error in outcomes:
+            if error is None:
+                _record_sent(session, mail, now)
+            else:
+                _record_failure(session, mail, error, now, max_attempts, backoff_seconds)
+
+
+def _record_sent(session: Session, mail: OutboundMessage, now: datetime) -> None:
+    # No attempts fence here: the relay has the message, so "sent" wins over any later claim.
+    session.execute(
+        update(_OUTBOUND)
+        .where(_OUTBOUND.c.id == mail.id, _OUTBOUND.c.status == OUTBOUND_PENDING)
+        .values(status=OUTBOUND_SENT, sent_at=now, last_error=None)
+    )
 
 
 def _record_failure(
-    engine: Engine,
+    session: Session,
     mail: OutboundMessage,
     error: DeliveryError,
     now: datetime,
@@ -424,15 +441,14 @@ def _record_failure(
         values["status"] = OUTBOUND_FAILED
     else:
         values["next_attempt_at"] = next_attempt(now, mail.attempts, backoff_seconds)
-    with session_scope(engine) as session:
-        # Fenced on attempts: if the lease ran out and someone else claimed the row meanwhile,
-        # their outcome is the one that counts.
-        session.execute(
-            update(_OUTBOUND)
-            .where(_OUTBOUND.c.id == mail.id, _OUTBOUND.c.status == OUTBOUND_PENDING)
-            .where(_OUTBOUND.c.attempts == mail.attempts)
-            .values(**values)
-        )
+    # Fenced on attempts: if the lease ran out and someone else claimed the row meanwhile,
+    # their outcome is the one that counts.
+    session.execute(
+        update(_OUTBOUND)
+        .where(_OUTBOUND.c.id == mail.id, _OUTBOUND.c.status == OUTBOUND_PENDING)
+        .where(_OUTBOUND.c.attempts == mail.attempts)
+        .values(**values)
+    )
 
 
 def _release(engine: Engine, unsent: Sequence[OutboundMessage], now: datetime) -> None:
@@ -462,8 +478,12 @@ async def run_outbox(
     clock: Callable[[], datetime] = utcnow,
     poll_seconds: float = 1.0,
     transport: Transport | None = None,
+    wake: asyncio.Event | None = None,
 ) -> None:
-    """Deliver due messages until ``stop`` is set. Never raises for a failed round."""
+    """Deliver due messages until ``stop`` is set. Never raises for a failed round.
+
+    ``wake`` (set by the intake worker after it commits notices) ends an idle wait at once.
+    """
     sender = transport if transport is not None else make_transport(settings)
     failures = 0
     while not stop.is_set():
@@ -483,7 +503,7 @@ async def run_outbox(
             failures += 1
             log.exception("outbox: delivery round failed (%d in a row)", failures)
         if sent == 0:  # after a productive round, look again at once: more may be due
-            await _idle(stop, _idle_seconds(poll_seconds, failures))
+            await _idle(stop, _idle_seconds(poll_seconds, failures), wake)
 
 
 def _idle_seconds(poll_seconds: float, failures: int) -> float:
@@ -493,6 +513,13 @@ def _idle_seconds(poll_seconds: float, failures: int) -> float:
     )
 
 
-async def _idle(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+async def _idle(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None) -> None:
+    events = [stop] if wake is None else [stop, wake]
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    if wake is not None:
+        wake.clear()

@@ -21,7 +21,7 @@ import logging
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from functools import cache
 from http import HTTPStatus
 from typing import Any
@@ -106,10 +106,6 @@ class Opened:
     context: DocumentContext
     token: str
     now: datetime
-
-    @property
-    def today(self) -> date:
-        return self.context.today(self.now)
 
 
 def make_app(engine: Engine, settings: Settings, *, clock: Clock = utc_now) -> Starlette:

@@ -3,9 +3,10 @@
 For organisations that give mailbot a mailbox instead of an MX. The same promise as SMTP:
 
 * **Nothing accepted is lost.** Messages are fetched with ``BODY.PEEK[]`` and stored through
-  ``store_message``, which commits before it returns. Only then is the message settled: moved
-  to ``MAILBOT_IMAP_PROCESSED_FOLDER`` (``MOVE``; ``COPY`` + ``\\Deleted`` + ``EXPUNGE`` where
-  the server has no MOVE) or, with ``MAILBOT_IMAP_AFTER_STORE=flag``, marked ``$MailbotStored``.
+  ``store_messages`` (a batch in one transaction), which commits before it returns. Only then
+  are they settled: moved to ``MAILBOT_IMAP_PROCESSED_FOLDER`` (``MOVE``; ``COPY`` +
+  ``\\Deleted`` + ``EXPUNGE`` where the server has no MOVE) or, with
+  ``MAILBOT_IMAP_AFTER_STORE=flag``, marked ``$MailbotStored``.
 * **Nothing happens twice.** Every pass searches the whole folder for unsettled messages, so
   a crash between store and settle, or a new UIDVALIDITY (mailbox rebuilt or restored), just
   means the message is fetched again: the store finds its SHA-256 and answers "duplicate",
@@ -31,11 +32,10 @@ import asyncio
 import contextlib
 import imaplib
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from email.utils import getaddresses
 
 from sqlalchemy import Engine
@@ -56,19 +56,26 @@ from mailbot.gateway.imap_mailbox import (
     parse_imap_url,
     read_password,
 )
-from mailbot.gateway.store import StoreResult, header_block, store_message
+from mailbot.gateway.store import Incoming, StoreResult, header_block, store_messages
 
 log = logging.getLogger("mailbot.gateway.imap")
 
 CHANNEL = "imap"
-FETCH_BATCH = 100  # UIDs per FETCH (and per MOVE): a bounded command line and memory use
+FETCH_BATCH = 100  # messages per FETCH, per commit and per MOVE
+# Messages up to this size travel in batches (at most FETCH_BATCH x this, 16 MB, in memory at
+# once); larger ones, up to MAILBOT_MAX_MESSAGE_BYTES, one at a time.
+SMALL_MESSAGE_BYTES = 160 * 1024
 IDLE_SLICE_SECONDS = 0.5  # how long one blocking wait in IDLE lasts; bounds the stop delay
 BACKOFF_INITIAL_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
 # Headers the delivering server adds with the address the mail was really sent to (the
 # mailbox's own address is often another name for it). Added by the sender instead, they could
 # only route a request as a follow-up; authority never comes from an address.
-RECIPIENT_HEADERS = ("X-Original-To", "Delivered-To")
+# Found with a pattern, as store.py finds Message-ID: a full header parse per message cost as
+# much as all the IMAP work of a pass.
+_RECIPIENT_HEADER = re.compile(
+    rb"^(?:x-original-to|delivered-to)[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE
+)
 
 AfterStore = Callable[[int, StoreResult], None]
 
@@ -165,20 +172,32 @@ def envelope_recipients(raw: bytes, settings: Settings) -> list[str]:
     IMAP has no envelope; the delivering server's X-Original-To / Delivered-To are the closest
     thing, and they matter: a reply address (``apply+r…@``) makes the message a follow-up.
     """
-    headers = BytesHeaderParser(policy=compat32).parsebytes(header_block(raw))
     found: list[str] = []
-    for name in RECIPIENT_HEADERS:
-        values = [str(value) for value in headers.get_all(name, [])]
-        for _, address in getaddresses(values):
+    for value in _RECIPIENT_HEADER.findall(header_block(raw)):
+        unfolded = re.sub(rb"[\r\n]", b"", value).decode("utf-8", errors="replace")
+        for _, address in getaddresses([unfolded]):
             known = {seen.lower() for seen in found}
             if is_own_address(address, settings) and address.lower() not in known:
                 found.append(address)
     return found or [settings.intake_address]
 
 
-def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _batches(uids: Sequence[int], small: set[int], size: int) -> Iterator[list[int]]:
+    """UIDs in their order, small messages ``size`` at a time, every other one alone."""
+    batch: list[int] = []
+    for uid in uids:
+        if uid in small:
+            batch.append(uid)
+            if len(batch) == size:
+                yield batch
+                batch = []
+            continue
+        if batch:
+            yield batch
+            batch = []
+        yield [uid]
+    if batch:
+        yield batch
 
 
 class ImapIntake:
@@ -247,12 +266,15 @@ class ImapIntake:
         """Store and settle every unsettled message, oldest first, a batch at a time."""
         state = mailbox.select()
         self._note_uidvalidity(state.uidvalidity)
-        total = DrainResult()
-        for batch in _chunks(mailbox.pending(self.mode), self.fetch_batch):
+        limit = self.settings.max_message_bytes
+        total = DrainResult(skipped=self._report_oversize(mailbox, state.uidvalidity))
+        wanted = mailbox.pending(self.mode, at_most=limit)
+        small = set(mailbox.pending(self.mode, at_most=min(limit, SMALL_MESSAGE_BYTES)))
+        for batch in _batches(wanted, small, self.fetch_batch):
             if should_stop():
                 break
             total += self._drain_batch(mailbox, batch, state.uidvalidity)
-        if total.settled or total.skipped:
+        if total.settled:  # what is left was reported once, at WARNING
             log.info(
                 "IMAP %s: %d stored, %d already stored, %d left in the folder",
                 self.target.folder,
@@ -274,41 +296,32 @@ class ImapIntake:
             self._reported.clear()
         self.uidvalidity = uidvalidity
 
+    def _report_oversize(self, mailbox: Mailbox, uidvalidity: int) -> int:
+        """What SMTP refuses with 552 stays in the folder for an operator, never downloaded."""
+        limit = self.settings.max_message_bytes
+        oversize = mailbox.pending(self.mode, above=limit)
+        news = [uid for uid in oversize if (uidvalidity, uid) not in self._reported]
+        for uid, size in mailbox.sizes(news).items():
+            self._report(
+                uidvalidity,
+                uid,
+                "is %d bytes, above MAILBOT_MAX_MESSAGE_BYTES (%d); left in the folder",
+                size,
+                limit,
+            )
+        return len(oversize)
+
     def _drain_batch(self, mailbox: Mailbox, uids: Sequence[int], uidvalidity: int) -> DrainResult:
-        sizes = mailbox.sizes(uids)
-        wanted = [uid for uid in uids if self._fits(uid, sizes.get(uid), uidvalidity)]
-        bodies, failures = mailbox.fetch_bodies(wanted)
+        bodies, failures = mailbox.fetch_bodies(uids)
         for uid, reason in failures.items():
             self._report(uidvalidity, uid, "could not be fetched (%s); left in the folder", reason)
-        stored = duplicates = 0
-        done: list[int] = []
-        for uid in wanted:
-            if uid not in bodies:
-                continue  # expunged by another client meanwhile, or refused above
-            if self._store(uid, bodies[uid]).duplicate:
-                duplicates += 1
-            else:
-                stored += 1
-            done.append(uid)
-        # Only now, after every store in the batch has committed.
+        # A UID without a body was expunged by another client meanwhile, or refused above.
+        done = [uid for uid in uids if uid in bodies]
+        results = self._store(done, bodies)
+        # Only now, with the whole batch committed.
         mailbox.settle(done, self.mode, self.settings.imap_processed_folder)
-        return DrainResult(stored, duplicates, len(uids) - len(done))
-
-    def _fits(self, uid: int, size: int | None, uidvalidity: int) -> bool:
-        if size is None:
-            return False  # gone since the SEARCH
-        limit = self.settings.max_message_bytes
-        if size <= limit:
-            return True
-        # What SMTP refuses with 552: left for an operator rather than loaded into memory.
-        self._report(
-            uidvalidity,
-            uid,
-            "is %d bytes, above MAILBOT_MAX_MESSAGE_BYTES (%d); left in the folder",
-            size,
-            limit,
-        )
-        return False
+        duplicates = sum(result.duplicate for result in results)
+        return DrainResult(len(done) - duplicates, duplicates, len(uids) - len(done))
 
     def _report(self, uidvalidity: int, uid: int, what: str, *args: object) -> None:
         # Once per message and process: the rescan meets the same message every minute.
@@ -317,25 +330,31 @@ class ImapIntake:
         self._reported.add((uidvalidity, uid))
         log.warning("IMAP %s UID %d " + what, self.target.folder, uid, *args)
 
-    def _store(self, uid: int, raw: bytes) -> StoreResult:
-        result = store_message(
-            self.engine,
-            raw,
+    def _store(self, uids: Sequence[int], bodies: dict[int, bytes]) -> list[StoreResult]:
+        """Store the batch in one transaction: one commit (one fsync) for up to 100 messages."""
+        if not uids:
+            return []
+        results = store_messages(self.engine, [self._incoming(bodies[uid]) for uid in uids])
+        for uid, result in zip(uids, results, strict=True):
+            log.info(
+                "IMAP %s UID %d: stored %d bytes as inbound %d%s",
+                self.target.folder,
+                uid,
+                len(bodies[uid]),
+                result.inbound_id,
+                " (duplicate)" if result.duplicate else "",
+            )
+            if self.after_store is not None:
+                self.after_store(uid, result)
+        return results
+
+    def _incoming(self, raw: bytes) -> Incoming:
+        return Incoming(
+            raw=raw,
             channel=CHANNEL,
             envelope_from=None,  # IMAP has no envelope sender; classification reads headers
             envelope_to=envelope_recipients(raw, self.settings),
         )
-        log.info(
-            "IMAP %s UID %d: stored %d bytes as inbound %d%s",
-            self.target.folder,
-            uid,
-            len(raw),
-            result.inbound_id,
-            " (duplicate)" if result.duplicate else "",
-        )
-        if self.after_store is not None:
-            self.after_store(uid, result)
-        return result
 
 
 # --- mailbot serve ----------------------------------------------------------------------------

@@ -240,14 +240,27 @@ class Mailbox:
         return int(self.client.folder_status(name, [b"MESSAGES"])[b"MESSAGES"])
 
     # --- messages -----------------------------------------------------------------------------
-    def pending(self, mode: str) -> list[int]:
-        """UIDs not yet settled, oldest first. Messages marked \\Deleted are someone's trash."""
+    def pending(
+        self, mode: str, *, at_most: int | None = None, above: int | None = None
+    ) -> list[int]:
+        """UIDs not yet settled, oldest first, optionally only those of at most / above a size.
+
+        The size test runs in the server (SEARCH SMALLER / LARGER on RFC822.SIZE): cheaper
+        than fetching every size, and a message too large is never downloaded. Messages
+        marked \\Deleted are someone's trash and are left alone.
+        """
         criteria: list[str] = ["NOT", "DELETED"]
         if mode == FLAG:
             criteria += ["UNKEYWORD", STORED_FLAG]
+        if at_most is not None:
+            criteria += ["SMALLER", str(at_most + 1)]
+        if above is not None:
+            criteria += ["LARGER", str(above)]
         return sorted(int(uid) for uid in self.client.search(criteria))
 
     def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        if not uids:
+            return {}
         found = self.client.fetch(list(uids), ["RFC822.SIZE"])
         return {int(uid): int(data[b"RFC822.SIZE"]) for uid, data in found.items()}
 

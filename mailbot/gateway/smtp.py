@@ -39,7 +39,8 @@ from sqlalchemy import Engine
 from mailbot.addresses import is_own_address
 from mailbot.config import Settings
 from mailbot.errors import StoreError
-from mailbot.gateway.store import envelope_sender, store_message
+from mailbot.gateway.group_commit import GroupCommitter
+from mailbot.gateway.store import envelope_sender
 
 log = logging.getLogger("mailbot.gateway.smtp")
 
@@ -73,6 +74,8 @@ class IntakeHandler:
         self.on_stored = on_stored
         # Stores running right now; touched only on the event loop's thread.
         self.in_flight = 0
+        # Concurrent sessions' stores share one transaction and one fsync (group commit).
+        self.committer = GroupCommitter(engine)
 
     async def handle_RCPT(
         self,
@@ -95,11 +98,9 @@ class IntakeHandler:
         raw = _raw_bytes(envelope)
         self.in_flight += 1
         try:
-            # A worker thread: the commit waits for the disk (synchronous=FULL) or the network,
-            # and the event loop must keep serving the other sessions meanwhile.
-            result = await asyncio.to_thread(
-                store_message,
-                self.engine,
+            # Committed in a worker thread together with the other sessions' messages; the
+            # event loop keeps serving sessions meanwhile.
+            result = await self.committer.store(
                 raw,
                 channel=CHANNEL,
                 envelope_from=envelope_sender(envelope.mail_from),
@@ -244,6 +245,7 @@ class SmtpGateway:
             log.warning("SMTP gateway stopping with %d store(s) in flight", self.handler.in_flight)
         self._close_sessions()
         await server.wait_closed()
+        await self.handler.committer.close()
         log.info("SMTP gateway stopped")
 
     async def __aenter__(self) -> SmtpGateway:

@@ -31,6 +31,7 @@ def serve_factory(tmp_path: Path) -> Iterator[ServeFactory]:
         home = tmp_path / name
         values = {
             "smtp_listen": f"127.0.0.1:{free_port()}",
+            "web_listen": f"127.0.0.1:{free_port()}",  # serve runs the status page too
             # Fast retries, so the tests do not wait out production backoff.
             "outbox_backoff_seconds": "0.5",
             "worker_poll_seconds": "0.2",

@@ -170,3 +170,19 @@ def test_header_block_stops_at_the_first_blank_line() -> None:
     assert header_block(b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\nmore") == b"A: 1\r\nB: 2"
     assert header_block(b"A: 1\nB: 2\n\nbody") == b"A: 1\nB: 2"
     assert header_block(b"A: 1\r\n") == b"A: 1\r\n"
+
+
+def test_group_commit_stores_a_batch_once_each(engine: Engine) -> None:
+    """One transaction for many messages; a message twice in the batch, or already stored,
+    is one row answered as a duplicate."""
+    from mailbot.gateway.store import Incoming, store_messages
+
+    first = Incoming(b"Message-ID: <a@x>\r\n\r\nA\r\n", "smtp", "a@x", ["apply@mailbot.localhost"])
+    second = Incoming(b"Message-ID: <b@x>\r\n\r\nB\r\n", "smtp", "b@x", ["apply@mailbot.localhost"])
+    results = store_messages(engine, [first, second, first])
+    assert [r.duplicate for r in results] == [False, False, True]
+    assert results[0].inbound_id == results[2].inbound_id != results[1].inbound_id
+    again = store_messages(engine, [second])
+    assert again[0].inbound_id == results[1].inbound_id and again[0].duplicate
+    with Session(engine) as session:
+        assert session.exec(select(func.count()).select_from(InboundMessage)).one() == 2
