@@ -13,6 +13,7 @@ import logging
 import signal
 
 from db.migrate import upgrade
+from mailbot.gateway.imap import run_imap
 from mailbot.gateway.smtp import SmtpGateway
 from mailbot.intake import IntakeContext
 from mailbot.outbox import run_outbox
@@ -50,6 +51,10 @@ async def run_services(rt: Runtime, *, stop: asyncio.Event | None = None) -> Non
         ),
         asyncio.create_task(run_outbox(rt.engine, rt.settings, stop, wake=notices), name="outbox"),
     ]
+    if rt.settings.imap_url:
+        tasks.append(
+            asyncio.create_task(run_imap(rt.engine, rt.settings, stop, wake), name="imap-intake")
+        )
     log.info(
         "mailbot running: SMTP on %s for %s, database %s, relay %s",
         rt.settings.smtp_address,

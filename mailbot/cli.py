@@ -449,6 +449,25 @@ def outbox_retry(ctx: click.Context, outbound_id: int) -> None:
     click.echo(f"outgoing message {outbound_id} queued again")
 
 
+# --- imap --------------------------------------------------------------------------------------
+@cli.group()
+def imap() -> None:
+    """The IMAP mailbox mailbot reads (MAILBOT_IMAP_URL)."""
+
+
+@imap.command("check")
+@json_option
+@click.pass_context
+def imap_check(ctx: click.Context, as_json: bool) -> None:
+    """Log in, show the folder and its counts; exit non-zero with the server's reason."""
+    from dataclasses import asdict
+
+    from mailbot.gateway.imap import check_mailbox
+
+    result = check_mailbox(runtime(ctx).settings)
+    emit(asdict(result), as_json, lambda _: "\n".join(result.lines()))
+
+
 # --- the blank form --------------------------------------------------------------------------
 @cli.command()
 @click.option(

@@ -447,8 +447,7 @@ async def _wait_for_news(mailbox: Mailbox, settings: Settings, stop: asyncio.Eve
         await _sleep_unless_stopped(stop, settings.imap_rescan_seconds)
         return
     deadline = time.monotonic() + min(settings.imap_rescan_seconds, settings.imap_idle_seconds)
-    await asyncio.to_thread(mailbox.idle_start)
-    news = False
+    news = await asyncio.to_thread(mailbox.idle_start)
     while not news and not stop.is_set():
         left = deadline - time.monotonic()
         if left <= 0:

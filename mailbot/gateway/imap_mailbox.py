@@ -319,8 +319,30 @@ class Mailbox:
             self.client.expunge()
 
     # --- IDLE (RFC 2177) ----------------------------------------------------------------------
-    def idle_start(self) -> None:
+    def idle_start(self) -> bool:
+        """Enter IDLE; True when the server already announced something with its "+" line.
+
+        A server reports changes it has not told yet right after "+ idling", often in the same
+        packet. imaplib's buffered reader then holds them, and ``idle_check``, which waits on
+        the socket, would not see them until the next rescan.
+        """
         self.client.idle()
+        return self._buffered()
+
+    def _buffered(self) -> bool:
+        # imaplib keeps its reader in ``_imap.file``; imapclient offers no public way to ask.
+        reader = getattr(getattr(self.client, "_imap", None), "file", None)
+        peek = getattr(reader, "peek", None)
+        if peek is None:
+            return False  # cannot tell: the rescan is the safety net
+        sock = self.client.socket()
+        sock.setblocking(False)  # peek reads the socket only when nothing is buffered
+        try:
+            return bool(peek(1))
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False
+        finally:
+            sock.settimeout(READ_TIMEOUT)
 
     def idle_wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s in IDLE; True when the folder may have new mail.

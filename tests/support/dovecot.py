@@ -168,9 +168,7 @@ class Dovecot:
 
     # --- configuration ------------------------------------------------------------------------
     def _write_files(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        for sub in ("state",):
-            (self.root / sub).mkdir(exist_ok=True)
+        (self.root / "state").mkdir(parents=True, exist_ok=True)
         self.base_dir.mkdir(parents=True, exist_ok=True)
         home = self.mail_root / self.user
         home.mkdir(parents=True, exist_ok=True)
@@ -217,8 +215,6 @@ listen = 127.0.0.1
 {ssl}disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
-# the tests log in hundreds of times from one address; no auth penalty for loopback
-login_trusted_networks = 127.0.0.0/8
 default_login_user = dovenull
 default_internal_user = dovecot
 mail_location = maildir:~/Maildir
@@ -245,6 +241,12 @@ service imap-login {{
 # the auth process reads the passwd-file under the caller's private temporary directory
 service auth {{
   user = root
+}}
+# no growing delay after failed logins (anvil's auth penalty): tests fail logins on purpose
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 {capability}"""
 

@@ -73,7 +73,7 @@ class Harness:
 
     def round_trip(self, raw: bytes, **kwargs: str) -> list[EmailMessage]:
         """Send, process, deliver; return the mails that came out because of it."""
-        self.send(raw, **kwargs)  # type: ignore[arg-type]
+        self.send(raw, **kwargs)
         self.process()
         self.deliver()
         return self.new_mail()
