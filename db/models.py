@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Float, Index, LargeBinary, Unicode, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -252,3 +252,21 @@ class AuditEvent(SQLModel, table=True):
     actor: str = Field(max_length=320)
     inbound_id: int | None = Field(default=None, foreign_key="inbound_message.id")
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class SchedulerJob(SQLModel, table=True):
+    """APScheduler's job store table, declared here so that migrations own it.
+
+    ``apscheduler.jobstores.sqlalchemy.SQLAlchemyJobStore`` (tablename ``apscheduler_jobs``)
+    reads and writes it; the columns are exactly the ones that store defines. Declaring it
+    lets the schema be created under the migration lock instead of by whichever process
+    first leads the scheduler, and lets a cancellation remove an application's job row in the
+    cancelling transaction. Rows are APScheduler's (pickled job state): mailbot only reads
+    ids and run times, and deletes rows.
+    """
+
+    __tablename__ = "apscheduler_jobs"
+
+    id: str = Field(sa_column=Column(Unicode(191), primary_key=True))
+    next_run_time: float | None = Field(default=None, sa_column=Column(Float(25), index=True))
+    job_state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

@@ -2,7 +2,9 @@
 
 One asyncio loop holds them all: the SMTP gateway (stores and answers), the intake worker
 (processes stored messages), the outbox sender (delivers rendered notices) and the web server
-(the page behind the link in the notices, and /healthz). SIGINT/SIGTERM
+(the page behind the link in the notices, and /healthz), the scheduler (start dates, review
+reminders; on PostgreSQL only in the process that holds the leader lock), and the IMAP poller
+when a mailbox is configured. SIGINT/SIGTERM
 stop the gateway first (no new mail), then the worker and the sender finish their current step.
 """
 
@@ -20,6 +22,8 @@ from mailbot.outbox import run_outbox
 from mailbot.runtime import Runtime
 from mailbot.web import start_web
 from mailbot.worker import run_worker
+from scheduler.config import schedule_config
+from scheduler.service import run_scheduler
 
 log = logging.getLogger("mailbot")
 
@@ -30,6 +34,7 @@ def serve(rt: Runtime) -> None:
     )
     # aiosmtpd logs every SMTP command at INFO; keep its warnings, not the chatter.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every sweep at INFO
     upgrade(rt.engine)
     asyncio.run(run_services(rt))
 
@@ -51,6 +56,18 @@ async def run_services(rt: Runtime, *, stop: asyncio.Event | None = None) -> Non
         ),
         asyncio.create_task(run_outbox(rt.engine, rt.settings, stop, wake=notices), name="outbox"),
     ]
+    tasks.append(
+        asyncio.create_task(
+            run_scheduler(
+                rt.engine,
+                rt.settings,
+                stop,
+                config=schedule_config(rt.settings),
+                calendar=rt.calendar,
+            ),
+            name="scheduler",
+        )
+    )
     if rt.settings.imap_url:
         tasks.append(
             asyncio.create_task(run_imap(rt.engine, rt.settings, stop, wake), name="imap-intake")

@@ -65,7 +65,10 @@ def create_application(
     assert application.id is not None
     for user_id in plan.user_ids:
         session.add(ApplicationItem(application_id=application.id, kind="user_id", key=user_id))
-    for code in (*plan.codes_abolished, *plan.shared_codes_pending):
+    # Only codes this application abolishes alone are items. A shared code is held by several
+    # offices' applications at once (rule 4), so it must not take the one-open-holder index;
+    # it is recorded in shared_codes_pending and abolished when its last ID is.
+    for code in plan.codes_abolished:
         session.add(ApplicationItem(application_id=application.id, kind="user_code", key=code))
     session.add(
         AuditEvent(

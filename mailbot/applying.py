@@ -30,9 +30,18 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, func, insert, select, update
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import Session, col
+from sqlalchemy import (
+    CompoundSelect,
+    CursorResult,
+    Engine,
+    Table,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlmodel import Session, SQLModel, col
 
 from db.engine import session_scope
 from db.models import (
@@ -46,6 +55,7 @@ from db.models import (
 )
 from mailbot.config import Settings
 from mailbot.errors import MailbotError
+from mailbot.normalize import USER_CODE_LENGTH
 from mailbot.notify import send_to_applicants, status_url
 
 log = logging.getLogger(__name__)
@@ -53,13 +63,22 @@ log = logging.getLogger(__name__)
 MIDNIGHT = time(0, 0)
 # Applications per transaction. A batch is all or nothing for each of its applications; bigger
 # batches amortise the commit (an fsync on SQLite) and the statements over more applications,
-# smaller ones keep the write lock shorter. 100 applications of ten IDs commit in well under
-# a tenth of a second on either database.
-DEFAULT_BATCH = 100
+# smaller ones hold the write lock (SQLite's only one) for less time. Rendering the two
+# notices costs about 45 ms per application (nearly all of it in the email package's header
+# folding), so 20 applications hold the lock for about a second, and the commit adds ~2 %.
+DEFAULT_BATCH = 20
 APPLY_JOB_PREFIX = "apply:"
 ABOLISHED = "abolished"
 ACTIVE = "active"
 SYSTEM_ACTOR = "mailbot"
+
+# Core tables: the batch statements are set-based and need no ORM objects.
+_TABLES = SQLModel.metadata.tables
+_APPLICATION: Table = _TABLES[Application.__tablename__]
+_ITEM: Table = _TABLES[ApplicationItem.__tablename__]
+_USER_ID: Table = _TABLES[UserId.__tablename__]
+_USER_CODE: Table = _TABLES[UserCode.__tablename__]
+_AUDIT: Table = _TABLES[AuditEvent.__tablename__]
 
 
 class ApplyError(MailbotError):
@@ -89,11 +108,6 @@ def last_due_date(now: datetime, zone: tzinfo, apply_time: time = MIDNIGHT) -> d
 
 def is_due(start_date: date, now: datetime, zone: tzinfo, apply_time: time = MIDNIGHT) -> bool:
     return start_date <= last_due_date(now, zone, apply_time)
-
-
-def as_of_moment(day: date, zone: tzinfo, apply_time: time = MIDNIGHT) -> datetime:
-    """``--as-of DAY``: the moment at which start dates up to ``day`` have come."""
-    return run_time(day, zone, apply_time)
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -180,23 +194,36 @@ def apply_due(
     dry_run: bool = False,
     batch_size: int = DEFAULT_BATCH,
     via: str = "sweep",
+    through: date | None = None,
 ) -> ApplyReport:
     """Apply every approved application whose start date has come at ``now``; idempotent.
 
-    ``dry_run`` runs the very same statements in one transaction and rolls it back, so what it
-    reports is exactly what a real run would do (no notices are rendered). ``via`` names the
-    caller in the audit log (job, sweep, startup, cli).
+    ``through`` (``--as-of``) limits it to start dates up to that day; a day whose start
+    dates have not come yet is refused unless ``dry_run``. ``dry_run`` runs the very same
+    statements in one transaction and rolls it back, so what it reports is exactly what a real
+    run would do (no notices are rendered). ``via`` names the caller in the audit log (job,
+    sweep, startup, cli).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    through = last_due_date(now, settings.zone, apply_time)
+    due = last_due_date(now, settings.zone, apply_time)
+    if through is not None and through > due and not dry_run:
+        raise ApplyError(
+            f"start dates after {due.isoformat()} have not come yet "
+            f"({run_time(through, settings.zone, apply_time).isoformat()} is ahead); "
+            "nothing is applied ahead of its date. Add --dry-run to preview that day."
+        )
+    through = due if through is None else through
     report = ApplyReport(now=now, through=through, dry_run=dry_run)
     if dry_run:
-        _dry_run(engine, settings, report, via)
+        with session_scope(engine) as session:
+            claimed = _claim(session, through, None, exclude=(), lock=False)
+            report.applied += _apply_batch(session, settings, claimed, now, via, notify=False)
+            session.rollback()  # a dry run: the statements ran, nothing stays
         return report
     failed_ids: set[int] = set()
     while True:
-        claimed: list[Application] = []
+        claimed = []
         try:
             with session_scope(engine) as session:
                 claimed = _claim(session, through, batch_size, exclude=failed_ids)
@@ -223,230 +250,220 @@ def apply_due(
     return report
 
 
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    receipt_no: str
+    office_code: str
+    start_date: date
+
+
 def _apply_alone(
     engine: Engine,
     settings: Settings,
-    one: Application,
+    one: _Claimed,
     now: datetime,
     via: str,
     report: ApplyReport,
     failed_ids: set[int],
 ) -> None:
-    assert one.id is not None
     try:
         with session_scope(engine) as session:
-            again = _claim_one(session, one.id)
-            if again is None:
+            again = _claim(session, None, 1, only=one.id, exclude=())
+            if not again:
                 return  # applied or changed meanwhile by someone else
-            report.applied += _apply_batch(session, settings, [again], now, via, notify=True)
+            report.applied += _apply_batch(session, settings, again, now, via, notify=True)
     except Exception as exc:
         failed_ids.add(one.id)
         report.failed[one.receipt_no] = f"{type(exc).__name__}: {exc}"
         log.exception("apply: %s failed and stays approved", one.receipt_no)
 
 
-def _dry_run(engine: Engine, settings: Settings, report: ApplyReport, via: str) -> None:
-    with session_scope(engine) as session:
-        claimed = _claim(session, report.through, None, exclude=set(), lock=False)
-        if claimed:
-            report.applied += _apply_batch(
-                session, settings, claimed, report.now, via, notify=False
-            )
-        session.rollback()  # a dry run: the statements ran, nothing stays
-
-
 def _claim(
     session: Session,
-    through: date,
+    through: date | None,
     limit: int | None,
     *,
     exclude: Iterable[int],
+    only: int | None = None,
     lock: bool = True,
-) -> list[Application]:
-    query = (
-        select(Application)
-        .where(Application.status == APPROVED, col(Application.start_date) <= through)
-        .order_by(col(Application.start_date), col(Application.id))
+) -> list[_Claimed]:
+    a = _APPLICATION.c
+    query = select(a.id, a.receipt_no, a.office_code, a.start_date).where(
+        a.status == APPROVED, a.start_date.is_not(None)
     )
+    # No ORDER BY: every due application is applied in this run anyway, and sorting all the
+    # approved rows for each batch would make a large backlog quadratic. The status index
+    # hands out approved rows directly.
+    if through is not None:
+        query = query.where(a.start_date <= through)
+    if only is not None:
+        query = query.where(a.id == only)
     skip = list(exclude)
     if skip:
-        query = query.where(col(Application.id).notin_(skip))
+        query = query.where(a.id.notin_(skip))
     if limit is not None:
         query = query.limit(limit)
     if lock:
         # PostgreSQL: another process applying at the same moment skips these rows and takes
         # the next ones. SQLite ignores it: BEGIN IMMEDIATE already made this the only writer.
         query = query.with_for_update(skip_locked=True)
-    return list(session.scalars(query))
-
-
-def _claim_one(session: Session, application_id: int) -> Application | None:
-    query = (
-        select(Application)
-        .where(Application.id == application_id, Application.status == APPROVED)
-        .with_for_update(skip_locked=True)
-    )
-    return session.scalars(query).first()
+    return [_Claimed(*row) for row in session.execute(query)]
 
 
 def _apply_batch(
     session: Session,
     settings: Settings,
-    applications: Sequence[Application],
+    claimed: Sequence[_Claimed],
     now: datetime,
     via: str,
     *,
     notify: bool,
 ) -> list[AppliedApplication]:
-    """Apply ``applications`` (claimed, approved, due) in the caller's transaction."""
-    by_id = {a.id: a for a in applications if a.id is not None}
-    ids = list(by_id)
+    """Apply the claimed (approved, due, locked) applications in the caller's transaction."""
+    if not claimed:
+        return []
+    ids = [c.id for c in claimed]
+    if notify:  # a real run (a dry run changes nothing and need not queue behind others)
+        _lock_codes(session, ids)
     items = _items(session, ids)
-    abolished_now = _abolish_user_ids(session, applications)
+    already = _already_abolished(session, ids)
+    _abolish_user_ids(session, claimed)
     codes_now = _abolish_completed_codes(session, ids)
     _finish_applications(session, ids, now)
-    for application in applications:
-        # The statements changed the rows; bring the loaded copies (which the notices read)
-        # up to date without marking them dirty, so no per-row UPDATE follows at flush.
-        set_committed_value(application, "status", APPLIED)
-        set_committed_value(application, "version", application.version + 1)
-        set_committed_value(application, "updated_at", now)
-    results: list[AppliedApplication] = []
-    for application in applications:
-        assert application.id is not None
-        own_ids = items[application.id]["user_id"]
-        own_codes = sorted({uid[:5] for uid in own_ids} | set(items[application.id]["user_code"]))
+    results = []
+    for one in claimed:
+        own_ids, own_codes = items[one.id]
+        codes = sorted({uid[:USER_CODE_LENGTH] for uid in own_ids} | set(own_codes))
         results.append(
             AppliedApplication(
-                receipt_no=application.receipt_no,
-                office_code=application.office_code,
-                start_date=_start(application),
-                user_ids=tuple(uid for uid in own_ids if uid in abolished_now),
-                already_abolished=tuple(uid for uid in own_ids if uid not in abolished_now),
-                user_codes=tuple(code for code in own_codes if code in codes_now),
-                codes_still_active=tuple(code for code in own_codes if code not in codes_now),
+                receipt_no=one.receipt_no,
+                office_code=one.office_code,
+                start_date=one.start_date,
+                user_ids=tuple(uid for uid in own_ids if uid not in already),
+                already_abolished=tuple(uid for uid in own_ids if uid in already),
+                user_codes=tuple(code for code in codes if code in codes_now),
+                codes_still_active=tuple(code for code in codes if code not in codes_now),
             )
         )
-    _audit(session, by_id, results, now, via)
+    _audit(session, ids, results, now, via)
     if notify:
-        for application, result in zip(applications, results, strict=True):
-            _notify(session, settings, application, result, now)
+        _notify(session, settings, ids, results, now)
     return results
 
 
-def _start(application: Application) -> date:
-    assert application.start_date is not None  # approved applications always have one
-    return application.start_date
-
-
-def _items(session: Session, application_ids: list[int]) -> dict[int, dict[str, list[str]]]:
-    found: dict[int, dict[str, list[str]]] = {
-        i: {"user_id": [], "user_code": []} for i in application_ids
-    }
+def _items(session: Session, ids: list[int]) -> dict[int, tuple[list[str], list[str]]]:
+    """Each application's (user IDs, user codes), in the order the request listed them."""
+    found: dict[int, tuple[list[str], list[str]]] = {i: ([], []) for i in ids}
+    i = _ITEM.c
     rows = session.execute(
-        select(ApplicationItem.application_id, ApplicationItem.kind, ApplicationItem.key)
-        .where(col(ApplicationItem.application_id).in_(application_ids))
-        .order_by(col(ApplicationItem.id))
-    )
+        select(i.application_id, i.kind, i.key).where(i.application_id.in_(ids)).order_by(i.id)
+    ).all()  # one fetchall: a big application has tens of thousands of items
     for application_id, kind, key in rows:
-        found[application_id][kind].append(key)
+        found[application_id][0 if kind == "user_id" else 1].append(key)
     return found
 
 
-def _abolish_user_ids(session: Session, applications: Sequence[Application]) -> set[str]:
-    """IDs → abolished, abolished on their application's start date; the IDs that changed.
+def _already_abolished(session: Session, ids: list[int]) -> set[str]:
+    """Items whose ID is not active any more (abolished some other way): left as they are."""
+    i, u = _ITEM.c, _USER_ID.c
+    query = (
+        select(u.user_id)
+        .join(_ITEM, i.key == u.user_id)
+        .where(i.kind == "user_id", i.application_id.in_(ids), u.status != ACTIVE)
+    )
+    return set(session.execute(query).scalars())
+
+
+def _abolish_user_ids(session: Session, claimed: Sequence[_Claimed]) -> None:
+    """IDs → abolished, abolished on their application's start date.
 
     One UPDATE per start date in the batch (normally one). ``status = 'active'`` in the
     condition is what makes a second run, or an ID abolished some other way, a no-op.
     """
     by_start: dict[date, list[int]] = defaultdict(list)
-    for application in applications:
-        assert application.id is not None
-        by_start[_start(application)].append(application.id)
-    changed: set[str] = set()
+    for one in claimed:
+        by_start[one.start_date].append(one.id)
+    i, u = _ITEM.c, _USER_ID.c
     for start, ids in sorted(by_start.items()):
-        wanted = select(ApplicationItem.key).where(
-            ApplicationItem.kind == "user_id", col(ApplicationItem.application_id).in_(ids)
-        )
-        statement = (
-            update(UserId)
-            .where(col(UserId.status) == ACTIVE, col(UserId.user_id).in_(wanted))
+        wanted = select(i.key).where(i.kind == "user_id", i.application_id.in_(ids))
+        session.execute(
+            update(_USER_ID)
+            .where(u.status == ACTIVE, u.user_id.in_(wanted))
             .values(status=ABOLISHED, abolished_on=start)
-            .returning(col(UserId.user_id))
-            .execution_options(synchronize_session=False)
         )
-        changed.update(session.execute(statement).scalars())
-    return changed
 
 
-def _abolish_completed_codes(session: Session, application_ids: list[int]) -> set[str]:
+def _touched_codes(ids: list[int]) -> CompoundSelect[str]:
+    """The user codes these applications touch: their IDs' codes and their code items."""
+    i, u = _ITEM.c, _USER_ID.c
+    return (
+        select(u.user_code)
+        .join(_ITEM, i.key == u.user_id)
+        .where(i.kind == "user_id", i.application_id.in_(ids))
+        .union(select(i.key).where(i.kind == "user_code", i.application_id.in_(ids)))
+    )
+
+
+def _lock_codes(session: Session, ids: list[int]) -> None:
+    """Lock the rows of the codes this batch touches, in code order, before changing anything.
+
+    Two processes applying the last IDs of one shared code at the same moment would each
+    see the other's IDs still active (uncommitted) and neither would abolish the code. With
+    the code rows locked first, the second waits for the first to commit and then, its next
+    statements seeing that commit, abolishes the code. Code order: no deadlock between
+    batches. (PostgreSQL; SQLite's single writer already serialises the batches.)
+    """
+    c = _USER_CODE.c
+    session.execute(
+        select(c.code).where(c.code.in_(_touched_codes(ids))).order_by(c.code).with_for_update()
+    ).all()
+
+
+def _abolish_completed_codes(session: Session, ids: list[int]) -> set[str]:
     """Codes touched by these applications whose every ID is now abolished → abolished.
 
     Rule 3 (a code goes with its last ID) and rule 4 (a shared code goes only when every
     sharing office's IDs are gone) are the same statement: no ID of the code, in any office,
-    may still be anything but abolished. The code is abolished on the latest of its IDs'
-    dates, which is this batch's start date for the ID that completed it.
+    may be anything but abolished. The code is abolished on the latest of its IDs' dates:
+    the start date of the application that abolished its last ID.
     """
-    touched = (
-        select(UserId.user_code)
-        .join(ApplicationItem, col(ApplicationItem.key) == col(UserId.user_id))
-        .where(
-            ApplicationItem.kind == "user_id",
-            col(ApplicationItem.application_id).in_(application_ids),
-        )
-    ).union(
-        select(ApplicationItem.key).where(
-            ApplicationItem.kind == "user_code",
-            col(ApplicationItem.application_id).in_(application_ids),
-        )
-    )
-    alive = exists().where(
-        and_(col(UserId.user_code) == col(UserCode.code), col(UserId.status) != ABOLISHED)
-    )
-    last_day = (
-        select(func.max(UserId.abolished_on))
-        .where(col(UserId.user_code) == col(UserCode.code))
-        .scalar_subquery()
-    )
+    u, c = _USER_ID.c, _USER_CODE.c
+    touched = _touched_codes(ids)
+    alive = exists().where(u.user_code == c.code, u.status != ABOLISHED)
+    last_day = select(func.max(u.abolished_on)).where(u.user_code == c.code).scalar_subquery()
     statement = (
-        update(UserCode)
-        .where(col(UserCode.status) == ACTIVE, col(UserCode.code).in_(touched), ~alive)
+        update(_USER_CODE)
+        .where(c.status == ACTIVE, c.code.in_(touched), ~alive)
         .values(status=ABOLISHED, abolished_on=last_day)
-        .returning(col(UserCode.code))
-        .execution_options(synchronize_session=False)
+        .returning(c.code)
     )
     return set(session.execute(statement).scalars())
 
 
-def _finish_applications(session: Session, application_ids: list[int], now: datetime) -> None:
-    statement = (
-        update(Application)
-        .where(col(Application.id).in_(application_ids), col(Application.status) == APPROVED)
-        .values(status=APPLIED, version=Application.version + 1, updated_at=now)
-        .execution_options(synchronize_session=False)  # the caller updates its copies
+def _finish_applications(session: Session, ids: list[int], now: datetime) -> None:
+    a, i = _APPLICATION.c, _ITEM.c
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(_APPLICATION)
+        .where(a.id.in_(ids), a.status == APPROVED)
+        .values(status=APPLIED, version=a.version + 1, updated_at=now)
     )
-    changed = session.execute(statement).rowcount
-    if changed != len(application_ids):
+    changed = result.rowcount
+    if changed != len(ids):
         # Claimed rows cannot change under us (row locks / the single SQLite writer); if they
         # did, roll everything back rather than apply half a batch.
-        raise ApplyError(f"{len(application_ids) - changed} claimed application(s) changed")
-    # The items stop holding their IDs (rule 2 checks open items only).
-    session.execute(
-        update(ApplicationItem)
-        .where(col(ApplicationItem.application_id).in_(application_ids))
-        .values(open=False)
-        .execution_options(synchronize_session=False)
-    )
+        raise ApplyError(f"{len(ids) - changed} claimed application(s) changed meanwhile")
+    # The items stop holding their IDs (rule 2 looks at open items only).
+    session.execute(update(_ITEM).where(i.application_id.in_(ids)).values(open=False))
 
 
 def _audit(
     session: Session,
-    by_id: dict[int | None, Application],
+    ids: list[int],
     results: list[AppliedApplication],
     now: datetime,
     via: str,
 ) -> None:
-    ids = [a.id for a in by_id.values()]
     rows = [
         {
             "at": now,
@@ -465,30 +482,36 @@ def _audit(
         }
         for application_id, result in zip(ids, results, strict=True)
     ]
-    session.execute(insert(AuditEvent), rows)
+    session.execute(insert(_AUDIT), rows)
 
 
 def _notify(
     session: Session,
     settings: Settings,
-    application: Application,
-    result: AppliedApplication,
+    ids: list[int],
+    results: list[AppliedApplication],
     now: datetime,
 ) -> None:
-    send_to_applicants(
-        session,
-        settings,
-        application,
-        template="applied.txt.j2",
-        kind="applied",
-        subject=f"利用者ID廃止の適用完了のお知らせ（{application.receipt_no}）",
-        event="applied",
-        now=now,
-        status_url=status_url(settings, application.receipt_no, now),
-        abolished_user_ids=result.user_ids,
-        abolished_codes=result.user_codes,
-        codes_still_active=result.codes_still_active,
-    )
+    """Both notices per application, in this transaction (the transactional outbox)."""
+    loaded = {
+        a.id: a for a in session.scalars(select(Application).where(col(Application.id).in_(ids)))
+    }
+    for application_id, result in zip(ids, results, strict=True):
+        application = loaded[application_id]
+        send_to_applicants(
+            session,
+            settings,
+            application,
+            template="applied.txt.j2",
+            kind="applied",
+            subject=f"利用者ID廃止の適用完了のお知らせ（{application.receipt_no}）",
+            event="applied",
+            now=now,
+            status_url=status_url(settings, application.receipt_no, now),
+            abolished_user_ids=result.user_ids,
+            abolished_codes=result.user_codes,
+            codes_still_active=result.codes_still_active,
+        )
 
 
 # --- what is pending -------------------------------------------------------------------------
@@ -516,22 +539,18 @@ def pending_applies(
     session: Session, zone: tzinfo, apply_time: time = MIDNIGHT
 ) -> list[PendingApply]:
     """Approved applications not applied yet, earliest run time first (due ones included)."""
+    a, i = _APPLICATION.c, _ITEM.c
     counts = (
-        select(ApplicationItem.application_id, func.count().label("n"))
-        .where(ApplicationItem.kind == "user_id")
-        .group_by(col(ApplicationItem.application_id))
+        select(i.application_id, func.count().label("n"))
+        .where(i.kind == "user_id")
+        .group_by(i.application_id)
         .subquery()
     )
     rows = session.execute(
-        select(
-            Application.receipt_no,
-            Application.office_code,
-            Application.start_date,
-            func.coalesce(counts.c.n, 0),
-        )
-        .outerjoin(counts, counts.c.application_id == col(Application.id))
-        .where(Application.status == APPROVED, col(Application.start_date).is_not(None))
-        .order_by(col(Application.start_date), col(Application.id))
+        select(a.receipt_no, a.office_code, a.start_date, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.application_id == a.id)
+        .where(a.status == APPROVED, a.start_date.is_not(None))
+        .order_by(a.start_date, a.id)
     )
     return [
         PendingApply(

@@ -137,6 +137,23 @@ def schedule_list(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     emit([d.isoformat() for d in days], as_json, lambda xs: "\n".join(xs) or "(no dates)")
 
 
+@schedule.command("jobs")
+@json_option
+@click.pass_context
+def schedule_jobs(ctx: click.Context, as_json: bool) -> None:
+    """Pending applies with their run times, and whether their date job is set."""
+    from datetime import UTC, datetime
+
+    from scheduler.listing import format_jobs, jobs_as_dict, list_scheduled
+
+    rt = runtime(ctx)
+    with rt.session() as session:
+        rows, stale = list_scheduled(
+            session, rt.settings.zone, rt.settings.apply_time, datetime.now(UTC)
+        )
+    emit(jobs_as_dict(rows, stale), as_json, lambda _: format_jobs(rows, stale))
+
+
 # --- staff -------------------------------------------------------------------------------------
 @cli.group()
 def staff() -> None:
@@ -306,6 +323,62 @@ def _decide(ctx: click.Context, receipt_no: str, by: str, decision: Any) -> None
         result = decide(session, review, application, find_staff(session, by), decision, via="cli")
         status = application.status
     click.echo(f"{application.receipt_no}: {result} (status {status})")
+
+
+@cli.command("apply-due")
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Only start dates up to this day (a later day: with --dry-run only).",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@json_option
+@click.pass_context
+def apply_due_command(ctx: click.Context, as_of: Any, dry_run: bool, as_json: bool) -> None:
+    """Apply approved applications whose start date has come (the scheduler does this too)."""
+    from datetime import UTC, datetime
+
+    from mailbot.applying import apply_due, format_report
+
+    rt = runtime(ctx)
+    report = apply_due(
+        rt.engine,
+        rt.settings,
+        datetime.now(UTC),
+        apply_time=rt.settings.apply_time,
+        dry_run=dry_run,
+        through=as_of.date() if as_of else None,
+        via="cli",
+    )
+    emit(report.as_dict(), as_json, lambda _: format_report(report))
+    ctx.exit(1 if report.failed else 0)
+
+
+@cli.command()
+@click.argument("receipt_no")
+@click.option("--by", required=True, help="The cancelling staff member's address.")
+@click.option("--reason", required=True, help="Told to the applicant.")
+@click.pass_context
+def cancel(ctx: click.Context, receipt_no: str, by: str, reason: str) -> None:
+    """Cancel an approved application before its start date (staff only)."""
+    from datetime import UTC, datetime
+
+    from mailbot.cancel import cancel_application
+
+    rt = runtime(ctx)
+    with rt.session() as session:
+        application = cancel_application(
+            session,
+            rt.settings,
+            receipt_no,
+            by=by,
+            reason=reason,
+            now=datetime.now(UTC),
+            apply_time=rt.settings.apply_time,
+        )
+        click.echo(
+            f"{application.receipt_no}: cancelled (its start date was {application.start_date})"
+        )
 
 
 # --- inbound -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
+from datetime import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -114,6 +115,11 @@ class Settings(BaseSettings):
     link_token_days: float = Field(default=90.0, gt=0)
     approvals_required: int = Field(default=1, ge=1, le=5)
     trusted_authserv_id: str = ""
+    # Start dates and the scheduler (times are wall-clock times in MAILBOT_TIMEZONE)
+    apply_time: time = time(0, 0)
+    sweep_seconds: float = Field(default=60.0, gt=0)
+    reminder_time: time = time(9, 0)
+    scheduler_poll_seconds: float = Field(default=15.0, gt=0)
     # IMAP intake (off unless imap_url is set): imaps://user@host:993/INBOX
     imap_url: str = ""
     imap_password: SecretStr | None = None
@@ -147,6 +153,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unknown time zone {value!r} (use an IANA name such as Asia/Tokyo)"
             ) from exc
+        return value
+
+    @field_validator("apply_time", "reminder_time")
+    @classmethod
+    def _local_time(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("give the time without a zone (HH:MM); MAILBOT_TIMEZONE applies")
         return value
 
     @field_validator("smtp_listen", "web_listen")

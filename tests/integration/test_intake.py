@@ -366,3 +366,15 @@ def test_quarantined_message_can_be_reprocessed_after_the_cause_is_fixed(harness
     assert harness.inbound()[0].status == "done"
     assert [a.receipt_no for a in harness.applications()] == ["260001A"]
     assert len(harness.new_mail()) == 3
+
+
+def test_both_offices_sharing_a_code_can_apply_at_once(harness: Harness) -> None:
+    # Rule 4: Tokyo gives up its 1ANAC IDs; Osaka, still under review for nothing, then applies
+    # for its own 1ANAC ID while Tokyo's application is open. Both are accepted.
+    tokyo = form("1ANACA0A", "1ANACA0B", "1ANAC001", start=START) + "■利用者コードの廃止：1ANAC\r\n"
+    harness.round_trip(mail(tokyo))
+    osaka = form("1ANACA0C", start=START, office_code="OSK01", manager_email="ito@example.co.jp")
+    out = harness.round_trip(mail(osaka + "■利用者コードの廃止：1ANAC\r\n", sender=KATO))
+    assert [a.status for a in harness.applications()] == ["under_review", "under_review"]
+    notice = next(m for m in out if "受付完了" in str(m["Subject"]))
+    assert "1ANAC：共用する全ての事業所からのお申込みがそろいました。" in body_text(notice)

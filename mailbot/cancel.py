@@ -1,0 +1,117 @@
+"""Cancelling an approved application before its start date (``mailbot cancel``).
+
+Staff only (an active staff member named by ``--by``), only while the application is approved
+and its start date has not come. In one transaction: the application becomes ``cancelled``,
+its items stop holding the IDs (a new application may name them), its date job is removed from
+the scheduler's job store, the audit log records who and why, and the applicant and manager
+are told. The job row is deleted here rather than through a scheduler, because the scheduler
+runs in another process; had it been missed, applying would still skip a cancelled
+application and the scheduler's sync would drop the job.
+
+A cancellation cannot race the apply: both lock the application row (PostgreSQL) or hold the
+single writer lock (SQLite), and each acts only on an ``approved`` application.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+
+from sqlalchemy import delete, update
+from sqlmodel import Session, col, select
+
+from db.models import APPROVED, CANCELLED, Application, ApplicationItem, AuditEvent, SchedulerJob
+from mailbot.applications import find_application
+from mailbot.applying import MIDNIGHT, apply_job_id, is_due, run_time
+from mailbot.config import Settings
+from mailbot.errors import MailbotError
+from mailbot.notify import send_to_applicants, status_url
+from mailbot.staff import find_staff
+
+
+class CancelError(MailbotError):
+    """The application cannot be cancelled (not approved, or its start date has come)."""
+
+
+def cancel_application(
+    session: Session,
+    settings: Settings,
+    receipt_no: str,
+    *,
+    by: str,
+    reason: str,
+    now: datetime,
+    apply_time: time = MIDNIGHT,
+    via: str = "cli",
+) -> Application:
+    """Cancel ``receipt_no`` in the caller's transaction; the cancelled application."""
+    staff = find_staff(session, by)  # NotFoundError unless an active staff member
+    if not reason.strip():
+        raise CancelError("give the reason for the cancellation (--reason); the applicant reads it")
+    application = _locked(session, find_application(session, receipt_no))
+    if application.status != APPROVED:
+        raise CancelError(
+            f"{application.receipt_no} is {application.status}; only an approved application "
+            "can be cancelled"
+        )
+    assert application.start_date is not None
+    if is_due(application.start_date, now, settings.zone, apply_time):
+        raise CancelError(
+            f"{application.receipt_no}: its start date {application.start_date.isoformat()} has "
+            f"come ({run_time(application.start_date, settings.zone, apply_time).isoformat()}); "
+            "it is applied or about to be, and can no longer be cancelled"
+        )
+    application.status = CANCELLED
+    application.decided_by = staff.email
+    application.decided_at = now
+    application.decision_reason = reason
+    application.version += 1  # tokens issued for the approved state stop working
+    application.updated_at = now
+    session.add(application)
+    session.execute(
+        update(ApplicationItem)
+        .where(col(ApplicationItem.application_id) == application.id)
+        .values(open=False)
+    )
+    job_id = apply_job_id(application.receipt_no)
+    session.execute(delete(SchedulerJob).where(col(SchedulerJob.id) == job_id))
+    session.add(
+        AuditEvent(
+            at=now,
+            application_id=application.id,
+            event="cancelled",
+            actor=staff.email,
+            detail={
+                "reason": reason,
+                "start_date": application.start_date.isoformat(),
+                "via": via,
+            },
+        )
+    )
+    session.flush()
+    send_to_applicants(
+        session,
+        settings,
+        application,
+        template="cancelled.txt.j2",
+        kind="cancelled",
+        subject=f"利用申込取消のお知らせ（{application.receipt_no}）",
+        event="cancelled",
+        now=now,
+        status_url=status_url(settings, application.receipt_no, now),
+        reason=reason,
+    )
+    return application
+
+
+def _locked(session: Session, application: Application) -> Application:
+    """Re-read ``application`` under a row lock on PostgreSQL (SQLite: the writer lock).
+
+    ``populate_existing``: the lookup may have read the row before an apply committed.
+    """
+    query = (
+        select(Application)
+        .where(Application.id == application.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return session.exec(query).one()

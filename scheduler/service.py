@@ -1,0 +1,108 @@
+"""``run_scheduler``: the scheduler's part of ``mailbot serve`` (or of ``python -m scheduler``).
+
+Every process runs this loop; only the one holding the leader lock runs the scheduler. The
+others poll for the lock and take over when the leader dies. Leading means: catch up first
+(apply what came due while nobody led, send today's reminders if their time has passed), then
+start APScheduler with the sweep, the reminder cron job and the persisted date jobs, and check
+the lock every poll until told to stop or the lock is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import Engine
+
+from mailbot.calendar import BusinessCalendar
+from mailbot.config import Settings
+from scheduler.config import ScheduleConfig
+from scheduler.jobs import Clock, JobContext, bind, catch_up, unbind, utc_clock
+from scheduler.leader import LeaderLock, leader_lock_for
+from scheduler.setup import add_service_jobs, build_scheduler
+
+log = logging.getLogger(__name__)
+
+
+async def run_scheduler(
+    engine: Engine,
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    config: ScheduleConfig,
+    calendar: BusinessCalendar | None = None,
+    clock: Clock = utc_clock,
+    lock: LeaderLock | None = None,
+) -> None:
+    """Lead the scheduler whenever this process holds the lock, until ``stop`` is set."""
+    context = JobContext(
+        engine=engine,
+        settings=settings,
+        config=config,
+        calendar=calendar or BusinessCalendar(),
+        clock=clock,
+    )
+    leader = lock or leader_lock_for(engine)
+    announced = False
+    try:
+        while not stop.is_set():
+            try:
+                if await asyncio.to_thread(leader.try_acquire):
+                    log.info(
+                        "scheduler: this process holds the scheduler lock and runs the scheduler"
+                    )
+                    announced = False
+                    await _lead(context, leader, stop)
+                    await asyncio.to_thread(leader.release)
+                elif not announced:
+                    log.info("scheduler: another process runs the scheduler; standing by")
+                    announced = True
+            except Exception:  # the loop boundary: the rest of serve keeps running
+                log.exception(
+                    "scheduler: failed; trying again in %.0f s", config.leader_poll_seconds
+                )
+                await asyncio.to_thread(leader.release)
+            await _sleep(stop, config.leader_poll_seconds)
+    finally:
+        await asyncio.to_thread(leader.release)
+
+
+async def _lead(context: JobContext, leader: LeaderLock, stop: asyncio.Event) -> None:
+    bind(context)
+    scheduler: AsyncIOScheduler | None = None
+    try:
+        try:
+            await asyncio.to_thread(catch_up, context)
+        except Exception:  # the sweep retries within a minute; keep leading
+            log.exception("scheduler: catch-up at start failed")
+        scheduler = build_scheduler(context.engine, context.settings.zone)
+        scheduler.start()
+        add_service_jobs(scheduler, context)
+        poll = context.config.leader_poll_seconds
+        while not stop.is_set():
+            await _sleep(stop, poll)
+            if stop.is_set():
+                break
+            if not await _still_held(leader, timeout=poll):
+                log.error("scheduler: lost the scheduler lock; stopping the scheduler here")
+                break
+    finally:
+        if scheduler is not None and scheduler.running:
+            # Jobs already running in threads finish their transaction; none starts anew.
+            scheduler.shutdown(wait=False)
+            await asyncio.sleep(0)  # AsyncIOScheduler shuts down in a loop callback
+        unbind()
+
+
+async def _still_held(leader: LeaderLock, *, timeout: float) -> bool:
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(leader.still_held), timeout)
+    except TimeoutError:
+        return False
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
