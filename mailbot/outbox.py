@@ -51,7 +51,7 @@ OUTBOUND_STATUSES = (OUTBOUND_PENDING, OUTBOUND_SENT, OUTBOUND_FAILED, OUTBOUND_
 # How long a claimed row belongs to its claimer. Sending stops at half the lease (see
 # deliver_due), so a slow batch never runs into rows another process may claim again.
 LEASE = timedelta(minutes=1)  # a crashed sender's claims come back after this
-RECORD_EVERY = 10
+RECORD_EVERY = 1
 MAX_BACKOFF = timedelta(hours=6)
 # Per SMTP command; a whole send is a handful of commands, far inside half a lease.
 SMTP_TIMEOUT_SECONDS = 30.0
@@ -362,8 +362,9 @@ async def deliver_due(
         outcomes.append((mail, error))
         sent += error is None
         if len(outcomes) >= RECORD_EVERY:
-            # Recorded a few at a time: one commit for several sends, and a crash re-sends
-            # at most these few (same Message-IDs) after the lease.
+            # Recorded as soon as sent: a crash can then re-send (same Message-ID, after the
+            # lease) only the one notice that was in flight. Raising RECORD_EVERY shares one
+            # commit among several sends, at the price of re-sending that many after a crash.
             await asyncio.to_thread(_record, engine, outcomes, now, max_attempts, backoff_seconds)
             outcomes = []
     if outcomes:

@@ -23,7 +23,6 @@ from db.migrate import upgrade
 from mailbot.config import Settings, load_settings
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 

@@ -167,7 +167,7 @@ def test_status_of_unknown_receipt_is_not_found(cli: Cli) -> None:
 
 
 def test_ingest_stores_and_the_inbound_commands_show_it(cli: Cli) -> None:
-    raw = (EXAMPLES.parent.parent / "shared" / "samples" / "request-body-utf8.eml").read_bytes()
+    raw = (EXAMPLES.parent / "tests" / "samples" / "request-body-utf8.eml").read_bytes()
     result = cli.run("ingest", "--sender", "yamada@example.co.jp", "-", input=raw)
     assert result.returncode == 0, result.stderr
     listed = cli.json("inbound", "list")

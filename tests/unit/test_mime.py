@@ -27,7 +27,7 @@ from mailbot.mime import (
 )
 from tests.support.japanese import b_word, to_jis
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"  # copies of ../shared/samples
 CP50220 = "①②Ⅰ㈱髙﨑"
 
 
