@@ -23,6 +23,8 @@ from scheduler.jobs import Clock, JobContext, bind, catch_up, unbind, utc_clock
 from scheduler.leader import LeaderLock, leader_lock_for
 from scheduler.setup import add_service_jobs, build_scheduler
 
+JOB_STOP_GRACE_SECONDS = 30.0
+
 log = logging.getLogger(__name__)
 
 
@@ -90,7 +92,13 @@ async def _lead(context: JobContext, leader: LeaderLock, stop: asyncio.Event) ->
                 break
     finally:
         if scheduler is not None and scheduler.running:
-            # Jobs already running in threads finish their transaction; none starts anew.
+            # No job starts anew; jobs already running in threads finish their transaction
+            # first. AsyncIOExecutor.shutdown would cancel their futures (and APScheduler logs
+            # that as a job error), so wait for them before shutting down.
+            scheduler.pause()
+            running = list(getattr(scheduler._executors["default"], "_pending_futures", ()))
+            if running:
+                await asyncio.wait(running, timeout=JOB_STOP_GRACE_SECONDS)
             scheduler.shutdown(wait=False)
             await asyncio.sleep(0)  # AsyncIOScheduler shuts down in a loop callback
         unbind()
