@@ -10,6 +10,7 @@ from sqlmodel import Session
 from db.models import UserCode, UserId
 from mailbot.errors import NotFoundError
 from mailbot.normalize import InvalidUserId, normalise_user_id
+from mailbot.registry import user_id_summary
 from mailbot.rules import can_perform
 
 OPERATIONS = ("business", "management_statistics", "package_software")
@@ -41,13 +42,7 @@ def id_state(session: Session, user_id: str, today: date) -> dict[str, Any]:
         for op in OPERATIONS
     }
     return {
-        "user_id": user.user_id,
-        "user_code": user.user_code,
-        "ident": user.ident,
-        "network": user.network,
-        "office_code": user.office_code,
-        "status": user.status,
-        "abolished_on": user.abolished_on.isoformat() if user.abolished_on else None,
+        **user_id_summary(user),
         "user_code_status": code.status if code else None,
         "as_of": today.isoformat(),
         "allowed": allowed,

@@ -171,7 +171,7 @@ def describe(session: Session, key: str) -> dict[str, Any]:
     if len(normal) == 8 and (user := session.get(UserId, normal)) is not None:
         return {
             "kind": "user_id",
-            **_user_id_dict(user),
+            **user_id_summary(user),
             "office": _office_dict(session, user.office_code),
             "user_code": _code_dict(session, user.user_code),
         }
@@ -182,11 +182,11 @@ def describe(session: Session, key: str) -> dict[str, Any]:
         ids = session.exec(
             select(UserId).where(UserId.office_code == normal).order_by(col(UserId.user_id))
         )
-        return {"kind": "office", **office, "user_ids": [_user_id_dict(u) for u in ids]}
+        return {"kind": "office", **office, "user_ids": [user_id_summary(u) for u in ids]}
     raise NotFoundError(f"{key!r} is not a user ID, user code or office code in the registry")
 
 
-def _user_id_dict(user: UserId) -> dict[str, Any]:
+def user_id_summary(user: UserId) -> dict[str, Any]:
     return {
         "user_id": user.user_id,
         "user_code": user.user_code,
