@@ -56,7 +56,11 @@ def howto(settings: Settings) -> str:
             "or any message of your own, e.g. with curl:",
             f"    curl smtp://{address} --mail-from yamada@example.co.jp \\",
             f"         --mail-rcpt {settings.intake_address} --upload-file MESSAGE.eml",
-            "Then look at the receipt notice: .venv/bin/mailbot outbox list",
+            "Then look at what came out: .venv/bin/mailbot outbox list  (the mails are in the",
+            "Maildir above; the link in a notice opens the application's page on "
+            f"http://{settings.web_address}/)",
+            "and decide it as staff (the receipt number is in `.venv/bin/mailbot list`):",
+            f"    .venv/bin/mailbot approve RECEIPT_NO --by {DEMO_STAFF}",
             "Stop with Ctrl-C.",
             "",
         ]
