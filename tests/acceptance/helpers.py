@@ -1,10 +1,11 @@
 """Whole-process helpers for the acceptance tests: a real ``mailbot serve`` subprocess, a
-multi-threaded SMTP client that records every 250, a read-only view of the database, and
-parsers for what arrived at the relay sink or in the Maildir.
+multi-threaded SMTP client that records every 250, a read-only view of the database, parsers
+for what arrived at the relay sink or in the Maildir, and what the start date changed.
 
 Nothing here calls mailbot's services: the tests talk to mailbot only the way a user or an
-operator does (SMTP, the command line, the relay), and read the database only to know when to
-pull the plug (and once to stand in for a clock that moved on, see ``expire_outbox_leases``).
+operator does (SMTP, the command line, the relay, the logs), and read the database only to know
+when to pull the plug and to check what was applied, as an operator would with psql (and once
+write to stand in for a clock that moved on, see ``expire_outbox_leases``).
 """
 
 from __future__ import annotations
@@ -27,15 +28,18 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+from sqlalchemy import Engine, text
 
+from db.engine import make_engine
 from mailbot.calendar import BusinessCalendar
 from mailbot.outbox import LEASE as OUTBOX_LEASE
+from scheduler.leader import advisory_key
 from tests.support.requests import INTAKE, form, mail
 from tests.support.smtp import Delivery
 
@@ -72,21 +76,27 @@ class ServeProcess:
 
     # lifecycle
     def start(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        """``mailbot serve``; returns once its SMTP gateway answers."""
+        self.spawn("mailbot", "serve")
+        self._wait_until_answering(timeout)
+
+    def spawn(self, module: str, *args: str, env: Mapping[str, str] | None = None) -> None:
+        """``python -m MODULE ARGS`` as this process: its settings (plus ``env``), home and log;
+        ``kill``, ``terminate`` and the fixture's clean-up apply to it as to ``serve``."""
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
         self.runs += 1
         with self.log_path.open("ab") as log:
-            log.write(f"=== {self.name}: run {self.runs} ===\n".encode())
+            log.write(f"=== {self.name}: {module} {args[0]}, run {self.runs} ===\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mailbot", "serve"],
-                env=self.env,
+                [sys.executable, "-m", module, *args],
+                env={**self.env, **(env or {})},
                 cwd=self.home,  # no stray ./mailbot.toml from the caller's directory
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self._wait_until_answering(timeout)
 
     def _wait_until_answering(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -147,10 +157,17 @@ class ServeProcess:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    def log_count(self, needle: str) -> int:
+        return self.log_text().count(needle)
+
     # the operator's command line, against the same settings
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("mailbot", *args, check=check)
+
+    def run(self, module: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``python -m MODULE ARGS`` to completion with this process's settings and home."""
         result = subprocess.run(
-            [sys.executable, "-m", "mailbot", *args],
+            [sys.executable, "-m", module, *args],
             env=self.env,
             cwd=self.home,
             capture_output=True,
@@ -159,7 +176,7 @@ class ServeProcess:
         )
         if check and result.returncode != 0:
             raise AssertionError(
-                f"mailbot {' '.join(args)} exited {result.returncode}:\n"
+                f"{module} {' '.join(args)} exited {result.returncode}:\n"
                 f"{result.stdout}\n{result.stderr}"
             )
         return result
@@ -254,6 +271,25 @@ def request_for(office: Office, user_id: str, start: date) -> Outgoing:
     return Outgoing(
         message_id=message_id_of(raw), user_id=user_id, sender=office.applicant, raw=raw
     )
+
+
+@dataclass(frozen=True)
+class Workload:
+    """An office in ``serve``'s registry and one valid request per user ID, ready to send."""
+
+    office: Office
+    start: date
+    messages: list[Outgoing]
+
+
+def registry_with_requests(serve: ServeProcess, count: int, code: str = "LOAD01") -> Workload:
+    """The usual set-up: an office of ``count`` IDs imported into ``serve``'s (new) database,
+    with a start date every request accepts, and a request abolishing each of its IDs."""
+    office = make_office(count, code=code)
+    start = start_date()
+    load_registry(serve, [office], start)
+    messages = [request_for(office, user_id, start) for user_id in office.user_ids]
+    return Workload(office=office, start=start, messages=messages)
 
 
 def message_id_of(raw: bytes) -> str:
@@ -505,7 +541,7 @@ def maildir_notices(path: Path) -> list[Notice]:
 
 @dataclass(frozen=True)
 class NoticeTally:
-    """Receipt notices at the relay: distinct ones per (receipt number, recipient), and how
+    """Notices of one kind at the relay: distinct ones per (receipt number, recipient), and how
     many arrivals repeated a Message-ID already seen."""
 
     by_key: dict[tuple[str, str], set[str]]
@@ -513,17 +549,46 @@ class NoticeTally:
     total: int
 
 
-def tally_receipt_notices(notices: Sequence[Notice]) -> NoticeTally:
+RECEIPT_NOTICE = "受付完了"  # 「受付完了のお知らせ」, sent on intake
+APPLIED_NOTICE = "適用完了"  # 「利用者ID廃止の適用完了のお知らせ」, sent on the start date
+
+
+def tally_notices(notices: Sequence[Notice], kind: str) -> NoticeTally:
+    """The notices whose subject names ``kind`` (``RECEIPT_NOTICE``, ``APPLIED_NOTICE``)."""
     by_key: dict[tuple[str, str], set[str]] = {}
     arrivals: Counter[str] = Counter()
     for notice in notices:
-        if notice.receipt_no is None or "受付完了" not in notice.subject:
+        if notice.receipt_no is None or kind not in notice.subject:
             continue
         arrivals[notice.message_id] += 1
         for recipient in notice.recipients:
             by_key.setdefault((notice.receipt_no, recipient), set()).add(notice.message_id)
     repeats = sum(n - 1 for n in arrivals.values())
     return NoticeTally(by_key=by_key, repeats=repeats, total=sum(arrivals.values()))
+
+
+def tally_receipt_notices(notices: Sequence[Notice]) -> NoticeTally:
+    return tally_notices(notices, RECEIPT_NOTICE)
+
+
+def assert_one_notice_each(
+    deliveries: Sequence[Delivery],
+    kind: str,
+    receipts: Sequence[str],
+    recipients: Sequence[str],
+    *,
+    repeats_allowed: int = 0,
+) -> NoticeTally:
+    """At the relay: one ``kind`` notice (one Message-ID) for each receipt number and each
+    recipient, none missing or misaddressed, and at most ``repeats_allowed`` arrivals of a
+    Message-ID already seen."""
+    tally = tally_notices(sink_notices(deliveries), kind)
+    expected = {(no, who.lower()) for no in receipts for who in recipients}
+    assert set(tally.by_key) == expected, f"a {kind} notice is missing or misaddressed"
+    several = {key: ids for key, ids in tally.by_key.items() if len(ids) != 1}
+    assert several == {}, f"the same person got two different {kind} notices"
+    assert tally.repeats <= repeats_allowed, f"{tally.repeats} {kind} notices arrived twice"
+    return tally
 
 
 def receipt_numbers(count: int, today: date | None = None) -> list[str]:
@@ -540,3 +605,125 @@ def applications_by_message_id(applications: Sequence[Mapping[str, Any]]) -> Cou
             if event["event"] == "received":
                 seen[str(event["detail"]["message_id"])] += 1
     return seen
+
+
+# --- the start date and the scheduler -------------------------------------------------------
+
+# What each process says about the scheduler (scheduler/service.py): the operator's view of
+# which instance runs it.
+LEADS = "runs the scheduler\n"
+STANDS_BY = "another process runs the scheduler; standing by"
+
+
+def tokyo_soon(seconds: float) -> tuple[date, str]:
+    """(start date, apply time HH:MM:SS): the run time ``seconds`` from now, in Tokyo. The
+    processes use the real clock; this moves the run time near instead of waiting for midnight."""
+    at = (datetime.now(UTC) + timedelta(seconds=seconds)).astimezone(TOKYO)
+    return at.date(), at.strftime("%H:%M:%S")
+
+
+@contextlib.contextmanager
+def database(url: str) -> Iterator[Engine]:
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def per_application(engine: Engine) -> dict[str, dict[str, Any]]:
+    """For each application: status, IDs abolished / total, open items, applied events, notices."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT a.receipt_no, a.status, "
+                "SUM(CASE WHEN u.status = 'abolished' THEN 1 ELSE 0 END), COUNT(*), "
+                "SUM(CASE WHEN i.open THEN 1 ELSE 0 END) "
+                "FROM application a "
+                "JOIN application_item i ON i.application_id = a.id AND i.kind = 'user_id' "
+                "JOIN user_id u ON u.user_id = i.key "
+                "GROUP BY a.receipt_no, a.status"
+            )
+        ).all()
+        events = dict(
+            conn.execute(
+                text(
+                    "SELECT a.receipt_no, COUNT(e.id) FROM application a LEFT JOIN audit_event e "
+                    "ON e.application_id = a.id AND e.event = 'applied' GROUP BY a.receipt_no"
+                )
+            ).all()
+        )
+        notices = dict(
+            conn.execute(
+                text(
+                    "SELECT a.receipt_no, COUNT(o.id) FROM application a LEFT JOIN "
+                    "outbound_message o ON o.application_id = a.id AND o.kind = 'applied' "
+                    "GROUP BY a.receipt_no"
+                )
+            ).all()
+        )
+    return {
+        receipt_no: {
+            "status": status,
+            "abolished": int(abolished),
+            "ids": int(ids),
+            "open": int(open_items),
+            "events": int(events[receipt_no]),
+            "notices": int(notices[receipt_no]),
+        }
+        for receipt_no, status, abolished, ids, open_items in rows
+    }
+
+
+def assert_all_or_nothing(state: dict[str, dict[str, Any]]) -> tuple[int, int]:
+    """Every application wholly applied (once) or wholly not; (applied, not applied)."""
+    applied = untouched = 0
+    for receipt_no, row in state.items():
+        if row["status"] == "applied":
+            assert (row["abolished"], row["open"], row["events"], row["notices"]) == (
+                row["ids"],
+                0,
+                1,
+                2,
+            ), receipt_no
+            applied += 1
+        else:
+            assert row["status"] == "approved", receipt_no
+            assert (row["abolished"], row["open"], row["events"], row["notices"]) == (
+                0,
+                row["ids"],
+                0,
+                0,
+            ), receipt_no
+            untouched += 1
+    return applied, untouched
+
+
+def applied_events(engine: Engine) -> list[dict[str, Any]]:
+    """The details of every ``applied`` audit event (``via``, ``user_ids`` …)."""
+    with engine.connect() as conn:
+        details = conn.execute(
+            text("SELECT detail FROM audit_event WHERE event = 'applied' ORDER BY id")
+        ).scalars()
+        return [json.loads(d) if isinstance(d, str) else d for d in details]
+
+
+def no_id_applied_twice(engine: Engine) -> None:
+    seen = [uid for detail in applied_events(engine) for uid in detail["user_ids"]]
+    assert len(seen) == len(set(seen))
+
+
+def scheduler_lock_holders(url: str) -> int:
+    """How many sessions hold this schema's scheduler lock (PostgreSQL): what an operator sees
+    in ``pg_locks``. The 64-bit advisory key shows as classid (high half) and objid (low)."""
+    with psycopg.connect(url, autocommit=True) as pg:
+        row = pg.execute("SELECT current_schema()").fetchone()
+        assert row is not None
+        key = advisory_key(str(row[0])) & 0xFFFF_FFFF_FFFF_FFFF
+        held = pg.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1",
+            (key >> 32, key & 0xFFFF_FFFF),
+        ).fetchone()
+        assert held is not None
+        return int(held[0])

@@ -1,7 +1,8 @@
 """The start date across whole processes: downtime, kill -9 mid-apply, and a leader dying.
 
 The scheduler runs as ``python -m scheduler run`` (the same ``run_scheduler`` that ``mailbot
-serve`` runs once it is wired in) and applies as ``python -m scheduler apply-due``; requests
+serve`` runs; test_scheduler_serve.py shows the takeover between ``serve`` processes) and
+applies as ``python -m scheduler apply-due``; requests
 come in through a real ``mailbot serve``, staff approve with ``mailbot approve``. The processes
 use the real clock: start dates are set to today in Tokyo with an apply time a few seconds
 ahead, never by sleeping until midnight.
@@ -15,32 +16,38 @@ import smtplib
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, text
 
 from bench.apply import seed
-from db.engine import make_engine
 from db.migrate import upgrade
-from tests.acceptance.conftest import ServeFactory
 from tests.acceptance.helpers import (
+    LEADS,
+    STANDS_BY,
     TOKYO,
     DbWatch,
+    ServeFactory,
     ServeProcess,
+    applied_events,
+    assert_all_or_nothing,
+    database,
     load_registry,
     make_office,
+    no_id_applied_twice,
+    per_application,
     request_for,
     start_date,
+    tokyo_soon,
     wait_until,
 )
 from tests.support.requests import INTAKE
 
 STAFF = "staff@mailbot.localhost"
 POLL = "0.5"  # the leader lock poll: takeover in about this long, not the default 15 s
+# Time for two CLI runs (the approval and the jobs listing) before the run time passes.
+LEAD_SECONDS = 8.0
 
 
 # --- driving the scheduler processes -----------------------------------------------------------
@@ -50,136 +57,12 @@ def start_scheduler(
     process: ServeProcess, *options: str, env: dict[str, str] | None = None
 ) -> None:
     """``python -m scheduler run`` with ``process``'s settings, home and log; the fixture kills it
-    at the end like a serve process (it is one, as far as the fixture knows)."""
-    assert not process.running
-    process.runs += 1
-    with process.log_path.open("ab") as log:
-        log.write(f"=== {process.name}: scheduler run {process.runs} ===\n".encode())
-        log.flush()
-        process.process = subprocess.Popen(
-            [sys.executable, "-m", "scheduler", "run", "--poll-seconds", POLL, *options],
-            env={**process.env, **(env or {})},
-            cwd=process.home,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    at the end like a serve process."""
+    process.spawn("scheduler", "run", "--poll-seconds", POLL, *options, env=env)
 
 
 def scheduler_cli(process: ServeProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scheduler", *args],
-        env=process.env,
-        cwd=process.home,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def log_count(process: ServeProcess, needle: str) -> int:
-    return process.log_text().count(needle)
-
-
-LEADS = "runs the scheduler\n"
-# Time for two CLI runs (the approval and the jobs listing) before the run time passes.
-LEAD_SECONDS = 8.0
-STANDS_BY = "standing by"
-
-
-def tokyo_soon(seconds: float) -> tuple[date, str]:
-    """(start date, apply time HH:MM:SS): the run time ``seconds`` from now, in Tokyo."""
-    at = (datetime.now(UTC) + timedelta(seconds=seconds)).astimezone(TOKYO)
-    return at.date(), at.strftime("%H:%M:%S")
-
-
-@contextmanager
-def database(url: str) -> Iterator[Engine]:
-    engine = make_engine(url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
-def per_application(engine: Engine) -> dict[str, dict[str, Any]]:
-    """For each application: status, IDs abolished / total, open items, applied events, notices."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT a.receipt_no, a.status, "
-                "SUM(CASE WHEN u.status = 'abolished' THEN 1 ELSE 0 END), COUNT(*), "
-                "SUM(CASE WHEN i.open THEN 1 ELSE 0 END) "
-                "FROM application a "
-                "JOIN application_item i ON i.application_id = a.id AND i.kind = 'user_id' "
-                "JOIN user_id u ON u.user_id = i.key "
-                "GROUP BY a.receipt_no, a.status"
-            )
-        ).all()
-        events = dict(
-            conn.execute(
-                text(
-                    "SELECT a.receipt_no, COUNT(e.id) FROM application a LEFT JOIN audit_event e "
-                    "ON e.application_id = a.id AND e.event = 'applied' GROUP BY a.receipt_no"
-                )
-            ).all()
-        )
-        notices = dict(
-            conn.execute(
-                text(
-                    "SELECT a.receipt_no, COUNT(o.id) FROM application a LEFT JOIN "
-                    "outbound_message o ON o.application_id = a.id AND o.kind = 'applied' "
-                    "GROUP BY a.receipt_no"
-                )
-            ).all()
-        )
-    return {
-        receipt_no: {
-            "status": status,
-            "abolished": int(abolished),
-            "ids": int(ids),
-            "open": int(open_items),
-            "events": int(events[receipt_no]),
-            "notices": int(notices[receipt_no]),
-        }
-        for receipt_no, status, abolished, ids, open_items in rows
-    }
-
-
-def assert_all_or_nothing(state: dict[str, dict[str, Any]]) -> tuple[int, int]:
-    """Every application wholly applied (once) or wholly not; (applied, not applied)."""
-    applied = untouched = 0
-    for receipt_no, row in state.items():
-        if row["status"] == "applied":
-            assert (row["abolished"], row["open"], row["events"], row["notices"]) == (
-                row["ids"],
-                0,
-                1,
-                2,
-            ), receipt_no
-            applied += 1
-        else:
-            assert row["status"] == "approved", receipt_no
-            assert (row["abolished"], row["open"], row["events"], row["notices"]) == (
-                0,
-                row["ids"],
-                0,
-                0,
-            ), receipt_no
-            untouched += 1
-    return applied, untouched
-
-
-def no_id_applied_twice(engine: Engine) -> None:
-    with engine.connect() as conn:
-        details = conn.execute(
-            text("SELECT detail FROM audit_event WHERE event = 'applied'")
-        ).scalars()
-        seen: list[str] = []
-        for detail in details:
-            seen += (json.loads(detail) if isinstance(detail, str) else detail)["user_ids"]
-    assert len(seen) == len(set(seen))
+    return process.run("scheduler", *args, check=False)
 
 
 # --- a start date passes while mailbot is down -------------------------------------------------
@@ -220,15 +103,11 @@ def test_a_start_date_passing_while_down_is_applied_at_the_next_start_once(
         )
         serve.kill()  # and once more, from cold
         start_scheduler(serve, "--apply-time", apply_time)
-        wait_until(lambda: log_count(serve, LEADS) == 2, timeout=30, what="leading again")
+        wait_until(lambda: serve.log_count(LEADS) == 2, timeout=30, what="leading again")
         time.sleep(1.0)  # its catch-up and first sweep: room for a second apply to show up
         assert assert_all_or_nothing(per_application(engine)) == (1, 0)
-        with engine.connect() as conn:
-            (detail,) = conn.execute(
-                text("SELECT detail FROM audit_event WHERE event = 'applied'")
-            ).scalars()
+        (detail,) = applied_events(engine)
     serve.terminate()
-    detail = json.loads(detail) if isinstance(detail, str) else detail
     assert (detail["via"], detail["user_ids"]) == ("startup", [outgoing.user_id])
 
     # `mailbot ids can` from the start date on.
@@ -307,9 +186,9 @@ def test_one_leader_and_a_takeover_when_it_dies(
         options = ("--apply-time", apply_time, "--sweep-seconds", "1")
 
         start_scheduler(first, *options)
-        wait_until(lambda: log_count(first, LEADS) == 1, timeout=30, what="the first leads")
+        wait_until(lambda: first.log_count(LEADS) == 1, timeout=30, what="the first leads")
         start_scheduler(second, *options)
-        wait_until(lambda: log_count(second, STANDS_BY) == 1, timeout=30, what="second waits")
+        wait_until(lambda: second.log_count(STANDS_BY) == 1, timeout=30, what="second waits")
         wait_until(
             lambda: assert_all_or_nothing(per_application(engine)) == (10, 10),
             timeout=30,
@@ -321,7 +200,7 @@ def test_one_leader_and_a_takeover_when_it_dies(
 
         first.kill()
         killed = time.monotonic()
-        wait_until(lambda: log_count(second, LEADS) == 1, timeout=60, what="the takeover")
+        wait_until(lambda: second.log_count(LEADS) == 1, timeout=60, what="the takeover")
         assert time.monotonic() - killed < 10
         wait_until(
             lambda: assert_all_or_nothing(per_application(engine)) == (20, 0),
@@ -331,11 +210,7 @@ def test_one_leader_and_a_takeover_when_it_dies(
         time.sleep(1.5)  # a sweep or two more: nothing may happen twice
         assert assert_all_or_nothing(per_application(engine)) == (20, 0)
         no_id_applied_twice(engine)
-        with engine.connect() as conn:
-            via = conn.execute(
-                text("SELECT detail FROM audit_event WHERE event = 'applied'")
-            ).scalars()
-            sources = {(json.loads(d) if isinstance(d, str) else d)["via"] for d in via}
+        sources = {detail["via"] for detail in applied_events(engine)}
         assert "startup" in sources and sources <= {"startup", "sweep"} | {
             f"job:{r}" for r in _receipts(engine)
         }
