@@ -37,6 +37,11 @@ LINK_SALT = "mailbot.status-link"
 class Purpose(StrEnum):
     REVIEW = "review"  # a staff member answers a review request
     APPLICANT = "applicant"  # the applicant or manager answers their receipt notice
+    # A staff member cancels an approved application before its start date. Its own purpose,
+    # not REVIEW at the approved version: the purpose is inside the MAC, so a cancel token can
+    # never approve or reject, and no review token (whatever its version) can ever cancel;
+    # each handler checks exactly one purpose and grants exactly one power.
+    CANCEL = "cancel"
 
 
 class TokenRefusal(StrEnum):
@@ -98,6 +103,34 @@ def issue_reply_token(
     return _b32(nonce) + _b32(_mac(secret, purpose.value, nonce))
 
 
+def signed_purpose(secret: bytes, text: str) -> Purpose | None:
+    """The purpose ``text`` was signed for, or None when it is not one of our tokens.
+
+    Lets one reply tag carry tokens of several purposes (staff answer review requests and
+    approval notices at ``apply+t…``) and route each to the one handler allowed to use it,
+    which then checks the token fully; this alone grants nothing.
+    """
+    parts = _split(text)
+    if parts is None:
+        return None
+    nonce, mac = parts
+    for purpose in Purpose:
+        if hmac.compare_digest(mac, _mac(secret, purpose.value, nonce)):
+            return purpose
+    return None
+
+
+def _split(text: str) -> tuple[bytes, bytes] | None:
+    """The nonce and MAC of a token string, or None when it is not shaped like one."""
+    candidate = text.strip().lower()
+    if len(candidate) != TOKEN_LENGTH:
+        return None
+    try:
+        return base64.b32decode(candidate[:16].upper()), base64.b32decode(candidate[16:].upper())
+    except ValueError:
+        return None
+
+
 def check_reply_token(
     session: Session, secret: bytes, text: str, *, purpose: Purpose, now: datetime
 ) -> TokenCheck:
@@ -106,17 +139,12 @@ def check_reply_token(
     The row is locked on PostgreSQL so that two replies with the same token racing through
     two workers cannot both use it.
     """
-    candidate = text.strip().lower()
-    if len(candidate) != TOKEN_LENGTH:
+    parts = _split(text)
+    if parts is None:
         return TokenCheck(None, TokenRefusal.MALFORMED)
-    try:
-        nonce = base64.b32decode(candidate[:16].upper())
-        mac = base64.b32decode(candidate[16:].upper())
-    except ValueError:
-        return TokenCheck(None, TokenRefusal.MALFORMED)
-    if not any(hmac.compare_digest(mac, _mac(secret, p.value, nonce)) for p in Purpose):
+    if signed_purpose(secret, text) is None:
         return TokenCheck(None, TokenRefusal.BAD_SIGNATURE)
-    query = select(Token).where(Token.nonce == candidate[:16])
+    query = select(Token).where(Token.nonce == _b32(parts[0]))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     token = session.exec(query).first()
