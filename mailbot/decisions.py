@@ -1,7 +1,10 @@
 """Reading a decision out of a reply: the first line the sender wrote decides.
 
 ``承認`` / ``approve`` (optionally with ``利用開始日：DATE`` on that line or the next ones),
-``却下`` / ``reject`` followed by the reason, ``取下げ`` / ``withdraw``. Quoted text (``>``
+``却下`` / ``reject`` followed by the reason, ``取下げ`` / ``withdraw``, and ``取消`` /
+``取り消し`` / ``キャンセル`` / ``cancel`` followed by the reason (on that line or the next ones,
+an optional ``理由：`` label dropped). Full-width and half-width forms read the same (NFKC).
+Quoted text (``>``
 lines, "-----Original Message-----", "On … wrote:", Japanese reply headers) never counts:
 :func:`mailbot.quoting.new_lines` removes it before anything is read.
 """
@@ -20,6 +23,7 @@ class Action(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
     WITHDRAW = "withdraw"
+    CANCEL = "cancel"  # an approved application, before its start date
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,19 @@ _KEYWORDS: tuple[tuple[Action, re.Pattern[str]], ...] = (
         Action.WITHDRAW,
         re.compile(r"^(?:取り?下げ|取下|withdraw(?:n)?)(?![a-z])", re.IGNORECASE),
     ),
+    (
+        Action.CANCEL,
+        # The keyword, an optional polite ending, then a separator or the end of the line:
+        # cancelling is destructive, so "取消しません", "キャンセル不可", "取消済み" and the like
+        # are no command (unlike a reject, whose reason may follow without a separator).
+        re.compile(
+            r"^(?:取り?消|キャンセル|cancel(?:l?ed)?(?![a-z]))"
+            r"(?:し(?:ます|てください|て下さい)?|す|する|の?理由"
+            r"|を?(?:お願い(?:します|いたします|致します)?|依頼します|希望します|いたします|致します|します))?"
+            r"(?=$|[\s:、,。.!(「-])",  # matched after NFKC: "：" is ":", "－" is "-"
+            re.IGNORECASE,
+        ),
+    ),
 )
 _START_DATE = re.compile(
     r"(?:利用開始日|開始日|start\s*date)\s*[:：]?\s*(?P<date>.+)$", re.IGNORECASE
@@ -45,6 +62,10 @@ _APPROVE_TAIL = re.compile(
     r"^(?:します|いたします|致します|する|です|でお願いします)?[。.!！\s]*"
     r"(?:(?:利用開始日|開始日|start\s*date).*)?$",
     re.IGNORECASE,
+)
+# "理由：…", or "理由" alone on its line above the reason: a label, not part of the reason.
+_REASON_LABEL = re.compile(
+    r"^(?:(?:取り?消し?の?)?理由|reason)[ \t　]*(?:[:：]|\n)\s*", re.IGNORECASE
 )
 _DECORATION = re.compile(r"^[\s■□●・*＊【\[]+")
 _LEADING_SEPARATORS = re.compile(r"^[\s:：、,。.\-ー－】\]]+")
@@ -65,7 +86,10 @@ def read_decision(text: str) -> Decision | None:
             if not _APPROVE_TAIL.match(rest):
                 return None  # "承認できません", "承認不可": never read a negation as a yes
             return Decision(action, start_date_text=_start_date([rest, *lines[1:]]))
-        return Decision(action, reason="\n".join(x for x in [rest, *lines[1:]] if x).strip())
+        reason = "\n".join(x for x in [rest, *lines[1:]] if x).strip()
+        if action is Action.CANCEL:
+            reason = _REASON_LABEL.sub("", reason, count=1).strip()
+        return Decision(action, reason=reason)
     return None
 
 
