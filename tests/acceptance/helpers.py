@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -281,6 +281,11 @@ class Workload:
     start: date
     messages: list[Outgoing]
 
+    @property
+    def user_id_of(self) -> dict[str, str]:
+        """Message-ID → the user ID its request abolishes."""
+        return {m.message_id: m.user_id for m in self.messages}
+
 
 def registry_with_requests(serve: ServeProcess, count: int, code: str = "LOAD01") -> Workload:
     """The usual set-up: an office of ``count`` IDs imported into ``serve``'s (new) database,
@@ -495,6 +500,39 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout} s")
         time.sleep(interval)
+
+
+# --- what mailbot made of the requests (through the operator's command line) ---------------
+
+
+def assert_each_request_handled_once(
+    serve: ServeProcess, accepted: Collection[str], user_id_of: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Every request answered 250 (``accepted``: Message-IDs) stored once, processed once and
+    accepted, and made into one application naming its user ID; receipt numbers ``YY0001A`` …
+    without a gap or a repeat. The applications, as ``mailbot list`` shows them."""
+    count = len(accepted)
+    inbound = serve.cli_json("inbound", "list", "--limit", str(10 * count))
+    stored = Counter(row["message_id"] for row in inbound)
+    assert set(stored) == set(accepted), "stored messages differ from the ones answered 250"
+    assert [mid for mid, n in stored.items() if n != 1] == [], "stored more than once"
+    not_done = [(r["id"], r["status"], r["kind"]) for r in inbound if r["status"] != "done"]
+    assert not_done == []
+    # A second processing of the same request would have found its user ID taken and
+    # produced an "invalid" outcome; every one must have been accepted.
+    assert Counter(r["kind"] for r in inbound) == {"accepted": count}
+
+    applications: list[dict[str, Any]] = serve.cli_json("list")
+    by_message = applications_by_message_id(applications)
+    assert set(by_message) == set(accepted)
+    assert [mid for mid, n in by_message.items() if n != 1] == [], "one application per request"
+    assert sorted(a["receipt_no"] for a in applications) == receipt_numbers(count), (
+        "receipt numbers must run YY0001A … without gaps or repeats"
+    )
+    for application in applications:
+        received = next(e for e in application["events"] if e["event"] == "received")
+        assert application["user_ids"] == [user_id_of[received["detail"]["message_id"]]]
+    return applications
 
 
 # --- what arrived ---------------------------------------------------------------------------

@@ -26,23 +26,19 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.acceptance.helpers import (
+    RECEIPT_NOTICE,
     BulkSender,
     DbWatch,
     ServeFactory,
     ServeProcess,
-    applications_by_message_id,
-    load_registry,
-    make_office,
+    assert_each_request_handled_once,
+    assert_one_notice_each,
     receipt_numbers,
-    request_for,
-    sink_notices,
-    start_date,
-    tally_receipt_notices,
+    registry_with_requests,
     wait_until,
 )
 from tests.support.smtp import Sink
@@ -74,15 +70,12 @@ def test_kill_9_while_receiving_and_processing(
         else str(request.getfixturevalue("postgres_schema_url"))
     )
     serve = serve_factory(database_url=database_url, relay=f"smtp://127.0.0.1:{sink.port}")
-    office = make_office(count)
-    start = start_date()
-    load_registry(serve, [office], start)
-    messages = [request_for(office, user_id, start) for user_id in office.user_ids]
-    user_id_of = {m.message_id: m.user_id for m in messages}
+    work = registry_with_requests(serve, count)
+    user_id_of = work.user_id_of
     watch = DbWatch(database_url)
 
     serve.start()
-    sender = BulkSender([serve.port], messages, threads=8, deadline_seconds=240).start()
+    sender = BulkSender([serve.port], work.messages, threads=8, deadline_seconds=240).start()
     snapshots: list[dict[str, int]] = []
 
     # 1. Soon after sending begins, with all three parts of serve busy.
@@ -147,8 +140,8 @@ def test_kill_9_while_receiving_and_processing(
     )
     time.sleep(1)  # a repeat would arrive now, if the outbox were to send anything twice
 
-    _assert_each_request_once(serve, user_id_of, report.accepted)
-    _assert_each_notice_once(serve, sink, office.applicant, office.manager, count)
+    assert_each_request_handled_once(serve, report.accepted, user_id_of)
+    _assert_each_notice_once(serve, sink, work.office.applicant, work.office.manager, count)
     assert serve.terminate() == 0
 
 
@@ -159,32 +152,6 @@ def _kill_and_restart(serve: ServeProcess, watch: DbWatch) -> dict[str, int]:
     return state
 
 
-def _assert_each_request_once(
-    serve: ServeProcess, user_id_of: dict[str, str], accepted: dict[str, int]
-) -> None:
-    count = len(user_id_of)
-    inbound = serve.cli_json("inbound", "list", "--limit", str(10 * count))
-    stored = Counter(row["message_id"] for row in inbound)
-    assert set(stored) == set(accepted), "stored messages differ from the ones answered 250"
-    assert [mid for mid, n in stored.items() if n != 1] == [], "stored more than once"
-    not_done = [(r["id"], r["status"], r["kind"]) for r in inbound if r["status"] != "done"]
-    assert not_done == []
-    # A second processing of the same request would have found its user ID taken and
-    # produced an "invalid" outcome; every one must have been accepted.
-    assert Counter(r["kind"] for r in inbound) == {"accepted": count}
-
-    applications: list[dict[str, Any]] = serve.cli_json("list")
-    by_message = applications_by_message_id(applications)
-    assert set(by_message) == set(accepted)
-    assert [mid for mid, n in by_message.items() if n != 1] == [], "one application per request"
-    assert sorted(a["receipt_no"] for a in applications) == receipt_numbers(count), (
-        "receipt numbers must run YY0001A … without gaps or repeats"
-    )
-    for application in applications:
-        received = next(e for e in application["events"] if e["event"] == "received")
-        assert application["user_ids"] == [user_id_of[received["detail"]["message_id"]]]
-
-
 def _assert_each_notice_once(
     serve: ServeProcess, sink: Sink, applicant: str, manager: str, count: int
 ) -> None:
@@ -192,11 +159,13 @@ def _assert_each_notice_once(
     assert Counter((r["kind"], r["status"]) for r in outbox) == {
         ("receipt_complete", "sent"): 2 * count
     }
-    tally = tally_receipt_notices(sink_notices(sink.deliveries))
+    # Only a notice in flight at a kill may go out again.
+    tally = assert_one_notice_each(
+        sink.deliveries,
+        RECEIPT_NOTICE,
+        receipt_numbers(count),
+        (applicant, manager),
+        repeats_allowed=KILLS,
+    )
     print(f"notices at the sink: {tally.total}, repeats of a Message-ID: {tally.repeats}")
-    expected_keys = {(no, who) for no in receipt_numbers(count) for who in (applicant, manager)}
-    assert set(tally.by_key) == expected_keys, "a receipt notice is missing or misaddressed"
-    several = {key: ids for key, ids in tally.by_key.items() if len(ids) != 1}
-    assert several == {}, "an application mailed the same person two different notices"
     assert {next(iter(ids)) for ids in tally.by_key.values()} == {r["message_id"] for r in outbox}
-    assert tally.repeats <= KILLS, "only a notice in flight at a kill may go out again"

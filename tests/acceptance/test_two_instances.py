@@ -6,23 +6,19 @@ from __future__ import annotations
 
 import re
 import time
-from collections import Counter
 
 import pytest
 
 from tests.acceptance.helpers import (
+    RECEIPT_NOTICE,
     BulkSender,
     DbWatch,
     ServeFactory,
     ServeProcess,
-    applications_by_message_id,
-    load_registry,
-    make_office,
+    assert_each_request_handled_once,
+    assert_one_notice_each,
     receipt_numbers,
-    request_for,
-    sink_notices,
-    start_date,
-    tally_receipt_notices,
+    registry_with_requests,
     wait_until,
 )
 from tests.support.smtp import Sink
@@ -39,16 +35,13 @@ def test_two_instances_share_one_queue_and_do_everything_once(
     relay = f"smtp://127.0.0.1:{sink.port}"
     first = serve_factory("first", database_url=postgres_schema_url, relay=relay)
     second = serve_factory("second", database_url=postgres_schema_url, relay=relay)
-    office = make_office(REQUESTS, code="TWO01")
-    start = start_date()
-    load_registry(first, [office], start)
+    work = registry_with_requests(first, REQUESTS, code="TWO01")
     first.start()
     second.start()
 
-    messages = [request_for(office, user_id, start) for user_id in office.user_ids]
     # Even-numbered client threads talk to the first instance, odd ones to the second.
     report = (
-        BulkSender([first.port, second.port], messages, threads=8, deadline_seconds=120)
+        BulkSender([first.port, second.port], work.messages, threads=8, deadline_seconds=120)
         .start()
         .join()
     )
@@ -64,22 +57,11 @@ def test_two_instances_share_one_queue_and_do_everything_once(
     )
     time.sleep(1.5)  # room for a second processing or a second copy to show up
 
-    inbound = first.cli_json("inbound", "list", "--limit", str(10 * REQUESTS))
-    assert Counter(r["message_id"] for r in inbound) == Counter(set(report.accepted))
-    assert Counter((r["status"], r["kind"]) for r in inbound) == {("done", "accepted"): REQUESTS}
+    assert_each_request_handled_once(first, report.accepted, work.user_id_of)
 
-    applications = first.cli_json("list")
-    by_message = applications_by_message_id(applications)
-    assert by_message == Counter(set(report.accepted)), "one application per request"
-    assert sorted(a["receipt_no"] for a in applications) == receipt_numbers(REQUESTS)
-
-    tally = tally_receipt_notices(sink_notices(sink.deliveries))
-    expected = {
-        (no, who) for no in receipt_numbers(REQUESTS) for who in (office.applicant, office.manager)
-    }
-    assert set(tally.by_key) == expected
-    assert all(len(ids) == 1 for ids in tally.by_key.values())
-    assert tally.repeats == 0
+    office = work.office
+    recipients = (office.applicant, office.manager)
+    assert_one_notice_each(sink.deliveries, RECEIPT_NOTICE, receipt_numbers(REQUESTS), recipients)
     assert len(sink.deliveries) == 2 * REQUESTS
 
     # Who did what, from the processes' own logs.
