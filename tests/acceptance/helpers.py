@@ -683,7 +683,7 @@ def per_application(engine: Engine) -> dict[str, dict[str, Any]]:
                 "GROUP BY a.receipt_no, a.status"
             )
         ).all()
-        events = dict(
+        events: dict[str, int] = dict(
             conn.execute(
                 text(
                     "SELECT a.receipt_no, COUNT(e.id) FROM application a LEFT JOIN audit_event e "
@@ -691,7 +691,7 @@ def per_application(engine: Engine) -> dict[str, dict[str, Any]]:
                 )
             ).all()
         )
-        notices = dict(
+        notices: dict[str, int] = dict(
             conn.execute(
                 text(
                     "SELECT a.receipt_no, COUNT(o.id) FROM application a LEFT JOIN "
