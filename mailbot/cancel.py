@@ -1,12 +1,17 @@
-"""Cancelling an approved application before its start date (``mailbot cancel``).
+"""Cancelling an approved application before its start date.
 
-Staff only (an active staff member named by ``--by``), only while the application is approved
-and its start date has not come. In one transaction: the application becomes ``cancelled``,
-its items stop holding the IDs (a new application may name them), its date job is removed from
-the scheduler's job store, the audit log records who and why, and the applicant and manager
-are told. The job row is deleted here rather than through a scheduler, because the scheduler
-runs in another process; had it been missed, applying would still skip a cancelled
-application and the scheduler's sync would drop the job.
+Two ways in, one code path: ``mailbot cancel`` and a staff member's reply ``取消 理由`` to the
+mail that told them the approval took effect (handled in :mod:`mailbot.review`, which checks
+the reply's authority and then calls :func:`cancel_application` here).
+
+Staff only (an active staff member: ``--by``, or the reply token's holder), only while the
+application is approved and its start date has not come. In one transaction: the application
+becomes ``cancelled``, its items stop holding the IDs (a new application may name them), its
+date job is removed from the scheduler's job store, the audit log records who, why and how
+(``via``, and the reply's inbound message), and the applicant and manager are told. The job
+row is deleted here rather than through a scheduler, because the scheduler runs in another
+process; had it been missed, applying would still skip a cancelled application and the
+scheduler's sync would drop the job.
 
 A cancellation cannot race the apply: both lock the application row (PostgreSQL) or hold the
 single writer lock (SQLite), and each acts only on an ``approved`` application.
@@ -20,16 +25,25 @@ from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from db.models import APPROVED, CANCELLED, Application, ApplicationItem, AuditEvent, SchedulerJob
-from mailbot.applications import find_application
+from mailbot.applications import STATUS_JA, find_application
 from mailbot.applying import MIDNIGHT, apply_job_id, is_due, run_time
 from mailbot.config import Settings
 from mailbot.errors import MailbotError
-from mailbot.notify import send_to_applicants, status_url
+from mailbot.notify import ja_date, send_to_applicants, status_url
 from mailbot.staff import find_staff
 
 
 class CancelError(MailbotError):
-    """The application cannot be cancelled (not approved, or its start date has come)."""
+    """The application cannot be cancelled (not approved, its start date has come, no reason).
+
+    The English message is what the CLI prints; a staff member who cancelled by mail is
+    answered with both, Japanese first.
+    """
+
+    def __init__(self, message_en: str, message_ja: str) -> None:
+        self.message_en = message_en
+        self.message_ja = message_ja
+        super().__init__(message_en)
 
 
 def cancel_application(
@@ -42,24 +56,24 @@ def cancel_application(
     now: datetime,
     apply_time: time = MIDNIGHT,
     via: str = "cli",
+    inbound_id: int | None = None,
 ) -> Application:
-    """Cancel ``receipt_no`` in the caller's transaction; the cancelled application."""
+    """Cancel ``receipt_no`` in the caller's transaction; the cancelled application.
+
+    ``via`` and ``inbound_id`` (the reply that asked for it, when by mail) go to the audit log.
+    Whether it can be cancelled at all is checked before whether the reason is given, so that
+    nobody is asked for a reason only to be told it is too late.
+    """
     staff = find_staff(session, by)  # NotFoundError unless an active staff member
-    if not reason.strip():
-        raise CancelError("give the reason for the cancellation (--reason); the applicant reads it")
     application = _locked(session, find_application(session, receipt_no))
-    if application.status != APPROVED:
+    _check_cancellable(application, settings, now, apply_time)
+    if not reason.strip():
         raise CancelError(
-            f"{application.receipt_no} is {application.status}; only an approved application "
-            "can be cancelled"
+            "give the reason for the cancellation (--reason); the applicant reads it",
+            "取消の理由を書いてください（例：取消 申込者から取消の依頼がありました）。"
+            "理由は申込者に通知されます。",
         )
     assert application.start_date is not None
-    if is_due(application.start_date, now, settings.zone, apply_time):
-        raise CancelError(
-            f"{application.receipt_no}: its start date {application.start_date.isoformat()} has "
-            f"come ({run_time(application.start_date, settings.zone, apply_time).isoformat()}); "
-            "it is applied or about to be, and can no longer be cancelled"
-        )
     application.status = CANCELLED
     application.decided_by = staff.email
     application.decided_at = now
@@ -80,6 +94,7 @@ def cancel_application(
             application_id=application.id,
             event="cancelled",
             actor=staff.email,
+            inbound_id=inbound_id,
             detail={
                 "reason": reason,
                 "start_date": application.start_date.isoformat(),
@@ -101,6 +116,29 @@ def cancel_application(
         reason=reason,
     )
     return application
+
+
+def _check_cancellable(
+    application: Application, settings: Settings, now: datetime, apply_time: time
+) -> None:
+    if application.status != APPROVED:
+        status_ja = STATUS_JA.get(application.status, application.status)
+        raise CancelError(
+            f"{application.receipt_no} is {application.status}; only an approved application "
+            "can be cancelled",
+            f"申込受付番号 {application.receipt_no} は「{status_ja}」のため取り消せません。"
+            "取り消せるのは承認済みで利用開始日前の申込だけです。",
+        )
+    assert application.start_date is not None
+    if is_due(application.start_date, now, settings.zone, apply_time):
+        due = run_time(application.start_date, settings.zone, apply_time)
+        raise CancelError(
+            f"{application.receipt_no}: its start date {application.start_date.isoformat()} has "
+            f"come ({due.isoformat()}); it is applied or about to be, and can no longer be "
+            "cancelled",
+            f"申込受付番号 {application.receipt_no} は利用開始日 {ja_date(application.start_date)} "
+            f"{apply_time:%H:%M} を過ぎたため取り消せません。変更は反映済みか反映中です。",
+        )
 
 
 def _locked(session: Session, application: Application) -> Application:
