@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 
 from db.models import (
     APPROVED,
+    CANCELLED,
     REJECTED,
     UNDER_REVIEW,
     WITHDRAWN,
@@ -36,8 +37,10 @@ from db.models import (
 )
 from db.queries import registry_view
 from mailbot.addresses import tagged_address
+from mailbot.applying import is_due, run_time
 from mailbot.authres import authenticated
 from mailbot.calendar import BusinessCalendar
+from mailbot.cancel import CancelError, cancel_application
 from mailbot.config import Settings
 from mailbot.dates import InvalidDate, parse_date
 from mailbot.decisions import Action, Decision, read_decision
@@ -56,9 +59,18 @@ from mailbot.notify import (
 from mailbot.rules import RegistryView
 from mailbot.schedule_table import registration_dates
 from mailbot.staff import active_staff
-from mailbot.tokens import Purpose, TokenCheck, check_reply_token, issue_reply_token, use_token
+from mailbot.tokens import (
+    Purpose,
+    TokenCheck,
+    check_reply_token,
+    issue_reply_token,
+    signed_purpose,
+    use_token,
+)
 
-REVIEW_TAG = "t"  # apply+t<token>@domain: a staff member's answer to a review request
+# apply+t<token>@domain: a staff member's answer to a review request, or to the notice that
+# their approval took effect (a CANCEL token); the token's signed purpose tells them apart.
+REVIEW_TAG = "t"
 NEARBY_DATES = 3
 
 
@@ -193,7 +205,13 @@ def handle_review_reply(
     mail: ParsedMail,
     token_text: str,
 ) -> str:
-    """A reply to a review request. Returns the inbound outcome."""
+    """A staff member's reply at ``apply+t…``. Returns the inbound outcome.
+
+    A cancel token goes to :func:`handle_cancel_reply`; every other token is checked here as a
+    review token (so an applicant's token is refused for its purpose).
+    """
+    if signed_purpose(ctx.settings.secret(), token_text) is Purpose.CANCEL:
+        return handle_cancel_reply(session, ctx, inbound, mail, token_text)
     check = check_reply_token(
         session, ctx.settings.secret(), token_text, purpose=Purpose.REVIEW, now=ctx.now
     )
@@ -308,15 +326,21 @@ _STAFF_SUBJECTS = {
     "decision_refused": "回答を反映できませんでした",
     "reply_refused": "返信を受け付けできませんでした",
     "approval_recorded": "承認を記録しました",
+    "cancel_unreadable": "取消の指示を読み取れませんでした",
+    "cancel_refused": "取り消しできませんでした",
+    "cancel_recorded": "承認を取り消しました",
 }
 
 
 def _decided(application: Application) -> dict[str, Any]:
     return {
         "receipt_no": application.receipt_no,
-        "status_ja": {APPROVED: "承認", REJECTED: "却下", WITHDRAWN: "取下げ"}.get(
-            application.status, application.status
-        ),
+        "status_ja": {
+            APPROVED: "承認",
+            REJECTED: "却下",
+            WITHDRAWN: "取下げ",
+            CANCELLED: "承認後に取消",
+        }.get(application.status, application.status),
         "decided_by": application.decided_by or "-",
         "decided_at": application.decided_at.isoformat(timespec="minutes")
         if application.decided_at
@@ -360,6 +384,71 @@ def handle_applicant_reply(
     use_token(session, token, ctx.now)
     withdraw(session, ctx, application, actor=sender, reason=decision.reason, inbound_id=inbound.id)
     return "withdrawal"
+
+
+def handle_cancel_reply(
+    session: Session,
+    ctx: ReviewContext,
+    inbound: InboundMessage,
+    mail: ParsedMail,
+    token_text: str,
+) -> str:
+    """A staff member's ``取消 理由`` reply to the notice that their approval took effect.
+
+    The same authority as a review decision (token, token holder, active staff, authentication),
+    then :func:`mailbot.cancel.cancel_application`, the code ``mailbot cancel`` runs. The token
+    is used up only when the cancellation is made; a reply it cannot act on is answered and
+    leaves the token as it was.
+    """
+    check = check_reply_token(
+        session, ctx.settings.secret(), token_text, purpose=Purpose.CANCEL, now=ctx.now
+    )
+    sender = (mail.from_address or "").lower()
+    refusal = _authority_problem(session, ctx, check, sender, bytes(inbound.raw))
+    if refusal is not None:
+        return _refuse(session, ctx, inbound, mail, check, sender, refusal)
+    assert check.token is not None
+    staff = session.get(Staff, check.token.staff_id)
+    application = session.get(Application, check.token.application_id)
+    assert staff is not None and application is not None
+    if application.status == APPROVED and application.version != check.token.version:
+        return _refuse(session, ctx, inbound, mail, check, sender, "application_changed")
+    command = read_decision(mail.text)
+    if command is None or command.action is not Action.CANCEL:
+        return _answer_staff(
+            session, ctx, inbound, mail, "cancel_unreadable", {"receipt_no": application.receipt_no}
+        )
+    try:
+        cancel_application(
+            session,
+            ctx.settings,
+            application.receipt_no,
+            by=staff.email,
+            reason=command.reason,
+            now=ctx.now,
+            apply_time=ctx.settings.apply_time,
+            via="mail",
+            inbound_id=inbound.id,
+        )
+    except CancelError as problem:
+        return _answer_staff(
+            session,
+            ctx,
+            inbound,
+            mail,
+            "cancel_refused",
+            {"message_ja": problem.message_ja, "message_en": problem.message_en},
+        )
+    use_token(session, check.token, ctx.now)
+    _answer_staff(
+        session,
+        ctx,
+        inbound,
+        mail,
+        "cancel_recorded",
+        {**application_context(session, application), "reason": command.reason},
+    )
+    return "cancellation"
 
 
 # --- decisions -----------------------------------------------------------------------------------
@@ -522,7 +611,71 @@ def _approve(
         status_url=status_url(ctx.settings, application.receipt_no, ctx.now),
         now=ctx.now,
     )
+    _tell_approvers(session, ctx, application, {e.actor for e in earlier} | {staff.email})
     return "approved"
+
+
+def _tell_approvers(
+    session: Session, ctx: ReviewContext, application: Application, approvers: set[str]
+) -> None:
+    """Each approver learns that the approval took effect and, while the start date is still
+    ahead, how to cancel it: their own single-use CANCEL token in the Reply-To (the review
+    token they answered with is used up, and bound to the version before the approval)."""
+    assert application.id is not None and application.start_date is not None
+    settings = ctx.settings
+    cancellable = not is_due(application.start_date, ctx.now, settings.zone, settings.apply_time)
+    context = {
+        **application_context(session, application),
+        "approvers": sorted(approvers),
+        "apply_time": settings.apply_time.strftime("%H:%M"),
+        "cancellable": cancellable,
+        "status_url": status_url(settings, application.receipt_no, ctx.now),
+    }
+    for member in active_staff(session):
+        if member.email not in approvers:
+            continue
+        reply_to = _cancel_address(session, ctx, application, member) if cancellable else None
+        queue_mail(
+            session,
+            settings,
+            to=member.email,
+            to_name=member.name or None,
+            subject=f"承認が確定しました（{application.receipt_no}）",
+            body=render("staff_approved.txt.j2", staff_name=member.name, **context),
+            kind="approved_staff",
+            dedupe_key=(
+                f"application:{application.receipt_no}:approved_staff:"
+                f"v{application.version}:{member.email}"
+            ),
+            application_id=application.id,
+            reply_to=reply_to,
+            auto_submitted="auto-generated",
+            now=ctx.now,
+        )
+
+
+def _cancel_address(
+    session: Session, ctx: ReviewContext, application: Application, member: Staff
+) -> str:
+    """A reply address with a CANCEL token for ``member``, bound to the approved version.
+
+    It lives until the start date's apply time plus the review token lifetime: past the start
+    date it can cancel nothing (:func:`cancel_application` refuses), but a late reply then gets
+    the clear "too late" answer rather than a bare refusal of an expired token.
+    """
+    assert application.id is not None and application.start_date is not None
+    due = run_time(application.start_date, ctx.settings.zone, ctx.settings.apply_time)
+    token = issue_reply_token(
+        session,
+        ctx.settings.secret(),
+        purpose=Purpose.CANCEL,
+        application_id=application.id,
+        version=application.version,
+        staff_id=member.id,
+        now=ctx.now,
+        lifetime=due - ctx.now + timedelta(days=ctx.settings.review_token_days),
+    )
+    return tagged_address(ctx.settings, REVIEW_TAG + token)
 
 
 def _change_proposed_date(

@@ -1,25 +1,28 @@
-"""Cancelling an approved application before its start date (``mailbot cancel``)."""
+"""Cancelling an approved application before its start date: ``mailbot cancel``, and a staff
+member's reply ``取消 理由`` to the notice that their approval took effect."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
 
 import pytest
 from sqlalchemy import func, select
 from sqlmodel import col
 
 from db.engine import session_scope
-from db.models import Application, ApplicationItem, AuditEvent, SchedulerJob
+from db.models import Application, ApplicationItem, AuditEvent, InboundMessage, SchedulerJob
 from mailbot.applying import apply_due, apply_job_id
 from mailbot.calendar import BusinessCalendar
 from mailbot.cancel import CancelError, cancel_application
 from mailbot.decisions import Action, Decision
 from mailbot.errors import NotFoundError
 from mailbot.review import ReviewContext, decide
-from mailbot.staff import find_staff
+from mailbot.staff import add_staff, find_staff
 from tests.integration.conftest import HarnessFactory
 from tests.support.harness import STAFF, Harness, body_text
-from tests.support.requests import SATO, YAMADA, form, mail
+from tests.support.replies import reply_address, reply_to
+from tests.support.requests import OUTSIDER, SATO, YAMADA, form, mail
 
 START = date(2026, 12, 15)
 TOKYO_MIDNIGHT = datetime(2026, 12, 14, 15, 0, tzinfo=UTC)  # 2026-12-15 00:00 in Tokyo
@@ -163,3 +166,197 @@ def test_only_approved_applications(h: Harness) -> None:
     apply_due(h.engine, h.settings, TOKYO_MIDNIGHT)
     with pytest.raises(CancelError, match="is applied"):
         cancel(h, applied, now=TOKYO_MIDNIGHT - timedelta(days=1))
+
+
+# --- by reply ----------------------------------------------------------------------------------
+
+STAFF2 = "staff2@mailbot.localhost"
+APPROVED_SUBJECT = "【NSS】承認が確定しました（260001A）"
+
+
+def to(message: EmailMessage) -> str:
+    return str(message["To"].addresses[0].addr_spec)
+
+
+def answer(h: Harness, message: EmailMessage, sender: str, body: str) -> list[EmailMessage]:
+    """``sender`` replies ``body`` on top of ``message`` (quoted), to its reply address."""
+    raw = reply_to(message, sender=sender, body=body)
+    return h.round_trip(raw, mail_from=sender, rcpt_to=reply_address(message))
+
+
+def approved_by_reply(h: Harness) -> EmailMessage:
+    """Request 260001A, approve it by replying to the review request; the approval notice the
+    staff member gets. The date job is set as the scheduler's sync would have set it."""
+    sent = h.round_trip(mail(form("1ANACA0A", "1ANACA0B", start=START)))
+    review = next(m for m in sent if "審査依頼" in str(m["Subject"]) and to(m) == STAFF)
+    out = answer(h, review, STAFF, "承認します")
+    assert application(h, "260001A").status == "approved"
+    with session_scope(h.engine) as session:
+        session.add(
+            SchedulerJob(
+                id=apply_job_id("260001A"),
+                next_run_time=TOKYO_MIDNIGHT.timestamp(),
+                job_state=b"-",
+            )
+        )
+    (notice,) = [m for m in out if str(m["Subject"]) == APPROVED_SUBJECT]
+    assert to(notice) == STAFF
+    assert reply_address(notice) != reply_address(review)  # a new token: the old one is used
+    return notice
+
+
+def refusals(h: Harness) -> list[str]:
+    with session_scope(h.engine) as session:
+        events = session.scalars(select(AuditEvent).where(col(AuditEvent.event) == "reply_refused"))
+        return [str(e.detail["reason"]) for e in events]
+
+
+def test_the_approval_notice_tells_the_staff_member_how_to_cancel(h: Harness) -> None:
+    notice = approved_by_reply(h)
+    text = body_text(notice)
+    assert "申込受付番号 260001A（TYO01 ○○株式会社 東京事業所）の承認が確定しました。" in text
+    assert "■利用開始日：2026年12月15日（火） 00:00" in text
+    assert "取消 申込者から取消の依頼がありました" in text
+    assert text.index("取消") < text.index("[English]") < text.index('"cancel"')
+    assert reply_address(notice).startswith("apply+t")
+
+
+def test_cancel_by_replying_to_the_approval_notice(h: Harness) -> None:
+    notice = approved_by_reply(h)
+    out = answer(h, notice, STAFF, f"取消 {REASON}")
+
+    cancelled = application(h, "260001A")
+    assert (cancelled.status, cancelled.decision_reason, cancelled.decided_by) == (
+        "cancelled",
+        REASON,
+        STAFF,
+    )
+    assert open_items(h, "260001A") == 0
+    assert jobs(h) == []
+    with session_scope(h.engine) as session:
+        event = session.scalars(
+            select(AuditEvent).where(col(AuditEvent.event) == "cancelled")
+        ).one()
+        inbound = session.get(InboundMessage, event.inbound_id)
+        assert inbound is not None
+        reply_message_id = inbound.message_id
+    assert (event.actor, event.detail["reason"], event.detail["via"]) == (STAFF, REASON, "mail")
+    assert reply_message_id is not None and reply_message_id.startswith("<")
+
+    notices = [m for m in out if str(m["Subject"]) == "【NSS】利用申込取消のお知らせ（260001A）"]
+    assert sorted(to(m) for m in notices) == [SATO, YAMADA]
+    assert REASON in body_text(notices[0])
+    (confirmation,) = [m for m in out if to(m) == STAFF]
+    assert "承認を取り消しました" in str(confirmation["Subject"])
+    assert REASON in body_text(confirmation)
+    assert not any("Traceback" in body_text(m) for m in out)
+
+    # The start date comes and goes: nothing is applied.
+    assert apply_due(h.engine, h.settings, TOKYO_MIDNIGHT).applied == []
+
+
+def test_the_cancel_address_works_once(h: Harness) -> None:
+    notice = approved_by_reply(h)
+    answer(h, notice, STAFF, f"取消 {REASON}")
+    again = answer(h, notice, STAFF, "取消 もう一度")
+    assert application(h, "260001A").decision_reason == REASON
+    assert refusals(h) == ["token_used"]
+    (refused,) = again
+    assert to(refused) == STAFF and "受け付けできませんでした" in str(refused["Subject"])
+
+
+def test_reason_on_the_next_line_and_signature_ignored(h: Harness) -> None:
+    notice = approved_by_reply(h)
+    answer(h, notice, STAFF, "キャンセルします\n理由：重複した申込です\n-- \n審査 太郎")
+    assert (application(h, "260001A").status, application(h, "260001A").decision_reason) == (
+        "cancelled",
+        "重複した申込です",
+    )
+
+
+def test_another_sender_cannot_use_the_cancel_address(h: Harness) -> None:
+    with session_scope(h.engine) as session:
+        add_staff(session, STAFF2)
+    notice = approved_by_reply(h)
+    assert answer(h, notice, OUTSIDER, f"取消 {REASON}") == []  # outsiders learn nothing
+    (told,) = answer(h, notice, STAFF2, f"取消 {REASON}")  # staff: a short refusal
+    assert to(told) == STAFF2 and "受け付けできませんでした" in str(told["Subject"])
+    assert refusals(h) == ["from_is_not_the_token_holder"] * 2
+    assert application(h, "260001A").status == "approved"
+    assert jobs(h) == [apply_job_id("260001A")]
+    # The holder's own reply still works: refusals did not use the token up.
+    answer(h, notice, STAFF, f"取消 {REASON}")
+    assert application(h, "260001A").status == "cancelled"
+
+
+def test_a_removed_staff_member_cannot_cancel(h: Harness) -> None:
+    from mailbot.staff import remove_staff
+
+    notice = approved_by_reply(h)
+    with session_scope(h.engine) as session:
+        remove_staff(session, STAFF)
+    answer(h, notice, STAFF, f"取消 {REASON}")
+    assert application(h, "260001A").status == "approved"
+    assert refusals(h) == ["staff_inactive"]
+
+
+def test_too_late_once_the_start_date_has_come(h: Harness) -> None:
+    notice = approved_by_reply(h)
+    h.now = TOKYO_MIDNIGHT
+    (told,) = answer(h, notice, STAFF, f"取消 {REASON}")
+    assert str(told["Subject"]) == "【NSS】取り消しできませんでした"
+    text = body_text(told)
+    assert "利用開始日 2026年12月15日（火） 00:00 を過ぎたため取り消せません" in text
+    assert "can no longer be cancelled" in text
+    assert application(h, "260001A").status == "approved"
+    assert jobs(h) == [apply_job_id("260001A")]
+
+
+def test_not_once_the_application_is_no_longer_approved(h: Harness) -> None:
+    notice = approved_by_reply(h)
+    cancel(h, "260001A")  # someone else cancelled it with the command meanwhile
+    (told,) = [m for m in answer(h, notice, STAFF, "取消 重複") if to(m) == STAFF]
+    assert "取り消せません" in body_text(told) and "is cancelled" in body_text(told)
+    assert application(h, "260001A").decision_reason == REASON  # the first cancellation's
+
+
+def test_not_once_it_is_applied(h: Harness) -> None:
+    notice = approved_by_reply(h)
+    apply_due(h.engine, h.settings, TOKYO_MIDNIGHT)
+    h.now = TOKYO_MIDNIGHT + timedelta(hours=9)
+    (told,) = [m for m in answer(h, notice, STAFF, f"取消 {REASON}") if to(m) == STAFF]
+    assert "取り消せません" in body_text(told) and "is applied" in body_text(told)
+    assert application(h, "260001A").status == "applied"
+
+
+def test_missing_reason_is_asked_for_and_the_address_still_works(h: Harness) -> None:
+    notice = approved_by_reply(h)
+    (told,) = answer(h, notice, STAFF, "取消")
+    assert str(told["Subject"]) == "【NSS】取り消しできませんでした"
+    assert "取消の理由を書いてください" in body_text(told)
+    assert application(h, "260001A").status == "approved"
+    answer(h, notice, STAFF, f"取消\n{REASON}")
+    assert application(h, "260001A").status == "cancelled"
+
+
+def test_unreadable_command_is_answered(h: Harness) -> None:
+    notice = approved_by_reply(h)
+    # The quoted notice itself says 取消 (in its instructions): it must not count.
+    (told,) = answer(h, notice, STAFF, "確認しました。ありがとうございます。")
+    assert str(told["Subject"]) == "【NSS】取消の指示を読み取れませんでした"
+    assert "取消 申込者から取消の依頼がありました" in body_text(told)
+    (told,) = answer(h, notice, STAFF, "承認")  # a cancel address does nothing else
+    assert str(told["Subject"]) == "【NSS】取消の指示を読み取れませんでした"
+    assert application(h, "260001A").status == "approved"
+
+
+def test_a_review_token_cannot_cancel(h: Harness) -> None:
+    with session_scope(h.engine) as session:
+        add_staff(session, STAFF2)
+    sent = h.round_trip(mail(form("1ANACA0A", "1ANACA0B", start=START)))
+    review = {to(m): m for m in sent if "審査依頼" in str(m["Subject"])}
+    answer(h, review[STAFF], STAFF, "承認")
+    (told,) = answer(h, review[STAFF2], STAFF2, f"取消 {REASON}")  # unused, but for review
+    assert "審査済み" in str(told["Subject"])
+    assert "承認確定のお知らせメールに「取消 理由」と返信" in body_text(told)
+    assert application(h, "260001A").status == "approved"

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from db.engine import session_scope
 from db.models import AuditEvent
@@ -87,7 +87,7 @@ def test_approve_sends_the_confirmation_complete_notice(h: Harness) -> None:
     assert "■確定した利用開始日：2026年12月15日（火）" in text
     assert "利用開始日は希望日と異なる場合がございます" in text
     with session_scope(h.engine) as session:
-        events = [e.event for e in session.exec(select(AuditEvent).order_by(AuditEvent.id))]
+        events = [e.event for e in session.exec(select(AuditEvent).order_by(col(AuditEvent.id)))]
     assert events[-2:] == ["approval", "review_finished"]
 
 
@@ -101,8 +101,13 @@ def test_approve_with_a_new_start_date(h: Harness) -> None:
 
 def test_staff_may_set_an_emergency_date_today_with_a_warning(h: Harness) -> None:
     sent = submit(h)
-    answer(h, sent[f"review:{STAFF}"], STAFF, "承認 利用開始日：2026/11/27")
+    out = answer(h, sent[f"review:{STAFF}"], STAFF, "承認 利用開始日：2026/11/27")
     assert h.applications()[0].start_date == date(2026, 11, 27)
+    # Its start date has come already: the approver is told it can no longer be cancelled,
+    # and gets no cancel address.
+    (notice,) = [m for m in out if to(m) == STAFF]
+    assert "利用開始日を迎えているため、この承認は取り消せません。" in body_text(notice)
+    assert notice["Reply-To"] is None
     with session_scope(h.engine) as session:
         warning = session.exec(
             select(AuditEvent).where(AuditEvent.event == "start_date_not_registration_date")
@@ -173,6 +178,26 @@ def test_two_approvals_required(harness_factory: HarnessFactory) -> None:
     second = answer(h, sent[f"review:{STAFF2}"], STAFF2, "承認")
     assert status(h) == "approved"
     assert any(str(m["Subject"]) == "【NSS】利用申込確認完了のお知らせ" for m in second)
+
+
+def test_each_approver_gets_their_own_cancel_address(harness_factory: HarnessFactory) -> None:
+    h = harness_factory(approvals_required=2)
+    staff3 = "staff3@mailbot.localhost"
+    with session_scope(h.engine) as session:
+        add_staff(session, STAFF2)
+        add_staff(session, staff3)
+    sent = submit(h)
+    answer(h, sent[f"review:{STAFF}"], STAFF, "承認")
+    second = answer(h, sent[f"review:{STAFF2}"], STAFF2, "承認")
+    notices = {to(m): m for m in second if "承認が確定しました" in str(m["Subject"])}
+    assert sorted(notices) == sorted([STAFF, STAFF2])  # not staff3, who did not approve
+    assert reply_address(notices[STAFF]) != reply_address(notices[STAFF2])
+    assert "承認：staff2@mailbot.localhost、staff@mailbot.localhost" in body_text(notices[STAFF])
+    # One approver cancels; the other's address then gets "no longer approved".
+    answer(h, notices[STAFF2], STAFF2, "取消 重複した申込です")
+    assert status(h) == "cancelled"
+    (late,) = answer(h, notices[STAFF], STAFF, "取消 重複")
+    assert "取り消せません" in body_text(late)
 
 
 # --- attacks: nothing changes ------------------------------------------------------------------
