@@ -11,6 +11,12 @@ a short answer only when it comes from a staff address.
 
 The CLI (``mailbot approve`` / ``reject``) goes through :func:`decide`, the same code and audit
 as mail, with the operator's ``--by`` standing in for the token.
+
+When an approval takes effect, each approver is told so in a mail whose reply address carries a
+new token of purpose CANCEL (the review token is used up and bound to the version before the
+approval). A ``取消 理由`` reply to it passes the same authority checks, with the approved
+version in place of "under review", and then cancels through :mod:`mailbot.cancel`, the code
+``mailbot cancel`` runs.
 """
 
 from __future__ import annotations

@@ -184,12 +184,18 @@ def answer(h: Harness, message: EmailMessage, sender: str, body: str) -> list[Em
     return h.round_trip(raw, mail_from=sender, rcpt_to=reply_address(message))
 
 
-def approved_by_reply(h: Harness) -> EmailMessage:
+AUTHENTICATED = (
+    b"Authentication-Results: mx.mailbot.localhost; dkim=pass header.d=mailbot.localhost\r\n"
+)
+
+
+def approved_by_reply(h: Harness, *, authenticated: bool = False) -> EmailMessage:
     """Request 260001A, approve it by replying to the review request; the approval notice the
     staff member gets. The date job is set as the scheduler's sync would have set it."""
     sent = h.round_trip(mail(form("1ANACA0A", "1ANACA0B", start=START)))
     review = next(m for m in sent if "審査依頼" in str(m["Subject"]) and to(m) == STAFF)
-    out = answer(h, review, STAFF, "承認します")
+    raw = (AUTHENTICATED if authenticated else b"") + reply_to(review, sender=STAFF, body="承認")
+    out = h.round_trip(raw, mail_from=STAFF, rcpt_to=reply_address(review))
     assert application(h, "260001A").status == "approved"
     with session_scope(h.engine) as session:
         session.add(
@@ -298,6 +304,19 @@ def test_a_removed_staff_member_cannot_cancel(h: Harness) -> None:
     answer(h, notice, STAFF, f"取消 {REASON}")
     assert application(h, "260001A").status == "approved"
     assert refusals(h) == ["staff_inactive"]
+
+
+def test_unauthenticated_reply_refused_when_a_trusted_server_is_set(
+    harness_factory: HarnessFactory,
+) -> None:
+    h = harness_factory(trusted_authserv_id="mx.mailbot.localhost")
+    notice = approved_by_reply(h, authenticated=True)
+    answer(h, notice, STAFF, f"取消 {REASON}")  # no Authentication-Results from mx
+    assert application(h, "260001A").status == "approved"
+    assert refusals(h) == ["not_authenticated"]
+    raw = AUTHENTICATED + reply_to(notice, sender=STAFF, body=f"取消 {REASON}")
+    h.round_trip(raw, mail_from=STAFF, rcpt_to=reply_address(notice))
+    assert application(h, "260001A").status == "cancelled"
 
 
 def test_too_late_once_the_start_date_has_come(h: Harness) -> None:
