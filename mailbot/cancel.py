@@ -40,9 +40,10 @@ class CancelError(MailbotError):
     answered with both, Japanese first.
     """
 
-    def __init__(self, message_en: str, message_ja: str) -> None:
+    def __init__(self, message_en: str, message_ja: str, *, can_retry: bool = False) -> None:
         self.message_en = message_en
         self.message_ja = message_ja
+        self.can_retry = can_retry  # the same request, corrected, may still succeed
         super().__init__(message_en)
 
 
@@ -69,9 +70,10 @@ def cancel_application(
     _check_cancellable(application, settings, now, apply_time)
     if not reason.strip():
         raise CancelError(
-            "give the reason for the cancellation (--reason); the applicant reads it",
+            "give the reason for the cancellation; the applicant reads it",
             "取消の理由を書いてください（例：取消 申込者から取消の依頼がありました）。"
             "理由は申込者に通知されます。",
+            can_retry=True,
         )
     assert application.start_date is not None
     application.status = CANCELLED

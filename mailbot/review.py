@@ -443,7 +443,11 @@ def handle_cancel_reply(
             inbound,
             mail,
             "cancel_refused",
-            {"message_ja": problem.message_ja, "message_en": problem.message_en},
+            {
+                "message_ja": problem.message_ja,
+                "message_en": problem.message_en,
+                "can_retry": problem.can_retry,
+            },
         )
     use_token(session, check.token, ctx.now)
     _answer_staff(

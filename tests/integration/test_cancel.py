@@ -353,6 +353,7 @@ def test_missing_reason_is_asked_for_and_the_address_still_works(h: Harness) -> 
     (told,) = answer(h, notice, STAFF, "取消")
     assert str(told["Subject"]) == "【NSS】取り消しできませんでした"
     assert "取消の理由を書いてください" in body_text(told)
+    assert "返信先アドレスは引き続き使えます" in body_text(told)
     assert application(h, "260001A").status == "approved"
     answer(h, notice, STAFF, f"取消\n{REASON}")
     assert application(h, "260001A").status == "cancelled"
