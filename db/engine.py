@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +56,7 @@ def _sqlite_engine(url: str, database: str | None, echo: bool) -> Engine:
         cursor.close()
 
     turnstile = FairLock()
+    _TURNSTILES[engine] = turnstile
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
@@ -90,6 +92,40 @@ def _sqlite_engine(url: str, database: str | None, echo: bool) -> Engine:
 
 
 _HOLDS_TURNSTILE = "mailbot_holds_turnstile"
+# Each SQLite engine's turnstile, for writers that use a driver connection directly.
+_TURNSTILES: weakref.WeakKeyDictionary[Engine, FairLock] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def driver_transaction(engine: Engine) -> Iterator[Any]:
+    """One transaction on a pooled driver (DB-API) connection; yields its cursor.
+
+    For a hot path where SQLAlchemy's per-statement work matters: the SMTP gateway's writer
+    thread, whose every line of Python is taken from the event loop's share of the GIL. The
+    rules are the engine's own: on SQLite the writer queues at this process's turnstile and
+    takes the write lock up front (BEGIN IMMEDIATE); commit on success, roll back on any
+    exception, and the connection goes back to the pool either way.
+    """
+    connection = engine.raw_connection()
+    try:
+        turnstile = _TURNSTILES.get(engine)
+        if turnstile is not None:
+            turnstile.acquire(SQLITE_BUSY_TIMEOUT_MS / 1000)
+        try:
+            cursor = connection.cursor()
+            if turnstile is not None:
+                cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
+        finally:
+            if turnstile is not None:
+                turnstile.release()
+    finally:
+        connection.close()  # back to the pool
 
 
 class FairLock:

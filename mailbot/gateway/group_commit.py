@@ -1,19 +1,29 @@
 """Group commit for the SMTP gateway: every store waiting at that moment, one transaction.
 
-Each SMTP session hands its message to :meth:`GroupCommitter.store` and waits. One writer task
-takes everything queued, stores it with :func:`store_messages` (one transaction, one fsync) in
-a worker thread, and only then resolves each session's future, so every ``250`` still follows
-its own row's commit. Under load the batches grow by themselves: while one batch is being
-committed, the next one queues up. A failed batch fails each of its sessions with a
-StoreError (each client gets ``451`` and retries); nothing is half-stored, because the batch
-is one transaction.
+Each SMTP session hands its message to :meth:`GroupCommitter.store` and waits. One writer
+*thread* takes everything queued, stores it with :func:`store_messages` (one transaction, one
+fsync), and only then resolves each session's future, so every ``250`` still follows its own
+row's commit. Under load the batches grow by themselves: while one batch is being committed,
+the next one queues up.
+
+Why a thread of its own rather than a task that hands each batch to ``asyncio.to_thread``:
+with a task, picking up the next batch and learning that the last one committed each wait for
+a turn of the event loop, and a busy gateway's loop turn is as long as the commit itself. The
+sessions then fall into lock step (all wait for the commit while the loop idles, then the loop
+serves all while the writer idles). A writer thread starts the next batch the moment the last
+one commits, so the database work overlaps the protocol work; the SQLite and PostgreSQL
+drivers release the GIL while they write and sync.
+
+A failed batch fails each of its sessions with a StoreError (each client gets ``451`` and
+retries); nothing is half-stored, because the batch is one transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import queue
+import threading
 from collections.abc import Sequence
 
 from sqlalchemy import Engine
@@ -26,51 +36,86 @@ log = logging.getLogger("mailbot.gateway.group_commit")
 MAX_BATCH = 64
 
 _Pending = tuple[Incoming, "asyncio.Future[StoreResult]"]
+_STOP = None  # put on the queue to end the writer thread
 
 
 class GroupCommitter:
+    """Stores messages for coroutines on any event loop (each future knows its own loop)."""
+
     def __init__(self, engine: Engine, *, max_batch: int = MAX_BATCH) -> None:
         self.engine = engine
         self.max_batch = max_batch
-        self._queue: asyncio.Queue[_Pending] | None = None
-        self._writer: asyncio.Task[None] | None = None
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._start_lock = threading.Lock()
 
     async def store(
         self, raw: bytes, *, channel: str, envelope_from: str | None, envelope_to: Sequence[str]
     ) -> StoreResult:
         """Store one message durably (committed when this returns); raises StoreError."""
-        if self._queue is None or self._writer is None or self._writer.done():
-            # Created lazily on the loop that serves the sessions.
-            self._queue = asyncio.Queue()
-            self._writer = asyncio.create_task(self._write_loop(self._queue), name="group-commit")
+        self._ensure_writer()
         future: asyncio.Future[StoreResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((Incoming(raw, channel, envelope_from, envelope_to), future))
+        self._queue.put((Incoming(raw, channel, envelope_from, envelope_to), future))
         return await future
 
-    async def _write_loop(self, queue: asyncio.Queue[_Pending]) -> None:
-        while True:
-            batch = [await queue.get()]
-            while len(batch) < self.max_batch and not queue.empty():
-                batch.append(queue.get_nowait())
-            await self._commit(batch)
+    def _ensure_writer(self) -> None:
+        with self._start_lock:
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="gateway-group-commit", daemon=True
+                )
+                self._writer.start()
 
-    async def _commit(self, batch: list[_Pending]) -> None:
+    def _write_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    self._queue.put(_STOP)  # finish this batch, then stop
+                    break
+                batch.append(item)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Pending]) -> None:
         try:
-            results = await asyncio.to_thread(store_messages, self.engine, [i for i, _ in batch])
+            results: list[StoreResult | BaseException] = list(
+                store_messages(self.engine, [incoming for incoming, _ in batch])
+            )
         except Exception as exc:  # the loop boundary: every waiting session gets its 451
             failure = exc if isinstance(exc, StoreError) else StoreError(f"storage failed: {exc}")
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(failure)
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():  # a session that was cut off no longer waits
-                future.set_result(result)
+            results = [failure] * len(batch)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[StoreResult], object]]]
+        by_loop = {}
+        for (_, future), outcome in zip(batch, results, strict=True):
+            by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+        for loop, outcomes in by_loop.items():
+            try:  # one wake-up per loop for the whole batch
+                loop.call_soon_threadsafe(_resolve, outcomes)
+            except RuntimeError:  # that loop has closed: nobody waits any more
+                log.warning("a gateway event loop closed while %d store(s) waited", len(outcomes))
 
     async def close(self) -> None:
-        """Stop the writer once nothing waits (called after the sessions have ended)."""
-        writer, self._writer = self._writer, None
+        """Stop the writer once the queued stores are done (after the sessions have ended)."""
+        with self._start_lock:
+            writer, self._writer = self._writer, None
         if writer is not None:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            self._queue.put(_STOP)
+            await asyncio.to_thread(writer.join)
+
+
+def _resolve(outcomes: list[tuple[asyncio.Future[StoreResult], object]]) -> None:
+    for future, outcome in outcomes:
+        if future.done():  # a session that was cut off no longer waits
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            assert isinstance(outcome, StoreResult)
+            future.set_result(outcome)
