@@ -11,11 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, col, delete, select
+from sqlalchemy import Table, bindparam, insert, update
+from sqlmodel import Session, SQLModel, col, delete, select
 
 from db.models import Office, OfficeContact, UserCode, UserId
 from mailbot.errors import ImportFileError, NotFoundError
@@ -120,15 +122,75 @@ def _add_row(result: RegistryFile, name: str, line_no: int, cells: list[str]) ->
 
 
 def import_registry(session: Session, path: Path) -> ImportSummary:
-    """Load ``path`` into the registry inside ``session``'s transaction (all or nothing)."""
+    """Load ``path`` into the registry inside ``session``'s transaction (all or nothing).
+
+    Set-based: one lookup of the codes and IDs already known per chunk, then bulk inserts and
+    updates. A registry of 100,000 IDs imports in seconds instead of one round trip per row.
+    """
     parsed = read_registry_file(path)
     for row in parsed.offices.values():
         _upsert_office(session, row)
-    new = 0
-    for user_id, office_code in parsed.user_ids.items():
-        new += _upsert_user_id(session, user_id, office_code)
-    session.flush()
-    return ImportSummary(len(parsed.offices), len(parsed.user_ids), new)
+    session.flush()  # offices before the IDs that point at them
+    _insert_missing_codes(session, {user_code_of(u) for u in parsed.user_ids})
+    known = _known_user_ids(session, list(parsed.user_ids))
+    new_rows = [
+        {
+            "user_id": user_id,
+            "user_code": user_code_of(user_id),
+            "ident": ident_of(user_id),
+            "office_code": office_code,
+            "network": network_of(user_id),
+            "status": "active",
+        }
+        for user_id, office_code in parsed.user_ids.items()
+        if user_id not in known
+    ]
+    moved = [
+        {"key": user_id, "office": office_code}
+        for user_id, office_code in parsed.user_ids.items()
+        if user_id in known and known[user_id] != office_code
+    ]
+    if new_rows:
+        session.execute(insert(_USER_ID), new_rows)
+    if moved:
+        session.execute(
+            update(_USER_ID)
+            .where(_USER_ID.c.user_id == bindparam("key"))
+            .values(office_code=bindparam("office")),
+            moved,
+        )
+    return ImportSummary(len(parsed.offices), len(parsed.user_ids), len(new_rows))
+
+
+# Lookups go in chunks: SQLite refuses statements with more than 32,766 parameters.
+_CHUNK = 1000
+_USER_ID: Table = SQLModel.metadata.tables[UserId.__tablename__]
+_USER_CODE: Table = SQLModel.metadata.tables[UserCode.__tablename__]
+
+
+def _chunks(keys: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(keys), _CHUNK):
+        yield keys[start : start + _CHUNK]
+
+
+def _insert_missing_codes(session: Session, codes: set[str]) -> None:
+    existing: set[str] = set()
+    for chunk in _chunks(sorted(codes)):
+        found = session.execute(select(_USER_CODE.c.code).where(_USER_CODE.c.code.in_(chunk)))
+        existing.update(found.scalars())
+    missing = [{"code": code, "status": "active"} for code in sorted(codes - existing)]
+    if missing:
+        session.execute(insert(_USER_CODE), missing)
+
+
+def _known_user_ids(session: Session, user_ids: list[str]) -> dict[str, str]:
+    """The IDs of the file the registry already has, with their current office."""
+    known: dict[str, str] = {}
+    u = _USER_ID.c
+    for chunk in _chunks(user_ids):
+        rows = session.execute(select(u.user_id, u.office_code).where(u.user_id.in_(chunk)))
+        known.update({user_id: office for user_id, office in rows})
+    return known
 
 
 def _upsert_office(session: Session, row: OfficeRow) -> None:
@@ -141,28 +203,6 @@ def _upsert_office(session: Session, row: OfficeRow) -> None:
     session.execute(delete(OfficeContact).where(col(OfficeContact.office_code) == row.code))
     for address in row.contacts:
         session.add(OfficeContact(office_code=row.code, email=address))
-
-
-def _upsert_user_id(session: Session, user_id: str, office_code: str) -> int:
-    code = user_code_of(user_id)
-    if session.get(UserCode, code) is None:
-        session.add(UserCode(code=code))
-        session.flush()
-    existing = session.get(UserId, user_id)
-    if existing is not None:
-        existing.office_code = office_code
-        session.add(existing)
-        return 0
-    session.add(
-        UserId(
-            user_id=user_id,
-            user_code=code,
-            ident=ident_of(user_id),
-            office_code=office_code,
-            network=network_of(user_id),
-        )
-    )
-    return 1
 
 
 def describe(session: Session, key: str) -> dict[str, Any]:

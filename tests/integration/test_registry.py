@@ -109,6 +109,26 @@ def test_reimport_updates_contacts_and_keeps_abolished_state(
     assert user is not None and user.status == "abolished"
 
 
+def test_reimport_moves_an_id_to_its_new_office_and_adds_the_rest(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # More IDs than one lookup chunk, so the chunked lookups are exercised too.
+    many = [f"2{n // 10:04d}A0{n % 10}" for n in range(1500)]
+    rows = [f"TYO01,Co,Tokyo,Dept,a@example.jp,{u}\n" for u in many]
+    first = write(tmp_path, HEADER + "".join(rows), name="1.csv")
+    moved_row = f"OSK01,Co,Osaka,Dept,o@example.jp,{many[0]}\n"
+    second = write(tmp_path, HEADER + "".join(rows[1:]) + moved_row, name="2.csv")
+    with session_scope(engine) as session:
+        assert import_registry(session, first).new_user_ids == 1500
+    with session_scope(engine) as session:
+        summary = import_registry(session, second)
+        moved = describe(session, "20000A00")
+        stayed = describe(session, "20149A09")
+    assert (summary.offices, summary.user_ids, summary.new_user_ids) == (2, 1500, 0)
+    assert moved["office_code"] == "OSK01"
+    assert stayed["office_code"] == "TYO01"
+
+
 def test_show_unknown_key_is_not_found(engine: Engine) -> None:
     with pytest.raises(NotFoundError), session_scope(engine) as session:
         describe(session, "ZZZZZZZZ")
