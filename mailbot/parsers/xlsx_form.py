@@ -11,10 +11,12 @@ password-protected workbooks share the D0CF11E0 signature) get the "please save 
 
 The workbook is opened read-only with cached values (``data_only``): a formula's last computed
 value is used, as the applicant saw it. Sheets are read row by row, capped in rows and columns.
-The first sheet whose cells label at least two fields is the form (visible sheets first); its
-rows go through the same layout reader as CSV (:func:`form_from_grid`), with locations such as
-``申込書.xlsx Sheet1!B4``. Dates stored as dates become ISO dates (``2026-12-15``); numbers
-stored as numbers become their digits (``20261215``, not ``20261215.0``).
+A sheet whose cells label at least two fields holds a form (visible sheets first, hidden ones
+only when no visible sheet does); two sheets with filled-in forms are refused as ambiguous
+rather than guessed between. The form's rows go through the same layout reader as CSV
+(:func:`form_from_grid`), with locations such as ``申込書.xlsx Sheet1!B4``. Dates stored as
+dates become ISO dates (``2026-12-15``); numbers stored as numbers become their digits
+(``20261215``, not ``20261215.0``).
 """
 
 from __future__ import annotations
@@ -110,14 +112,15 @@ def _read_workbook(data: bytes, filename: str) -> RawForm:
     except Exception:  # openpyxl raises a dozen types on damaged input; all mean the same
         raise _Refused(_broken(filename)) from None
     try:
-        sheets = list(workbook.worksheets)
+        visible = [s for s in workbook.worksheets if _is_visible(s)]
+        hidden = [s for s in workbook.worksheets if not _is_visible(s)]
         # Hidden sheets (lookup lists, old copies) only when no visible sheet holds the form.
-        sheets.sort(key=lambda sheet: getattr(sheet, "sheet_state", "visible") != "visible")
-        for sheet in sheets:
-            rows = _sheet_rows(sheet, filename)
-            if count_labels(rows) >= 2:
-                prefix = f"{filename} {_sheet_ref(str(sheet.title))}!"
-                return form_from_grid(rows, source=filename, cell_prefix=prefix)
+        for group in (visible, hidden):
+            forms = _forms(group, filename)
+            if len(forms) > 1:
+                return RawForm(filename, problems=[_two_forms(filename, [t for t, _ in forms])])
+            if forms:
+                return forms[0][1]
     except _Refused:
         raise
     except Exception:  # a sheet's XML may be damaged where the directory was not
@@ -125,6 +128,35 @@ def _read_workbook(data: bytes, filename: str) -> RawForm:
     finally:
         workbook.close()
     return RawForm(filename, problems=[_no_form_sheet(filename)])
+
+
+def _is_visible(sheet: Any) -> bool:
+    return getattr(sheet, "sheet_state", "visible") == "visible"
+
+
+def _forms(sheets: list[Any], filename: str) -> list[tuple[str, RawForm]]:
+    """The forms these sheets hold, as (sheet title, form): sheets whose cells label at least
+    two fields. Filled-in forms only, when there are any (a blank copy of the form beside the
+    filled one is no second request); else the first blank one, so that its missing fields
+    are reported.
+
+    All sheets are read, not just the first with a form: a workbook with two filled-in forms
+    is two requests, or an old copy beside the new one, and guessing which was meant could
+    abolish the wrong IDs.
+    """
+    found: list[tuple[str, RawForm]] = []
+    for sheet in sheets:
+        rows = _sheet_rows(sheet, filename)
+        if count_labels(rows) >= 2:
+            title = str(sheet.title)
+            prefix = f"{filename} {_sheet_ref(title)}!"
+            found.append((title, form_from_grid(rows, source=filename, cell_prefix=prefix)))
+    filled = [(title, form) for title, form in found if _is_filled(form)]
+    return filled or found[:1]
+
+
+def _is_filled(form: RawForm) -> bool:
+    return any(raw.value.strip() for raw in form.fields.values())
 
 
 def _sheet_rows(sheet: Any, filename: str) -> list[GridRow]:
@@ -239,6 +271,27 @@ def _unsafe(filename: str, what: str) -> Problem:
             f'"{filename}" was not opened: its archive is out of proportion (limit {limit} '
             "uncompressed). Copy the form sheet into a new workbook, save it as .xlsx or .csv, "
             "and send it again."
+        ),
+        location=filename,
+    )
+
+
+def _two_forms(filename: str, titles: list[str]) -> Problem:
+    names_ja = "」「".join(titles)
+    names_en = '", "'.join(titles)
+    return Problem(
+        code="file.two_forms",
+        field=None,
+        value=filename,
+        message_ja=(
+            f"「{filename}」の複数のシート（「{names_ja}」）に記入済みの申込書があり、どれが"
+            "お申込みか判断できません。1つのシートにまとめるか、1通のメールに1つの申込書で"
+            "お送りください。"
+        ),
+        message_en=(
+            f'Several sheets of "{filename}" ("{names_en}") hold a filled-in request form, so '
+            "we cannot tell which one you mean. Put the request on one sheet, or send one form "
+            "per mail."
         ),
         location=filename,
     )
