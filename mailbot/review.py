@@ -51,6 +51,7 @@ from mailbot.config import Settings
 from mailbot.dates import InvalidDate, parse_date
 from mailbot.decisions import Action, Decision, read_decision
 from mailbot.errors import MailbotError
+from mailbot.follow_up import forward_to_staff
 from mailbot.mime import ParsedMail
 from mailbot.normalize import user_code_of
 from mailbot.notify import (
@@ -361,7 +362,8 @@ def handle_applicant_reply(
     mail: ParsedMail,
     token_text: str,
 ) -> str:
-    """A reply to a notice the applicant or manager got: a withdrawal, or a message for staff."""
+    """A reply to a notice the applicant or manager got: a withdrawal, or a message for staff
+    (recorded, and forwarded to them: mailbot.follow_up)."""
     check = check_reply_token(
         session, ctx.settings.secret(), token_text, purpose=Purpose.APPLICANT, now=ctx.now
     )
@@ -383,6 +385,9 @@ def handle_applicant_reply(
                 inbound_id=inbound.id,
                 detail={"subject": mail.subject},
             )
+        )
+        forward_to_staff(
+            session, ctx.settings, application, inbound, mail, sender=sender, now=ctx.now
         )
         return "follow_up"
     if application.status != UNDER_REVIEW:

@@ -157,6 +157,37 @@ def test_applicant_withdraws_by_replying_to_the_receipt_notice(h: Harness) -> No
     assert "yamada@example.co.jp" in body_text(late[0]) and "審査済み" in str(late[0]["Subject"])
 
 
+def test_an_applicants_question_reaches_staff_who_can_answer_them_directly(h: Harness) -> None:
+    sent = submit(h)
+    question = "利用開始日を12月20日に変更できますか。\n山田"
+    out = answer(h, sent[f"receipt:{YAMADA}"], YAMADA, question)
+    assert status(h) == "under_review"  # free text changes nothing
+    forwarded = {to(m): m for m in out}
+    assert sorted(forwarded) == sorted([STAFF, STAFF2])
+    message = forwarded[STAFF]
+    (application,) = h.applications()
+    assert str(message["Subject"]) == f"【NSS】申込者からの返信（{application.receipt_no}）"
+    assert message["Reply-To"].addresses[0].addr_spec == YAMADA  # staff answer the applicant
+    text = body_text(message)
+    assert question in text
+    assert "\n> " not in text  # the quoted notice is not forwarded
+    assert application.receipt_no in text and "/a/" in text
+
+
+def test_follow_ups_from_one_address_are_capped_per_day(harness_factory: HarnessFactory) -> None:
+    h = harness_factory(autoreply_per_day=2)
+    sent = submit(h)
+    counts = [len(answer(h, sent[f"receipt:{YAMADA}"], YAMADA, f"質問 {n}")) for n in range(3)]
+    assert counts == [1, 1, 0]  # one staff member each time, then the day's allowance is used
+
+
+def test_a_follow_up_from_someone_else_with_the_token_reaches_nobody(h: Harness) -> None:
+    sent = submit(h)
+    out = answer(h, sent[f"receipt:{YAMADA}"], OUTSIDER, "この申込は誰のものですか")
+    assert [to(m) for m in out if to(m) in (STAFF, STAFF2)] == []
+    assert "from_is_not_the_addressee" in refusals(h)
+
+
 def test_second_decision_is_told_who_decided_when(h: Harness) -> None:
     sent = submit(h)
     answer(h, sent[f"review:{STAFF}"], STAFF, "承認")
