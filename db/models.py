@@ -164,9 +164,14 @@ class Application(SQLModel, table=True):
 class ApplicationItem(SQLModel, table=True):
     """One user ID (kind ``user_id``) or user code (kind ``user_code``) an application abolishes.
 
-    ``open`` mirrors whether the application is under review or approved; the partial unique
-    index then lets the database refuse a second open application for the same ID (rule 2)
-    even when two workers race.
+    ``open`` says the item holds its key; the partial unique index then lets the database
+    refuse a second application for the same ID (rule 2) even when two workers race. Items
+    are open while the application is under review or approved. A rejected, withdrawn or
+    cancelled application's items let go. Applying lets go of the code items only (a shared
+    code stays active and another office names it, rule 4): an applied ID is abolished
+    forever, so its item keeps holding it, which costs nothing (rule 2 refuses an abolished ID
+    first) and spares rewriting every item of a big start date. So "open" alone does not mean
+    "under review or approved"; join the application's status for that (OPEN_STATUSES).
     """
 
     __tablename__ = "application_item"
@@ -189,7 +194,14 @@ class ApplicationItem(SQLModel, table=True):
 
 
 class OutboundMessage(SQLModel, table=True):
-    """A rendered message waiting for, or past, delivery (the transactional outbox)."""
+    """A message waiting for, or past, delivery (the transactional outbox).
+
+    Most rows are rendered when written (``raw`` and ``subject`` set). A row without ``raw``
+    is an intent: written set-based by the transaction that causes it (applying on the start
+    date), it names the kind, application and recipient, and the outbox renders it, stores the
+    bytes and then delivers them (see mailbot.outbox). Either way the row commits with its
+    cause, and once rendered every attempt sends the same bytes and ``message_id``.
+    """
 
     __tablename__ = "outbound_message"
 
@@ -201,8 +213,8 @@ class OutboundMessage(SQLModel, table=True):
     inbound_id: int | None = Field(default=None, foreign_key="inbound_message.id")
     recipient: str = Field(max_length=320)
     message_id: str = Field(unique=True, max_length=255)
-    subject: str
-    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    subject: str | None = None  # None until an intent is rendered
+    raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     status: str = Field(default=OUTBOUND_PENDING, max_length=16, index=True)
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow, index=True)

@@ -9,6 +9,7 @@ from sqlmodel import Session, col, select
 
 from db.models import (
     INBOUND_PENDING,
+    OPEN_STATUSES,
     Application,
     ApplicationItem,
     InboundMessage,
@@ -99,6 +100,8 @@ def _open_holders(session: Session, user_ids: list[str]) -> dict[str, str]:
         select(ApplicationItem.key, Application.receipt_no)
         .join(Application, col(Application.id) == ApplicationItem.application_id)
         .where(col(ApplicationItem.open).is_(True))
+        # Applied applications' ID items stay open (see ApplicationItem); they hold nothing open.
+        .where(col(Application.status).in_(OPEN_STATUSES))
         .where(ApplicationItem.kind == "user_id")
         .where(col(ApplicationItem.key).in_(user_ids))
     )

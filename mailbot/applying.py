@@ -23,7 +23,9 @@ one bad application cannot hold up the others.
 
 from __future__ import annotations
 
+import json
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,17 +33,30 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     CompoundSelect,
     CursorResult,
     Engine,
+    Integer,
+    String,
+    Subquery,
     Table,
+    and_,
+    any_,
+    cast,
     exists,
+    false,
     func,
     insert,
+    literal,
+    literal_column,
+    null,
     select,
+    true,
     update,
 )
-from sqlmodel import Session, SQLModel, col
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlmodel import Session, SQLModel
 
 from db.engine import session_scope
 from db.models import (
@@ -55,8 +70,8 @@ from db.models import (
 )
 from mailbot.config import Settings
 from mailbot.errors import MailbotError
-from mailbot.normalize import USER_CODE_LENGTH
-from mailbot.notify import send_to_applicants, status_url
+from mailbot.notify import APPLIED_KIND
+from mailbot.outbox import enqueue_intents
 
 log = logging.getLogger(__name__)
 
@@ -320,59 +335,97 @@ def _apply_batch(
     *,
     notify: bool,
 ) -> list[AppliedApplication]:
-    """Apply the claimed (approved, due, locked) applications in the caller's transaction."""
+    """Apply the claimed (approved, due, locked) applications in the caller's transaction.
+
+    Every statement is set-based over the whole batch; nothing reads the items into Python.
+    The audit events are written (and read back) between abolishing the IDs and the codes:
+    that is when "the codes that go now" is a plain predicate on the registry, and the very
+    predicate the code UPDATE uses next, so the report and the change cannot disagree.
+    """
     if not claimed:
         return []
-    ids = [c.id for c in claimed]
-    if notify:  # a real run (a dry run changes nothing and need not queue behind others)
-        _lock_codes(session, ids)
-    items = _items(session, ids)
-    already = _already_abolished(session, ids)
+    batch = _Batch(session, [c.id for c in claimed])
+    if notify and batch.postgres:  # SQLite's single writer already serialises batches
+        _lock_codes(session, batch)
+    already = _already_abolished(session, batch)
     _abolish_user_ids(session, claimed)
-    codes_now = _abolish_completed_codes(session, ids)
-    _finish_applications(session, ids, now)
-    results = []
-    for one in claimed:
-        own_ids, own_codes = items[one.id]
-        codes = sorted({uid[:USER_CODE_LENGTH] for uid in own_ids} | set(own_codes))
-        results.append(
-            AppliedApplication(
-                receipt_no=one.receipt_no,
-                office_code=one.office_code,
-                start_date=one.start_date,
-                user_ids=tuple(uid for uid in own_ids if uid not in already),
-                already_abolished=tuple(uid for uid in own_ids if uid in already),
-                user_codes=tuple(code for code in codes if code in codes_now),
-                codes_still_active=tuple(code for code in codes if code not in codes_now),
-            )
+    details = _audit(session, batch, already, now, via)
+    reported = {code for detail in details.values() for code in detail["user_codes"]}
+    codes_now = _abolish_completed_codes(session, reported)
+    if codes_now != reported:
+        # Cannot happen while the code rows are locked; refuse rather than report untruly.
+        raise ApplyError(
+            f"codes abolished ({len(codes_now)}) differ from those audited ({len(reported)})"
         )
-    _audit(session, ids, results, now, via)
+    _finish_applications(session, batch, now)
     if notify:
-        _notify(session, settings, ids, results, now)
-    return results
+        _queue_notices(session, settings, batch, now)
+    return [_result(one, details[one.id]) for one in claimed]
 
 
-def _items(session: Session, ids: list[int]) -> dict[int, tuple[list[str], list[str]]]:
-    """Each application's (user IDs, user codes), in the order the request listed them."""
-    found: dict[int, tuple[list[str], list[str]]] = {i: ([], []) for i in ids}
-    i = _ITEM.c
-    rows = session.execute(
-        select(i.application_id, i.kind, i.key).where(i.application_id.in_(ids)).order_by(i.id)
-    ).all()  # one fetchall: a big application has tens of thousands of items
-    for application_id, kind, key in rows:
-        found[application_id][0 if kind == "user_id" else 1].append(key)
-    return found
+def _result(one: _Claimed, detail: dict[str, Any]) -> AppliedApplication:
+    return AppliedApplication(
+        receipt_no=one.receipt_no,
+        office_code=one.office_code,
+        start_date=one.start_date,
+        user_ids=tuple(detail["user_ids"]),
+        already_abolished=tuple(detail["already_abolished"]),
+        user_codes=tuple(detail["user_codes"]),
+        codes_still_active=tuple(detail["codes_still_active"]),
+    )
 
 
-def _already_abolished(session: Session, ids: list[int]) -> set[str]:
-    """Items whose ID is not active any more (abolished some other way): left as they are."""
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+class _Batch:
+    """The claimed applications' ids, and how a statement names them: one bound parameter.
+
+    ``IN (…)`` would bind one parameter per application, several times per statement; with
+    thousands of applications per batch that alone costs more than the statements' work
+    (and SQLite caps the number of parameters). PostgreSQL gets one array, SQLite one JSON
+    text that ``json_each`` unpacks.
+    """
+
+    def __init__(self, session: Session, ids: list[int]) -> None:
+        self.ids = ids
+        self.postgres = _is_postgres(session)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def holds(self, column: ColumnElement[int]) -> ColumnElement[bool]:
+        return _in_one_parameter(column, self.ids, Integer(), postgres=self.postgres)
+
+
+def _in_one_parameter(
+    column: ColumnElement[Any],
+    values: Sequence[int] | Sequence[str],
+    element: Integer | String,
+    *,
+    postgres: bool,
+) -> ColumnElement[bool]:
+    """``column IN values``, the values bound as one parameter (see :class:`_Batch`)."""
+    if postgres:
+        return column == any_(literal(list(values), ARRAY(element)))
+    unpacked = func.json_each(literal(json.dumps(list(values)), String)).table_valued("value")
+    return column.in_(select(unpacked.c.value))
+
+
+def _already_abolished(session: Session, batch: _Batch) -> list[str]:
+    """Items whose ID is not active any more (abolished some other way): left as they are.
+
+    Read before the IDs are abolished, because afterwards nothing tells them apart. Almost
+    always empty (rule 2 refuses abolished IDs at intake), so this costs one pass, no rows.
+    """
     i, u = _ITEM.c, _USER_ID.c
     query = (
         select(u.user_id)
         .join(_ITEM, i.key == u.user_id)
-        .where(i.kind == "user_id", i.application_id.in_(ids), u.status != ACTIVE)
+        .where(i.kind == "user_id", batch.holds(i.application_id), u.status != ACTIVE)
     )
-    return set(session.execute(query).scalars())
+    return list(session.execute(query).scalars())
 
 
 def _abolish_user_ids(session: Session, claimed: Sequence[_Claimed]) -> None:
@@ -386,7 +439,8 @@ def _abolish_user_ids(session: Session, claimed: Sequence[_Claimed]) -> None:
         by_start[one.start_date].append(one.id)
     i, u = _ITEM.c, _USER_ID.c
     for start, ids in sorted(by_start.items()):
-        wanted = select(i.key).where(i.kind == "user_id", i.application_id.in_(ids))
+        part = _Batch(session, ids)
+        wanted = select(i.key).where(i.kind == "user_id", part.holds(i.application_id))
         session.execute(
             update(_USER_ID)
             .where(u.status == ACTIVE, u.user_id.in_(wanted))
@@ -394,18 +448,18 @@ def _abolish_user_ids(session: Session, claimed: Sequence[_Claimed]) -> None:
         )
 
 
-def _touched_codes(ids: list[int]) -> CompoundSelect[str]:
+def _touched_codes(batch: _Batch) -> CompoundSelect[str]:
     """The user codes these applications touch: their IDs' codes and their code items."""
     i, u = _ITEM.c, _USER_ID.c
     return (
         select(u.user_code)
         .join(_ITEM, i.key == u.user_id)
-        .where(i.kind == "user_id", i.application_id.in_(ids))
-        .union(select(i.key).where(i.kind == "user_code", i.application_id.in_(ids)))
+        .where(i.kind == "user_id", batch.holds(i.application_id))
+        .union(select(i.key).where(i.kind == "user_code", batch.holds(i.application_id)))
     )
 
 
-def _lock_codes(session: Session, ids: list[int]) -> None:
+def _lock_codes(session: Session, batch: _Batch) -> None:
     """Lock the rows of the codes this batch touches, in code order, before changing anything.
 
     Two processes applying the last IDs of one shared code at the same moment would each
@@ -416,102 +470,237 @@ def _lock_codes(session: Session, ids: list[int]) -> None:
     """
     c = _USER_CODE.c
     session.execute(
-        select(c.code).where(c.code.in_(_touched_codes(ids))).order_by(c.code).with_for_update()
+        select(c.code).where(c.code.in_(_touched_codes(batch))).order_by(c.code).with_for_update()
     ).all()
 
 
-def _abolish_completed_codes(session: Session, ids: list[int]) -> set[str]:
-    """Codes touched by these applications whose every ID is now abolished → abolished.
+def _code_goes() -> ColumnElement[bool]:
+    """True for an active code none of whose IDs, in any office, is anything but abolished.
 
     Rule 3 (a code goes with its last ID) and rule 4 (a shared code goes only when every
-    sharing office's IDs are gone) are the same statement: no ID of the code, in any office,
-    may be anything but abolished. The code is abolished on the latest of its IDs' dates:
-    the start date of the application that abolished its last ID.
+    sharing office's IDs are gone) are this one predicate, evaluated once the batch's IDs are
+    abolished: by the audit (what the report says) and by the code UPDATE (what happens).
     """
     u, c = _USER_ID.c, _USER_CODE.c
-    touched = _touched_codes(ids)
     alive = exists().where(u.user_code == c.code, u.status != ABOLISHED)
+    return and_(c.status == ACTIVE, ~alive)
+
+
+def _abolish_completed_codes(session: Session, codes: set[str]) -> set[str]:
+    """The codes the audit found going (:func:`_code_goes`) → abolished; those abolished.
+
+    Given by the audit rather than worked out again from the items: the same predicate, one
+    statement later in the same transaction, and checked again here so that a code can only
+    go when it must. The code is abolished on the latest of its IDs' dates: the start date of
+    the application that abolished its last ID.
+    """
+    if not codes:
+        return set()
+    u, c = _USER_ID.c, _USER_CODE.c
     last_day = select(func.max(u.abolished_on)).where(u.user_code == c.code).scalar_subquery()
     statement = (
         update(_USER_CODE)
-        .where(c.status == ACTIVE, c.code.in_(touched), ~alive)
+        .where(
+            _in_one_parameter(c.code, sorted(codes), String(), postgres=_is_postgres(session)),
+            _code_goes(),
+        )
         .values(status=ABOLISHED, abolished_on=last_day)
         .returning(c.code)
     )
     return set(session.execute(statement).scalars())
 
 
-def _finish_applications(session: Session, ids: list[int], now: datetime) -> None:
+def _finish_applications(session: Session, batch: _Batch, now: datetime) -> None:
     a, i = _APPLICATION.c, _ITEM.c
     result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(_APPLICATION)
-        .where(a.id.in_(ids), a.status == APPROVED)
+        .where(batch.holds(a.id), a.status == APPROVED)
         .values(status=APPLIED, version=a.version + 1, updated_at=now)
     )
     changed = result.rowcount
-    if changed != len(ids):
+    if changed != len(batch):
         # Claimed rows cannot change under us (row locks / the single SQLite writer); if they
         # did, roll everything back rather than apply half a batch.
-        raise ApplyError(f"{len(ids) - changed} claimed application(s) changed meanwhile")
-    # The items stop holding their IDs (rule 2 looks at open items only).
-    session.execute(update(_ITEM).where(i.application_id.in_(ids)).values(open=False))
+        raise ApplyError(f"{len(batch) - changed} claimed application(s) changed meanwhile")
+    # The code items let go (a shared code stays active and another office's application must
+    # be able to name it, rule 4). The ID items keep holding their IDs: an abolished ID is
+    # never named again, so holding it forever costs nothing, and not rewriting ten items per
+    # application is much of what makes a big start date fast (see ApplicationItem).
+    session.execute(
+        update(_ITEM).where(batch.holds(i.application_id), i.kind == "user_code").values(open=False)
+    )
+
+
+# --- the audit events, set-based -------------------------------------------------------------
 
 
 def _audit(
-    session: Session,
-    ids: list[int],
-    results: list[AppliedApplication],
-    now: datetime,
-    via: str,
-) -> None:
-    rows = [
-        {
-            "at": now,
-            "application_id": application_id,
-            "event": "applied",
-            "actor": SYSTEM_ACTOR,
-            "inbound_id": None,
-            "detail": {
-                "start_date": result.start_date.isoformat(),
-                "user_ids": list(result.user_ids),
-                "already_abolished": list(result.already_abolished),
-                "user_codes": list(result.user_codes),
-                "codes_still_active": list(result.codes_still_active),
-                "via": via,
-            },
-        }
-        for application_id, result in zip(ids, results, strict=True)
-    ]
-    session.execute(insert(_AUDIT), rows)
+    session: Session, batch: _Batch, already: list[str], now: datetime, via: str
+) -> dict[int, dict[str, Any]]:
+    """One ``applied`` event per application, ``INSERT … SELECT``; application id → detail.
 
-
-def _notify(
-    session: Session,
-    settings: Settings,
-    ids: list[int],
-    results: list[AppliedApplication],
-    now: datetime,
-) -> None:
-    """Both notices per application, in this transaction (the transactional outbox)."""
-    loaded = {
-        a.id: a for a in session.scalars(select(Application).where(col(Application.id).in_(ids)))
-    }
-    for application_id, result in zip(ids, results, strict=True):
-        application = loaded[application_id]
-        send_to_applicants(
-            session,
-            settings,
-            application,
-            template="applied.txt.j2",
-            kind="applied",
-            subject=f"利用者ID廃止の適用完了のお知らせ（{application.receipt_no}）",
-            event="applied",
-            now=now,
-            status_url=status_url(settings, application.receipt_no, now),
-            abolished_user_ids=result.user_ids,
-            abolished_codes=result.user_codes,
-            codes_still_active=result.codes_still_active,
+    The detail lists the IDs abolished now and those found abolished already, in request
+    order, and the codes the application touches that go now or stay (rule 4), in code order.
+    It is read back (``RETURNING``) as the report, and the applied notice is rendered from
+    it later (mailbot.notify), so all three say the same.
+    """
+    as_json = _Json(session)
+    a = _APPLICATION.c
+    id_lists = _id_lists(as_json, batch, already)
+    code_lists = _code_lists(as_json, batch)
+    detail = as_json.object(
+        start_date=a.start_date,
+        user_ids=as_json.embed(id_lists.c.user_ids),
+        already_abolished=as_json.embed(id_lists.c.already_abolished),
+        user_codes=as_json.embed(code_lists.c.user_codes),
+        codes_still_active=as_json.embed(code_lists.c.codes_still_active),
+        via=literal(via, String),
+    )
+    rows = (
+        select(
+            literal(now, _AUDIT.c.at.type),
+            a.id,
+            literal("applied", String),
+            literal(SYSTEM_ACTOR, String),
+            null(),
+            detail,
         )
+        .select_from(_APPLICATION)
+        .outerjoin(id_lists, id_lists.c.application_id == a.id)
+        .outerjoin(code_lists, code_lists.c.application_id == a.id)
+        .where(batch.holds(a.id))
+    )
+    e = _AUDIT.c
+    statement = (
+        insert(_AUDIT)
+        .from_select([e.at, e.application_id, e.event, e.actor, e.inbound_id, e.detail], rows)
+        .returning(e.application_id, e.detail)
+    )
+    return {application_id: detail for application_id, detail in session.execute(statement)}
+
+
+def _id_lists(as_json: _Json, batch: _Batch, already: list[str]) -> Subquery:
+    """Per application: its user IDs abolished now, and those abolished before, in order."""
+    i = _ITEM.c
+    items = (
+        select(i.application_id, i.key, i.id)
+        .where(i.kind == "user_id", batch.holds(i.application_id))
+        .order_by(i.application_id, i.id)
+        .subquery()
+    )
+    was_abolished = items.c.key.in_(already) if already else false()
+    return (
+        select(
+            items.c.application_id,
+            as_json.array(items.c.key, items.c.id, ~was_abolished).label("user_ids"),
+            as_json.array(items.c.key, items.c.id, was_abolished).label("already_abolished"),
+        )
+        .group_by(items.c.application_id)
+        .subquery()
+    )
+
+
+def _code_lists(as_json: _Json, batch: _Batch) -> Subquery:
+    """Per application: the codes it touches that go now, and the active ones that stay."""
+    i, u, c = _ITEM.c, _USER_ID.c, _USER_CODE.c
+    touched = (
+        select(i.application_id, u.user_code.label("code"))
+        .join(_USER_ID, u.user_id == i.key)
+        .where(i.kind == "user_id", batch.holds(i.application_id))
+        .union(
+            select(i.application_id, i.key).where(
+                i.kind == "user_code", batch.holds(i.application_id)
+            )
+        )
+        .subquery()
+    )
+    codes = (
+        select(touched.c.application_id, c.code, _code_goes().label("goes"))
+        .join(_USER_CODE, c.code == touched.c.code)
+        .where(c.status == ACTIVE)
+        .order_by(touched.c.application_id, c.code)
+        .subquery()
+    )
+    return (
+        select(
+            codes.c.application_id,
+            as_json.array(codes.c.code, codes.c.code, codes.c.goes).label("user_codes"),
+            as_json.array(codes.c.code, codes.c.code, ~codes.c.goes).label("codes_still_active"),
+        )
+        .group_by(codes.c.application_id)
+        .subquery()
+    )
+
+
+class _Json:
+    """JSON built in SQL, spelled per dialect (SQLite's JSON1 functions, PostgreSQL's json)."""
+
+    def __init__(self, session: Session) -> None:
+        self.postgres = _is_postgres(session)
+
+    def array(
+        self, value: ColumnElement[Any], order: ColumnElement[Any], where: ColumnElement[bool]
+    ) -> ColumnElement[Any]:
+        """The values of the group's rows that pass ``where``, in ``order``; ``[]`` for none."""
+        if self.postgres:
+            aggregated = func.json_agg(aggregate_order_by(value, order)).filter(where)
+            return func.coalesce(aggregated, literal_column("'[]'::json"))
+        # SQLite (3.40) has no ORDER BY inside an aggregate: it aggregates in the order the
+        # rows come, which the ordered subquery the callers group fixes.
+        return func.json_group_array(value).filter(where)
+
+    def embed(self, array: ColumnElement[Any]) -> ColumnElement[Any]:
+        """An array from a subquery, as JSON inside an object (``[]`` when the join found none).
+
+        SQLite passes JSON between statements as text and would embed it as a string; json()
+        marks it as JSON again.
+        """
+        if self.postgres:
+            return func.coalesce(array, literal_column("'[]'::json"))
+        return func.json(func.coalesce(array, "[]"))
+
+    def object(self, **members: ColumnElement[Any]) -> ColumnElement[Any]:
+        pairs: list[Any] = []
+        for name, value in members.items():
+            pairs += [literal(name, String), value]
+        build = func.json_build_object if self.postgres else func.json_object
+        return build(*pairs)
+
+
+# --- the notices, as intents in the outbox ---------------------------------------------------
+
+
+def _queue_notices(session: Session, settings: Settings, batch: _Batch, now: datetime) -> None:
+    """The applied notice to applicant and manager (once when they share an address).
+
+    Intents, not messages: one ``INSERT … SELECT`` per role puts rows without bytes into the
+    outbox in this transaction, so a notice exists if and only if the apply committed. The
+    outbox renders each (mailbot.notify.render_intent: the template, a reply token for that
+    recipient, the facts from the audit event written above) before its first delivery.
+    """
+    a = _APPLICATION.c
+    # Message-IDs are fixed now: unique per batch (the nonce), application and role.
+    nonce = uuid.uuid4().hex
+    for role, address, only_if in (
+        ("a", a.applicant_email, true()),
+        ("m", a.manager_email, a.manager_email != a.applicant_email),
+    ):
+        message_id = (
+            literal(f"<{APPLIED_KIND}.{nonce}.", String)
+            + cast(a.id, String)
+            + literal(f".{role}@{settings.domain}>", String)
+        )
+        # The format of every application notice's key (notify.send_to_applicants).
+        dedupe_key = literal("application:", String) + a.receipt_no + f":{APPLIED_KIND}:" + address
+        rows = select(
+            literal(APPLIED_KIND, String).label("kind"),
+            dedupe_key.label("dedupe_key"),
+            a.id.label("application_id"),
+            a.inbound_id.label("inbound_id"),
+            func.trim(address).label("recipient"),
+            message_id.label("message_id"),
+        ).where(batch.holds(a.id), only_if)
+        enqueue_intents(session, rows, now=now)
 
 
 # --- what is pending -------------------------------------------------------------------------

@@ -1,10 +1,16 @@
 """Render notices from templates and put them in the outbox, inside the caller's transaction.
 
 Every notice is rendered once, here; the outbox then delivers the stored bytes, so a retry
-sends exactly what was decided at the time. Dedupe keys name the cause (inbound message or
-application event), the kind and the recipient, so processing the same cause twice can never
-mail anyone twice. Automatic replies to a sender (problems, refusals, help, short answers) are
-capped per address per day; notices about real applications are not.
+sends exactly what was decided at the time. Most notices are rendered in the transaction that
+causes them. The applied notice, of which one start date may bring tens of thousands, is
+queued as an intent by that transaction (mailbot.applying) and rendered here by
+:func:`render_intent` when the outbox first claims it; its facts come from the ``applied``
+audit event committed with the change, so rendering later says what happened then.
+
+Dedupe keys name the cause (inbound message or application event), the kind and the
+recipient, so processing the same cause twice can never mail anyone twice. Automatic replies
+to a sender (problems, refusals, help, short answers) are capped per address per day; notices
+about real applications are not.
 """
 
 from __future__ import annotations
@@ -18,12 +24,13 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from sqlmodel import Session, col, select
 
-from db.models import Application, ApplicationItem, Office
+from db.models import Application, ApplicationItem, AuditEvent, Office, OutboundMessage
 from mailbot.addresses import tagged_address
 from mailbot.applications import STATUS_JA
 from mailbot.blank_form import blank_form_text, write_blank_form
-from mailbot.compose import AUTO_REPLIED, Attachment, compose
+from mailbot.compose import AUTO_REPLIED, Attachment, ComposedMail, compose
 from mailbot.config import Settings
+from mailbot.errors import MailbotError
 from mailbot.mime import ParsedMail
 from mailbot.normalize import network_of
 from mailbot.outbox import enqueue, take_autoreply_allowance
@@ -306,35 +313,178 @@ def send_to_applicants(
     """
     assert application.id is not None
     context = {**application_context(session, application), **extra}
-    context["organisation"] = settings.organisation
     sent = 0
     for address, name in addressees(application).items():
-        token = issue_reply_token(
-            session,
-            settings.secret(),
-            purpose=Purpose.APPLICANT,
-            application_id=application.id,
-            version=application.version,
-            recipient=address,
-            now=now,
-            lifetime=timedelta(days=settings.link_token_days),
-        )
-        sent += queue_mail(
+        composed = _compose_for(
             session,
             settings,
-            to=address,
-            to_name=f"{name} 様",
-            subject=subject,
-            body=render(template, name=name, **context),
+            application,
+            Addressee(address, name),
+            Notice(template=template, kind=kind, subject=subject, context=context),
+            now=now,
+            answering=answering,
+        )
+        row = enqueue(
+            session,
+            composed,
             kind=kind,
             dedupe_key=f"application:{application.receipt_no}:{event}:{address}",
+            recipient=address,
             application_id=application.id,
             inbound_id=application.inbound_id,
-            reply_to=tagged_address(settings, APPLICANT_TAG + token),
-            answering=answering,
             now=now,
         )
+        sent += row is not None
     return sent
+
+
+@dataclass(frozen=True)
+class Addressee:
+    address: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What a notice about an application says: its template, kind, subject and values."""
+
+    template: str
+    kind: str
+    subject: str
+    context: dict[str, Any]
+
+
+def _compose_for(
+    session: Session,
+    settings: Settings,
+    application: Application,
+    to: Addressee,
+    notice: Notice,
+    *,
+    now: datetime,
+    answering: ParsedMail | None = None,
+) -> ComposedMail:
+    """One recipient's copy: a reply token for them in Reply-To, the body addressed to them."""
+    assert application.id is not None
+    token = issue_reply_token(
+        session,
+        settings.secret(),
+        purpose=Purpose.APPLICANT,
+        application_id=application.id,
+        version=application.version,
+        recipient=to.address,
+        now=now,
+        lifetime=timedelta(days=settings.link_token_days),
+    )
+    body = render(
+        notice.template, name=to.name, organisation=settings.organisation, **notice.context
+    )
+    return compose(
+        settings,
+        to=to.address,
+        to_name=f"{to.name} 様",
+        subject=notice.subject,
+        body=body,
+        kind=notice.kind,
+        in_reply_to=answering.message_id if answering else None,
+        references=references_of(answering) if answering else (),
+        reply_to=tagged_address(settings, APPLICANT_TAG + token),
+        now=now,
+    )
+
+
+# --- notices queued as intents, rendered when the outbox first claims them ----------------------
+
+APPLIED_KIND = "applied"  # the applied notice's outbox kind, and the event in its dedupe key
+
+
+class IntentError(MailbotError):
+    """An outbox intent that cannot be rendered (an unknown kind, its application gone)."""
+
+
+def render_intent(
+    session: Session, settings: Settings, row: OutboundMessage, now: datetime
+) -> None:
+    """Render an intent row in the caller's transaction: sets ``raw`` and ``subject``.
+
+    Called by the outbox in the transaction that claims the row for its first attempt, so the
+    stored bytes, the reply token in them and the claim commit together. The Message-ID is
+    the one the intent was queued with.
+    """
+    if row.kind != APPLIED_KIND:
+        raise IntentError(f"outbox message {row.id}: no renderer for intents of kind {row.kind}")
+    composed = _applied_notice(session, settings, row, now)
+    row.raw = _with_message_id(composed, row.message_id)
+    row.subject = composed.subject
+    session.add(row)
+
+
+def applied_subject(receipt_no: str) -> str:
+    return f"利用者ID廃止の適用完了のお知らせ（{receipt_no}）"
+
+
+def _applied_notice(
+    session: Session, settings: Settings, row: OutboundMessage, now: datetime
+) -> ComposedMail:
+    """The applied notice for one recipient: the application now, the facts as audited."""
+    application = session.get(Application, row.application_id)
+    if application is None:
+        raise IntentError(f"outbox message {row.id}: application {row.application_id} is gone")
+    applied = _applied_detail(session, application)
+    names = {address.strip(): name for address, name in addressees(application).items()}
+    if row.recipient not in names:
+        raise IntentError(
+            f"outbox message {row.id}: {row.recipient} is neither applicant nor manager of "
+            f"{application.receipt_no}"
+        )
+    context = {
+        **application_context(session, application),
+        "status_url": status_url(settings, application.receipt_no, now),
+        "abolished_user_ids": applied["user_ids"],
+        "abolished_codes": applied["user_codes"],
+        "codes_still_active": applied["codes_still_active"],
+    }
+    notice = Notice(
+        template="applied.txt.j2",
+        kind=APPLIED_KIND,
+        subject=applied_subject(application.receipt_no),
+        context=context,
+    )
+    return _compose_for(
+        session,
+        settings,
+        application,
+        Addressee(row.recipient, names[row.recipient]),
+        notice,
+        now=now,
+    )
+
+
+def _applied_detail(session: Session, application: Application) -> dict[str, Any]:
+    """The ``applied`` audit event's detail: what applying changed, recorded as it happened."""
+    detail = session.exec(
+        select(AuditEvent.detail)
+        .where(AuditEvent.application_id == application.id, AuditEvent.event == APPLIED_KIND)
+        .order_by(col(AuditEvent.id).desc())
+        .limit(1)
+    ).first()
+    if detail is None:
+        raise IntentError(f"{application.receipt_no} has no applied event to tell about")
+    return dict(detail)
+
+
+def _with_message_id(composed: ComposedMail, message_id: str) -> bytes:
+    """The composed bytes with the intent's Message-ID instead of the one compose chose.
+
+    compose() always makes a fresh id; the intent's was fixed when it was queued (and is what
+    ``outbox list`` has shown since). The header is one line of ASCII (compose folds id
+    headers only between ids), so exactly one line is replaced, or the render fails.
+    """
+    old = b"\r\nMessage-ID: " + composed.message_id.encode("ascii") + b"\r\n"
+    new = b"\r\nMessage-ID: " + message_id.encode("ascii") + b"\r\n"
+    if composed.raw.count(old) != 1:
+        raise IntentError(f"cannot find the Message-ID header of {composed.message_id}")
+    return composed.raw.replace(old, new)
 
 
 def send_receipt_complete(

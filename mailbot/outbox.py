@@ -4,6 +4,15 @@ Writers call :func:`enqueue` inside their own transaction, so a notice exists if
 the change that causes it was committed. :func:`run_outbox` delivers due rows through a
 :class:`Transport` (a Maildir folder or an SMTP relay) with retries and exponential backoff.
 
+A writer with many notices at once (applying thousands of applications on one start date)
+calls :func:`enqueue_intents` instead: one ``INSERT … SELECT`` of rows that name the kind,
+application, recipient, dedupe key and Message-ID but carry no bytes yet. The invariant is the
+same, a notice exists iff its cause committed; what moves is the rendering. The outbox renders
+such a row (mailbot.notify.render_intent) in the transaction that claims it for its first
+attempt, and stores the bytes with the claim, so the row is rendered exactly once and every
+retry sends exactly those bytes. A crash before that commit leaves the row unrendered and due,
+and the next claim renders it.
+
 Delivery is at-least-once to the relay, exactly-once in the normal case: a row is claimed in
 one short transaction (attempts + 1, ``next_attempt_at`` pushed out by a lease), sent outside
 any transaction, and the result recorded in another. Several processes never send the same
@@ -26,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiosmtplib
-from sqlalchemy import Engine, Table, select, update
+from sqlalchemy import CursorResult, Engine, Select, Table, literal, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
 
@@ -129,6 +138,52 @@ def enqueue(
     return None if new_id is None else session.get(OutboundMessage, new_id)
 
 
+def enqueue_intents(session: Session, rows: Select[Any], *, now: datetime) -> int:
+    """Queue notices to be rendered at delivery, in the caller's transaction; rows queued.
+
+    ``rows`` selects ``kind, dedupe_key, application_id, inbound_id, recipient, message_id``
+    (by those labels), one row per notice. One ``INSERT … SELECT … ON CONFLICT (dedupe_key)
+    DO NOTHING``: as with :func:`enqueue`, a cause processed twice queues nothing twice.
+    The kind must be one that mailbot.notify.render_intent knows how to render.
+    """
+    wanted = rows.subquery()
+    o = _OUTBOUND.c
+    moment = literal(now, o.created_at.type)
+    source = select(
+        moment,
+        wanted.c.kind,
+        wanted.c.dedupe_key,
+        wanted.c.application_id,
+        wanted.c.inbound_id,
+        wanted.c.recipient,
+        wanted.c.message_id,
+        literal(OUTBOUND_PENDING, o.status.type),
+        literal(0, o.attempts.type),
+        moment,
+    ).where(true())  # SQLite needs a WHERE before ON CONFLICT in an INSERT … SELECT
+    statement = (
+        _insert(session)(_OUTBOUND)
+        .from_select(
+            [
+                o.created_at,
+                o.kind,
+                o.dedupe_key,
+                o.application_id,
+                o.inbound_id,
+                o.recipient,
+                o.message_id,
+                o.status,
+                o.attempts,
+                o.next_attempt_at,
+            ],
+            source,
+        )
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    )
+    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
+    return result.rowcount
+
+
 def take_autoreply_allowance(session: Session, address: str, day: date, limit: int) -> bool:
     """Count one automatic reply to ``address`` on ``day``; True while at most ``limit`` today.
 
@@ -228,6 +283,13 @@ class Transport(Protocol):
         """Hand ``mail.raw`` over for ``mail.recipient``; raise a DeliveryError subclass."""
 
 
+def wire_bytes(mail: OutboundMessage) -> bytes:
+    """The stored bytes of a claimed row (intents are rendered when claimed, never sent bare)."""
+    if mail.raw is None:
+        raise OutboxError(f"outbox message {mail.id} has not been rendered; it cannot be sent")
+    return mail.raw
+
+
 class MaildirTransport:
     """Delivers into a Maildir folder (development, demos, or a local MDA picking it up).
 
@@ -240,7 +302,7 @@ class MaildirTransport:
         self.path = Path(path)
 
     async def send(self, mail: OutboundMessage) -> None:
-        await asyncio.to_thread(self._write, mail.raw)
+        await asyncio.to_thread(self._write, wire_bytes(mail))
 
     def _write(self, raw: bytes) -> None:
         try:
@@ -275,7 +337,7 @@ class SmtpTransport:
         target = self.target
         try:
             await aiosmtplib.send(
-                mail.raw,
+                wire_bytes(mail),
                 sender=self.envelope_sender,
                 recipients=[mail.recipient],
                 hostname=target.host,
@@ -344,16 +406,23 @@ async def deliver_due(
     backoff_seconds: float,
     batch: int = 50,
     lease: timedelta = LEASE,
+    settings: Settings | None = None,
 ) -> int:
-    """Send the pending rows due at ``now`` (at most ``batch``); the number sent."""
+    """Send the pending rows due at ``now`` (at most ``batch``); the number sent.
+
+    With ``settings`` (as :func:`run_outbox` runs it) intents are rendered when claimed and
+    then sent; without, only rows rendered already are claimed, and intents wait for a
+    deliverer that can render them.
+    """
     if now.utcoffset() is None:
         raise OutboxError("deliver_due() needs an aware datetime")
-    claimed = await asyncio.to_thread(_claim, engine, now, batch, lease)
+    claimed, unrendered = await asyncio.to_thread(_claim, engine, now, batch, lease, settings)
     # Rows are sent one after another; stop at half the lease so that no row is still being
     # sent when its lease runs out and another process may claim it.
     deadline = time.monotonic() + lease.total_seconds() / 2
     sent = 0
-    outcomes: list[tuple[OutboundMessage, DeliveryError | None]] = []
+    # A row that could not be rendered had its attempt: recorded like a failed send.
+    outcomes: list[tuple[OutboundMessage, DeliveryError | None]] = list(unrendered)
     for index, mail in enumerate(claimed):
         if time.monotonic() > deadline:
             await asyncio.to_thread(_release, engine, claimed[index:], now)
@@ -372,7 +441,10 @@ async def deliver_due(
     return sent
 
 
-def _claim(engine: Engine, now: datetime, batch: int, lease: timedelta) -> list[OutboundMessage]:
+def _claim(
+    engine: Engine, now: datetime, batch: int, lease: timedelta, settings: Settings | None
+) -> tuple[list[OutboundMessage], list[tuple[OutboundMessage, DeliveryError]]]:
+    """Claim due rows, rendering the intents among them; (ready to send, failed to render)."""
     with session_scope(engine) as session:
         statement = (
             select(OutboundMessage)
@@ -383,11 +455,46 @@ def _claim(engine: Engine, now: datetime, batch: int, lease: timedelta) -> list[
             # then sending them again. SQLite ignores it; BEGIN IMMEDIATE serialises claims.
             .with_for_update(skip_locked=True)
         )
+        if settings is None:
+            statement = statement.where(_OUTBOUND.c.raw.is_not(None))
         claimed = list(session.scalars(statement))
         for mail in claimed:
             mail.attempts += 1  # also the claim's fence token, see _record_failure
             mail.next_attempt_at = now + lease
-        return claimed  # detached with every column loaded (expire_on_commit=False)
+        failed = []
+        if settings is not None:
+            failed = _render_intents(session, settings, claimed, now)
+        ready = [mail for mail in claimed if mail.raw is not None]
+        return ready, failed  # detached with every column loaded (expire_on_commit=False)
+
+
+def _render_intents(
+    session: Session, settings: Settings, claimed: Sequence[OutboundMessage], now: datetime
+) -> list[tuple[OutboundMessage, DeliveryError]]:
+    """Render the claimed rows that have no bytes yet; the ones that could not be rendered.
+
+    Each in a savepoint: the bytes (and the reply token a notice carries) are stored with the
+    claim, or not at all. A row that fails (a template bug, its application gone) keeps no
+    bytes, counts the attempt, and is tried again with backoff until ``max_attempts``.
+    """
+    # Imported here: rendering needs the templates (mailbot.notify), which queue through
+    # this module.
+    from mailbot.notify import render_intent
+
+    failed: list[tuple[OutboundMessage, DeliveryError]] = []
+    for mail in claimed:
+        if mail.raw is not None:
+            continue
+        try:
+            with session.begin_nested():
+                render_intent(session, settings, mail, now)
+        except Exception as exc:
+            log.exception("outbox: message %s (%s) could not be rendered", mail.id, mail.kind)
+            session.refresh(mail)  # the savepoint's rollback expired it
+            failed.append((mail, TransientDeliveryError(f"not rendered: {exc}")))
+        else:
+            log.info("outbox: message %s rendered (%s to %s)", mail.id, mail.kind, mail.recipient)
+    return failed
 
 
 async def _attempt(transport: Transport, mail: OutboundMessage) -> DeliveryError | None:
@@ -496,6 +603,7 @@ async def run_outbox(
                 now=clock(),
                 max_attempts=settings.outbox_max_attempts,
                 backoff_seconds=settings.outbox_backoff_seconds,
+                settings=settings,
             )
             failures = 0
         except Exception:

@@ -31,6 +31,7 @@ from mailbot.calendar import BusinessCalendar
 from mailbot.config import Settings
 from mailbot.decisions import Action, Decision
 from mailbot.id_state import may_perform
+from mailbot.outbox import MaildirTransport, deliver_due
 from mailbot.review import ReviewContext, decide
 from mailbot.staff import find_staff
 from scheduler.config import ScheduleConfig
@@ -133,6 +134,29 @@ def applied_outbox(engine: Engine) -> int:
     )
 
 
+def deliver(h: Harness) -> int:
+    """Deliver as the outbox service does: with the settings it renders applied notices by."""
+    return asyncio.run(
+        deliver_due(
+            h.engine,
+            MaildirTransport(h.maildir_path),
+            now=h.now,
+            max_attempts=h.settings.outbox_max_attempts,
+            backoff_seconds=h.settings.outbox_backoff_seconds,
+            settings=h.settings,
+        )
+    )
+
+
+def application_id(engine: Engine, receipt_no: str) -> int:
+    with session_scope(engine) as session:
+        return int(
+            session.execute(
+                select(Application.id).where(Application.receipt_no == receipt_no)
+            ).scalar_one()
+        )
+
+
 def can(engine: Engine, user_id: str, operation: str, day: date) -> bool:
     with session_scope(engine) as session:
         return may_perform(session, user_id, operation, day)[0]
@@ -177,7 +201,7 @@ def test_a_reply_approved_application_applies_at_tokyo_midnight_once(
     assert can(h.engine, "1ANACA0A", "package_software", START)  # the code lives on
 
     h.now = TOKYO_MIDNIGHT + timedelta(minutes=1)  # the notices were queued at midnight
-    h.deliver()
+    deliver(h)
     notices = [m for m in h.new_mail() if "適用完了" in str(m["Subject"])]
     assert sorted(to(m) for m in notices) == [SATO, YAMADA]
     text = body_text(next(m for m in notices if to(m) == YAMADA))
@@ -291,25 +315,25 @@ def test_one_failing_application_does_not_hold_up_the_others(
 ) -> None:
     receipts = seed(engine, 5, 3)
     bad = receipts[2]
+    bad_id = application_id(engine, bad)
     import mailbot.applying as applying
 
-    real_notify = applying._notify
+    real_queue = applying._queue_notices
 
-    def notify(
-        session: Any, settings: Settings, ids: list[int], results: Any, now: datetime
-    ) -> None:
-        if any(r.receipt_no == bad for r in results):
+    def queue(session: Any, settings: Settings, batch: Any, now: datetime) -> None:
+        # The last statement of a batch: everything else of the batch has run by now.
+        if bad_id in batch.ids:
             raise RuntimeError("the relay template broke")
-        real_notify(session, settings, ids, results, now)
+        real_queue(session, settings, batch, now)
 
-    monkeypatch.setattr(applying, "_notify", notify)
+    monkeypatch.setattr(applying, "_queue_notices", queue)
     report = apply_due(engine, settings, TOKYO_MIDNIGHT)
     assert sorted(a.receipt_no for a in report.applied) == sorted(set(receipts) - {bad})
     assert list(report.failed) == [bad] and "relay template" in report.failed[bad]
     assert status_of(engine, bad) == "approved"
     assert {user(engine, uid)[0] for uid in user_ids_of(2, 3)} == {"active"}  # all or nothing
 
-    monkeypatch.setattr(applying, "_notify", real_notify)
+    monkeypatch.setattr(applying, "_queue_notices", real_queue)
     assert [a.receipt_no for a in apply_due(engine, settings, TOKYO_MIDNIGHT).applied] == [bad]
     assert applied_outbox(engine) == 2 * len(receipts)
 
@@ -359,20 +383,18 @@ def test_two_appliers_finishing_a_shared_code_together_abolish_it(
         )
     import mailbot.applying as applying
 
-    real_notify = applying._notify
+    real_queue = applying._queue_notices
     first_inside, release = threading.Event(), threading.Event()
-    calls: list[str] = []
+    calls: list[int] = []
 
-    def notify(
-        session: Any, settings: Settings, ids: list[int], results: Any, now: datetime
-    ) -> None:
-        calls.append(results[0].receipt_no)
+    def queue(session: Any, settings: Settings, batch: Any, now: datetime) -> None:
+        calls.extend(batch.ids)
         if len(calls) == 1:  # the first applier waits, uncommitted, inside its transaction
             first_inside.set()
             assert release.wait(30)
-        real_notify(session, settings, ids, results, now)
+        real_queue(session, settings, batch, now)
 
-    monkeypatch.setattr(applying, "_notify", notify)
+    monkeypatch.setattr(applying, "_queue_notices", queue)
     reports: list[Any] = []
 
     def run() -> None:
@@ -388,8 +410,8 @@ def test_two_appliers_finishing_a_shared_code_together_abolish_it(
     release.set()
     first.join(30)
     second.join(30)
-    assert sorted(a.receipt_no for r in reports for a in r.applied) == sorted(calls)
-    assert len(calls) == 2
+    applied = sorted(application_id(engine, a.receipt_no) for r in reports for a in r.applied)
+    assert applied == sorted(calls) and len(calls) == 2
     assert code(engine, shared) == ("abolished", START)
 
 
