@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import or_
-from sqlmodel import Session, col, select
+from sqlalchemy import Table, or_
+from sqlalchemy import select as core_select
+from sqlmodel import Session, SQLModel, col, select
 
 from db.models import (
     INBOUND_PENDING,
@@ -19,6 +20,14 @@ from db.models import (
 )
 from mailbot.normalize import user_code_of
 from mailbot.rules import OfficeInfo, RegistryView, UserIdInfo
+
+# Core tables: the registry slice is read as plain columns, not ORM objects.
+_TABLES = SQLModel.metadata.tables
+_USER_ID: Table = _TABLES[UserId.__tablename__]
+_ITEM: Table = _TABLES[ApplicationItem.__tablename__]
+_APPLICATION: Table = _TABLES[Application.__tablename__]
+_OFFICE: Table = _TABLES[Office.__tablename__]
+_CONTACT: Table = _TABLES[OfficeContact.__tablename__]
 
 
 def is_registered_contact(session: Session, address: str) -> bool:
@@ -37,75 +46,72 @@ def registry_view(
 ) -> RegistryView:
     """The part of the registry one request touches, in the shape mailbot.rules expects.
 
-    Offices: those the sender is a contact of, plus the one the request names. User IDs: the
-    ones named, plus every ID (in any office) of every code involved, because rules 3 and 4
-    look at whole codes.
+    Offices: those the sender is a contact of, the one the request names, and those of every
+    ID found (sharing offices must be known to name them, rule 4). User IDs: the ones named,
+    plus every ID (in any office) of every code involved, because rules 3 and 4 look at whole
+    codes. Four plain-column queries, whatever the request names: this runs for every request.
     """
     named = list(user_ids)
     codes = {user_code_of(uid) for uid in named} | set(user_codes)
-    offices = _offices(session, sender, office_code)
-    rows = session.exec(
-        select(UserId).where(or_(col(UserId.user_id).in_(named), col(UserId.user_code).in_(codes)))
-    ).all()
-    held = _open_holders(session, [row.user_id for row in rows])
-    infos = {
-        row.user_id: UserIdInfo(
-            user_id=row.user_id,
-            office_code=row.office_code,
-            status="abolished" if row.status == "abolished" else "active",
-            abolished_on=row.abolished_on,
-            open_receipt_no=held.get(row.user_id),
-        )
-        for row in rows
-    }
-    for row in rows:  # sharing offices must be known to name them (rule 4)
-        if row.office_code not in offices:
-            offices.update(_offices_by_code(session, [row.office_code]))
-    return RegistryView(offices=offices, user_ids=infos)
-
-
-def _offices(session: Session, sender: str, office_code: str | None) -> dict[str, OfficeInfo]:
-    codes = set(
-        session.exec(select(OfficeContact.office_code).where(OfficeContact.email == sender.lower()))
+    u, i, a = _USER_ID.c, _ITEM.c, _APPLICATION.c
+    # Each ID with the receipt number of the open application that holds it, if any.
+    holder = (
+        core_select(i.key, a.receipt_no)
+        .join(_APPLICATION, a.id == i.application_id)
+        .where(i.open.is_(True), i.kind == "user_id")
+        # Applied applications' ID items stay open (see ApplicationItem); they hold nothing open.
+        .where(a.status.in_(OPEN_STATUSES))
+        .subquery()
     )
+    rows = session.execute(
+        core_select(u.user_id, u.office_code, u.status, u.abolished_on, holder.c.receipt_no)
+        .outerjoin(holder, holder.c.key == u.user_id)
+        .where(or_(u.user_id.in_(named), u.user_code.in_(codes)))
+    ).all()
+    infos = {
+        user_id: UserIdInfo(
+            user_id=user_id,
+            office_code=office,
+            status="abolished" if status == "abolished" else "active",
+            abolished_on=abolished_on,
+            open_receipt_no=receipt_no,
+        )
+        for user_id, office, status, abolished_on, receipt_no in rows
+    }
+    wanted = _contact_offices(session, sender) | {info.office_code for info in infos.values()}
     if office_code:
-        codes.add(office_code)
-    return _offices_by_code(session, codes)
+        wanted.add(office_code)
+    return RegistryView(offices=_offices_by_code(session, wanted), user_ids=infos)
+
+
+def _contact_offices(session: Session, sender: str) -> set[str]:
+    c = _CONTACT.c
+    query = core_select(c.office_code).where(c.email == sender.lower())
+    return set(session.execute(query).scalars())
 
 
 def _offices_by_code(session: Session, codes: Iterable[str]) -> dict[str, OfficeInfo]:
-    wanted = list(codes)
+    wanted = sorted(codes)
+    if not wanted:
+        return {}
+    c, o = _CONTACT.c, _OFFICE.c
     contacts: dict[str, set[str]] = {}
-    for office_code, email in session.exec(
-        select(OfficeContact.office_code, OfficeContact.email).where(
-            col(OfficeContact.office_code).in_(wanted)
-        )
+    for office_code, email in session.execute(
+        core_select(c.office_code, c.email).where(c.office_code.in_(wanted))
     ):
         contacts.setdefault(office_code, set()).add(email)
     return {
-        office.code: OfficeInfo(
-            code=office.code,
-            company=office.company,
-            office=office.office_name,
-            department=office.department,
-            contact_emails=frozenset(contacts.get(office.code, ())),
+        code: OfficeInfo(
+            code=code,
+            company=company,
+            office=office_name,
+            department=department,
+            contact_emails=frozenset(contacts.get(code, ())),
         )
-        for office in session.exec(select(Office).where(col(Office.code).in_(wanted)))
+        for code, company, office_name, department in session.execute(
+            core_select(o.code, o.company, o.office_name, o.department).where(o.code.in_(wanted))
+        )
     }
-
-
-def _open_holders(session: Session, user_ids: list[str]) -> dict[str, str]:
-    """user ID → receipt number of the open application that holds it."""
-    query = (
-        select(ApplicationItem.key, Application.receipt_no)
-        .join(Application, col(Application.id) == ApplicationItem.application_id)
-        .where(col(ApplicationItem.open).is_(True))
-        # Applied applications' ID items stay open (see ApplicationItem); they hold nothing open.
-        .where(col(Application.status).in_(OPEN_STATUSES))
-        .where(ApplicationItem.kind == "user_id")
-        .where(col(ApplicationItem.key).in_(user_ids))
-    )
-    return dict(session.exec(query).all())
 
 
 def claim_pending_inbound(session: Session, limit: int) -> list[InboundMessage]:
