@@ -166,12 +166,13 @@ class ApplicationItem(SQLModel, table=True):
 
     ``open`` says the item holds its key; the partial unique index then lets the database
     refuse a second application for the same ID (rule 2) even when two workers race. Items
-    are open while the application is under review or approved. A rejected, withdrawn or
-    cancelled application's items let go. Applying lets go of the code items only (a shared
-    code stays active and another office names it, rule 4): an applied ID is abolished
-    forever, so its item keeps holding it, which costs nothing (rule 2 refuses an abolished ID
-    first) and spares rewriting every item of a big start date. So "open" alone does not mean
-    "under review or approved"; join the application's status for that (OPEN_STATUSES).
+    are open while the application is under review or approved; a rejected, withdrawn or
+    cancelled application's items let go. Applying lets go only of the code items whose code
+    stays active (a shared code, which another office will name, rule 4). An applied ID or
+    abolished code is never named again (rules 2 and 3 refuse it first), so its item keeps
+    holding it: that costs nothing and spares rewriting every item of a big start date. So
+    "open" alone does not mean "under review or approved"; join the application's status for
+    that (OPEN_STATUSES).
     """
 
     __tablename__ = "application_item"

@@ -78,10 +78,10 @@ log = logging.getLogger(__name__)
 MIDNIGHT = time(0, 0)
 # Applications per transaction. A batch is all or nothing for each of its applications; bigger
 # batches amortise the commit (an fsync on SQLite) and the statements over more applications,
-# smaller ones hold the write lock (SQLite's only one) for less time. Rendering the two
-# notices costs about 45 ms per application (nearly all of it in the email package's header
-# folding), so 20 applications hold the lock for about a second, and the commit adds ~2 %.
-DEFAULT_BATCH = 20
+# smaller ones hold the write lock (SQLite's only one) for less time. Nothing is rendered in
+# the transaction any more (the notices are outbox intents), so a batch costs ~0.1 ms per
+# application: 5,000 hold SQLite's lock for about half a second (docs/performance.md).
+DEFAULT_BATCH = 5000
 APPLY_JOB_PREFIX = "apply:"
 ABOLISHED = "abolished"
 ACTIVE = "active"
@@ -249,11 +249,10 @@ def apply_due(
         except Exception:
             if not claimed:
                 raise  # the claim itself failed: the database, not an application
-            # Find the application that failed the batch: apply each alone, so that the
-            # others go through and the bad one is reported and left approved for later.
-            log.exception("apply: a batch of %d failed; applying one at a time", len(claimed))
-            for one in claimed:
-                _apply_alone(engine, settings, one, now, via, report, failed_ids)
+            # Find the applications that failed the batch by halving it, so that the others
+            # go through and each bad one is reported and left approved for later.
+            log.exception("apply: a batch of %d failed; applying it in halves", len(claimed))
+            _apply_in_halves(engine, settings, claimed, now, via, report, failed_ids)
     if report.applied:
         log.info(
             "apply: %d application(s), %d user ID(s) applied (start dates through %s, via %s)",
@@ -273,25 +272,53 @@ class _Claimed:
     start_date: date
 
 
-def _apply_alone(
+def _apply_in_halves(
     engine: Engine,
     settings: Settings,
-    one: _Claimed,
+    failed: list[_Claimed],
     now: datetime,
     via: str,
     report: ApplyReport,
     failed_ids: set[int],
 ) -> None:
-    try:
-        with session_scope(engine) as session:
-            again = _claim(session, None, 1, only=one.id, exclude=())
-            if not again:
-                return  # applied or changed meanwhile by someone else
-            report.applied += _apply_batch(session, settings, again, now, via, notify=True)
-    except Exception as exc:
-        failed_ids.add(one.id)
-        report.failed[one.receipt_no] = f"{type(exc).__name__}: {exc}"
-        log.exception("apply: %s failed and stays approved", one.receipt_no)
+    """Apply a failed batch's halves, each in its own transaction, halving what fails again.
+
+    k bad applications in a batch of n cost about 2·k·log2(n) transactions, not n, so big
+    batches stay cheap to recover. A single application that fails is reported and stays
+    approved (``failed_ids`` keeps this run from claiming it again).
+    """
+    pieces = _halves(failed)
+    while pieces:
+        piece = pieces.pop()
+        try:
+            report.applied += _apply_again(engine, settings, piece, now, via)
+        except Exception as exc:
+            if len(piece) > 1:
+                log.warning("apply: %d application(s) failed again (%s); halving", len(piece), exc)
+                pieces += _halves(piece)
+                continue
+            failed_ids.add(piece[0].id)
+            report.failed[piece[0].receipt_no] = f"{type(exc).__name__}: {exc}"
+            log.exception("apply: %s failed and stays approved", piece[0].receipt_no)
+
+
+def _halves(claimed: list[_Claimed]) -> list[list[_Claimed]]:
+    """The two halves of a batch (the first half last, so it is tried first); one stays one."""
+    if len(claimed) < 2:
+        return [claimed]
+    half = len(claimed) // 2
+    return [claimed[half:], claimed[:half]]
+
+
+def _apply_again(
+    engine: Engine, settings: Settings, piece: list[_Claimed], now: datetime, via: str
+) -> list[AppliedApplication]:
+    """Claim ``piece`` again and apply what is still approved of it, in one transaction."""
+    with session_scope(engine) as session:
+        again = _claim(session, None, None, only=[one.id for one in piece], exclude=())
+        # Empty when someone else applied or changed them meanwhile: nothing to do.
+        applied = _apply_batch(session, settings, again, now, via, notify=True)
+    return applied  # counted once committed
 
 
 def _claim(
@@ -300,7 +327,7 @@ def _claim(
     limit: int | None,
     *,
     exclude: Iterable[int],
-    only: int | None = None,
+    only: Sequence[int] | None = None,
     lock: bool = True,
 ) -> list[_Claimed]:
     a = _APPLICATION.c
@@ -313,7 +340,9 @@ def _claim(
     if through is not None:
         query = query.where(a.start_date <= through)
     if only is not None:
-        query = query.where(a.id == only)
+        query = query.where(
+            _in_one_parameter(a.id, only, Integer(), postgres=_is_postgres(session))
+        )
     skip = list(exclude)
     if skip:
         query = query.where(a.id.notin_(skip))
@@ -511,7 +540,7 @@ def _abolish_completed_codes(session: Session, codes: set[str]) -> set[str]:
 
 
 def _finish_applications(session: Session, batch: _Batch, now: datetime) -> None:
-    a, i = _APPLICATION.c, _ITEM.c
+    a = _APPLICATION.c
     result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(_APPLICATION)
         .where(batch.holds(a.id), a.status == APPROVED)
@@ -522,12 +551,24 @@ def _finish_applications(session: Session, batch: _Batch, now: datetime) -> None
         # Claimed rows cannot change under us (row locks / the single SQLite writer); if they
         # did, roll everything back rather than apply half a batch.
         raise ApplyError(f"{len(batch) - changed} claimed application(s) changed meanwhile")
-    # The code items let go (a shared code stays active and another office's application must
-    # be able to name it, rule 4). The ID items keep holding their IDs: an abolished ID is
-    # never named again, so holding it forever costs nothing, and not rewriting ten items per
-    # application is much of what makes a big start date fast (see ApplicationItem).
+    _let_go_of_active_codes(session, batch)
+
+
+def _let_go_of_active_codes(session: Session, batch: _Batch) -> None:
+    """Code items of codes that stay active stop holding them; every other item keeps holding.
+
+    A shared code that stays active will be named by another office's application (rule 4),
+    so its item must let go. An abolished ID or code is never named again (rules 2 and 3
+    refuse it first), so the items holding those keep holding them: no need to rewrite ten
+    items per application, which is much of what makes a big start date cheap (see
+    ApplicationItem).
+    """
+    i, c = _ITEM.c, _USER_CODE.c
+    still_active = select(c.code).where(c.status == ACTIVE)
     session.execute(
-        update(_ITEM).where(batch.holds(i.application_id), i.kind == "user_code").values(open=False)
+        update(_ITEM)
+        .where(batch.holds(i.application_id), i.kind == "user_code", i.key.in_(still_active))
+        .values(open=False)
     )
 
 

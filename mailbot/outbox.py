@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiosmtplib
-from sqlalchemy import CursorResult, Engine, Select, Table, literal, select, true, update
+from sqlalchemy import Engine, Select, Table, literal, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
 
@@ -179,9 +179,10 @@ def enqueue_intents(session: Session, rows: Select[Any], *, now: datetime) -> in
             source,
         )
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        # Counted from RETURNING: a cursor's rowcount after INSERT is not reliable everywhere.
+        .returning(o.id)
     )
-    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
-    return result.rowcount
+    return len(session.execute(statement).all())
 
 
 def take_autoreply_allowance(session: Session, address: str, day: date, limit: int) -> bool:

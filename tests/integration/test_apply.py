@@ -229,6 +229,36 @@ def test_a_code_whose_ids_are_all_abolished_goes_too(harness_factory: HarnessFac
     (event,) = applied_events(h.engine)
     assert event.detail["user_codes"] == ["2BXYZ"] and event.actor == "mailbot"
 
+    h.now = TOKYO_MIDNIGHT + timedelta(minutes=1)
+    deliver(h)  # the applied notices are intents: the outbox renders them now
+    notices = [m for m in h.new_mail() if "適用完了" in str(m["Subject"])]
+    assert sorted(to(m) for m in notices) == [ITO, KATO]
+    text = body_text(notices[0])
+    assert "  2BXYZ001（一般NACCS）\n  2BXYZ002（一般NACCS）\n" in text
+    assert "■あわせて廃止した利用者コード\n  2BXYZ\n" in text
+    assert "■引き続き有効な利用者コード" not in text
+
+
+def test_an_id_abolished_some_other_way_is_reported_and_left_alone(
+    engine: Engine, settings: Settings
+) -> None:
+    seed(engine, 1, 3)
+    gone = user_ids_of(0, 3)[1]
+    with engine.begin() as conn:  # e.g. the registry import saw it abolished already
+        conn.execute(
+            UserId.__table__.update()
+            .where(UserId.__table__.c.user_id == gone)
+            .values(status="abolished", abolished_on=START - timedelta(days=3))
+        )
+    (applied,) = apply_due(engine, settings, TOKYO_MIDNIGHT).applied
+    first, _, third = user_ids_of(0, 3)
+    assert (applied.user_ids, applied.already_abolished) == ((first, third), (gone,))
+    assert applied.user_codes == (first[:5],)  # its last IDs went now: the code too
+    assert user(engine, gone) == ("abolished", START - timedelta(days=3))  # left as it was
+    (event,) = applied_events(engine)
+    assert event.detail["already_abolished"] == [gone]
+    assert event.detail["user_ids"] == [first, third]
+
 
 def test_a_shared_code_goes_only_with_the_last_sharing_office(
     harness_factory: HarnessFactory,

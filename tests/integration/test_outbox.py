@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import email
 import mailbox
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +23,8 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Integer, cast, func, literal, null, select
+from sqlmodel import col
 
 from db.engine import make_engine, session_scope
 from db.models import (
@@ -29,6 +33,7 @@ from db.models import (
     OUTBOUND_PENDING,
     OUTBOUND_SENT,
     OutboundMessage,
+    Token,
 )
 from mailbot.compose import ComposedMail, compose
 from mailbot.config import RelayTarget, Settings
@@ -485,3 +490,180 @@ def test_two_concurrent_senders_deliver_each_row_exactly_once(
     assert set(counts.values()) == {1}
     with session_scope(engine) as session:
         assert len(list_outbox(session, OUTBOUND_SENT)) == total
+
+
+# Intents: rendered once, when first claimed -----------------------------------------------
+
+APPLY_NOW = datetime(2026, 12, 14, 15, 30, tzinfo=UTC)  # 2026-12-15 00:30 in Tokyo
+
+
+class Keeping:
+    """A transport that fails as told, then keeps the bytes it sends, per Message-ID."""
+
+    def __init__(self, *failures: Exception) -> None:
+        self.failures = list(failures)
+        self.sent: list[tuple[str, bytes]] = []
+
+    async def send(self, mail: OutboundMessage) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        assert mail.raw is not None
+        self.sent.append((mail.message_id, mail.raw))
+
+
+def applied_intents(engine: Engine, settings: Settings, applications: int = 1) -> list[int]:
+    """Apply ``applications`` seeded applications; the ids of the notice intents queued."""
+    from bench.apply import seed
+    from mailbot.applying import apply_due
+
+    seed(engine, applications, 3)
+    report = apply_due(engine, settings, APPLY_NOW)
+    assert len(report.applied) == applications and not report.failed
+    with session_scope(engine) as session:
+        rows = session.scalars(
+            select(OutboundMessage).where(col(OutboundMessage.kind) == "applied")
+        ).all()
+        assert all(r.raw is None and r.subject is None for r in rows)  # intents, not messages
+        return sorted(r.id for r in rows if r.id is not None)
+
+
+def tokens_issued(engine: Engine) -> int:
+    with session_scope(engine) as session:
+        return int(session.scalar(select(func.count()).select_from(Token)) or 0)
+
+
+def test_an_intent_is_rendered_once_and_every_retry_sends_the_same_bytes(
+    engine: Engine, settings: Settings
+) -> None:
+    ids = applied_intents(engine, settings)
+    assert len(ids) == 2  # applicant and manager (different addresses in the seed)
+    queued_ids = {i: row(engine, i).message_id for i in ids}
+    relay = Keeping(TransientDeliveryError("451 busy"), TransientDeliveryError("451 busy"))
+
+    assert deliver(engine, relay, APPLY_NOW, settings=settings) == 0
+    rendered = {i: row(engine, i) for i in ids}
+    for i, mail in rendered.items():
+        assert mail.raw is not None and mail.attempts == 1 and mail.status == OUTBOUND_PENDING
+        assert mail.subject == "【NSS】利用者ID廃止の適用完了のお知らせ（260001A）"
+        assert mail.message_id == queued_ids[i]  # the Message-ID fixed when it was queued
+        assert f"Message-ID: {mail.message_id}\r\n".encode() in mail.raw
+    assert tokens_issued(engine) == 2  # one reply token per recipient, issued with the bytes
+
+    later = APPLY_NOW + timedelta(hours=1)
+    assert deliver(engine, relay, later, settings=settings) == 2
+    assert sorted(relay.sent) == sorted((m.message_id, m.raw) for m in rendered.values())
+    assert tokens_issued(engine) == 2  # not rendered again
+    assert {row(engine, i).status for i in ids} == {OUTBOUND_SENT}
+
+
+def test_the_applied_notice_says_what_applying_changed(engine: Engine, settings: Settings) -> None:
+    (first, _) = applied_intents(engine, settings)
+    relay = Keeping()
+    assert deliver(engine, relay, APPLY_NOW, settings=settings) == 2
+    message = email.message_from_bytes(
+        next(raw for mid, raw in relay.sent if mid == row(engine, first).message_id),
+        policy=policy.default,
+    )
+    assert str(message["To"]) == "申込 太郎 様 <applicant@bench.example.co.jp>"
+    assert "apply+a" in str(message["Reply-To"])
+    part = message.get_body(("plain",))
+    assert part is not None
+    text = part.get_content()
+    assert "  Q0000000（一般NACCS）\n  Q0000001（一般NACCS）\n  Q0000002（一般NACCS）\n" in text
+    assert "■あわせて廃止した利用者コード\n  Q0000\n" in text
+    assert "■引き続き有効な利用者コード" not in text
+    assert "/a/260001A?t=" in text
+
+
+def test_intents_wait_for_a_deliverer_that_can_render_them(
+    engine: Engine, settings: Settings
+) -> None:
+    ids = applied_intents(engine, settings)
+    relay = Keeping()
+    assert deliver(engine, relay, APPLY_NOW) == 0  # no settings: rendered rows only
+    assert {(row(engine, i).attempts, row(engine, i).raw) for i in ids} == {(0, None)}
+    assert deliver(engine, relay, APPLY_NOW, settings=settings) == 2
+
+
+def test_an_intent_that_cannot_be_rendered_counts_attempts_and_fails(
+    engine: Engine, settings: Settings
+) -> None:
+    from mailbot.outbox import enqueue_intents
+
+    with session_scope(engine) as session:
+        rows = select(
+            literal("no_such_kind").label("kind"),
+            literal("intent:1").label("dedupe_key"),
+            cast(null(), Integer).label("application_id"),
+            cast(null(), Integer).label("inbound_id"),
+            literal(RECIPIENT).label("recipient"),
+            literal("<intent.1@mailbot.localhost>").label("message_id"),
+        )
+        assert enqueue_intents(session, rows, now=T0) == 1
+    relay = Keeping()
+    assert deliver(engine, relay, T0, settings=settings, max_attempts=2) == 0
+    with session_scope(engine) as session:
+        (failed,) = session.scalars(select(OutboundMessage)).all()
+    assert failed.raw is None and failed.attempts == 1 and failed.status == OUTBOUND_PENDING
+    assert failed.last_error is not None and "no renderer" in failed.last_error
+    assert deliver(engine, relay, T0 + timedelta(hours=1), settings=settings, max_attempts=2) == 0
+    assert row(engine, failed.id or 0).status == OUTBOUND_FAILED and relay.sent == []
+
+
+def test_a_claim_that_dies_after_rendering_stores_nothing_and_the_next_sends_once(
+    engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The render and the claim commit together: a crash in between (here a process-ending
+    exception) leaves the intent as it was, and the next claim renders and sends it, once."""
+    ids = applied_intents(engine, settings)
+    import mailbot.notify as notify
+
+    real = notify.render_intent
+
+    def render_then_die(*args: Any) -> None:
+        real(*args)
+        raise SystemExit("killed mid-claim")
+
+    monkeypatch.setattr(notify, "render_intent", render_then_die)
+    with pytest.raises(SystemExit):
+        deliver(engine, Keeping(), APPLY_NOW, settings=settings)
+    assert {(row(engine, i).attempts, row(engine, i).raw) for i in ids} == {(0, None)}
+    assert tokens_issued(engine) == 0
+
+    monkeypatch.setattr(notify, "render_intent", real)
+    relay = Keeping()
+    assert deliver(engine, relay, APPLY_NOW, settings=settings) == 2
+    assert deliver(engine, relay, APPLY_NOW + timedelta(hours=1), settings=settings) == 0
+    assert len(relay.sent) == 2 and tokens_issued(engine) == 2
+
+
+def test_a_crash_right_after_the_apply_commit_still_delivers_each_notice_once(
+    database_url: str, engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    """kill -9 of the applying process the moment apply_due returns: the intents committed
+    with the change, so another process delivers each notice, once."""
+    from bench.apply import seed
+
+    seed(engine, 3, 2)
+    script = tmp_path / "apply_then_die.py"
+    script.write_text(
+        "import os, signal, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
+        "from datetime import datetime\n"
+        "from pathlib import Path\n"
+        "from db.engine import make_engine\n"
+        "from mailbot.applying import apply_due\n"
+        "from mailbot.config import load_settings\n"
+        f"url = {database_url!r}\n"
+        f"settings = load_settings(home=Path({str(settings.home)!r}), database_url=url)\n"
+        f"report = apply_due(make_engine(url), settings, datetime.fromisoformat({APPLY_NOW.isoformat()!r}))\n"
+        "assert len(report.applied) == 3\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    finished = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=60)
+    assert finished.returncode == -signal.SIGKILL, finished.stderr.decode()
+
+    relay = Keeping()
+    assert deliver(engine, relay, APPLY_NOW, settings=settings) == 6
+    assert deliver(engine, relay, APPLY_NOW + timedelta(hours=1), settings=settings) == 0
+    assert len({mid for mid, _ in relay.sent}) == 6
