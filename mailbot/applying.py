@@ -9,16 +9,20 @@ reliable.
 What "has come" means: the apply time (``MAILBOT_APPLY_TIME``, midnight by default) of the
 start date in ``MAILBOT_TIMEZONE`` has passed at ``now``. The host's own zone never matters.
 
-Applications are claimed in batches, oldest start date first, and each batch is one
-transaction with set-based statements: the user IDs become abolished on the start date, every
-user code whose IDs are then all abolished becomes abolished too (rule 3; a shared code only
-once every sharing office's IDs are gone, rule 4), the applications become ``applied``, their
-items stop holding the IDs, and the audit events and the notices to applicant and manager are
-written in the same transaction (transactional outbox). So a crash leaves each application
+Applications are claimed in batches (all due ones, up to DEFAULT_BATCH per transaction) and
+each batch is one transaction of set-based statements that read no item into Python: the
+user IDs become abolished on the start date, the ``applied`` audit events are written by
+``INSERT … SELECT`` (the JSON detail built in SQL, and read back as the report), every user
+code whose IDs are then all abolished becomes abolished too (rule 3; a shared code only once
+every sharing office's IDs are gone, rule 4), the applications become ``applied``, the code
+items of codes that stay active let go, and the notices to applicant and manager are queued
+as outbox intents (``INSERT … SELECT``, rendered by the outbox before their first delivery).
+A notice exists if and only if the apply committed. So a crash leaves each application
 either wholly applied or not at all, and the next run completes the rest. On PostgreSQL the
 claim is ``FOR UPDATE SKIP LOCKED``, so two processes applying at once split the work; SQLite
-has one writer (``BEGIN IMMEDIATE``). An application whose batch fails is retried alone, so
-one bad application cannot hold up the others.
+has one writer (``BEGIN IMMEDIATE``). A batch that fails is applied again in halves, halving
+what fails again, so one bad application is found, reported and left approved without holding
+up the others.
 """
 
 from __future__ import annotations
