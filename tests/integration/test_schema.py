@@ -37,3 +37,53 @@ def test_migrations_create_exactly_the_models(engine: Engine) -> None:
         context = MigrationContext.configure(conn, opts={"compare_type": False})
         differences = compare_metadata(context, SQLModel.metadata)
     assert differences == []
+
+
+def test_migration_0004_lets_the_outbox_hold_intents_and_keeps_rendered_rows(
+    database_url: str,
+) -> None:
+    """0004 makes ``raw``/``subject`` nullable (a row without bytes is an intent to render);
+    rendered rows survive the upgrade, and the downgrade drops only unrendered intents."""
+    from alembic import command
+
+    from db.engine import make_engine
+    from db.migrate import _config
+
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine, "0003")
+        columns = (
+            "created_at, kind, dedupe_key, recipient, message_id, status, attempts, next_attempt_at"
+        )
+        values = "'2026-12-15 00:00:00+00:00', 'x', :key, 'a@example.jp', :mid, 'pending', 0, "
+        values += "'2026-12-15 00:00:00+00:00'"
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"INSERT INTO outbound_message ({columns}, subject, raw) "
+                    f"VALUES ({values}, 's', :raw)"
+                ),
+                {"key": "rendered", "mid": "<r@x>", "raw": b"bytes"},
+            )
+        upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(
+                text(f"INSERT INTO outbound_message ({columns}) VALUES ({values})"),
+                {"key": "intent", "mid": "<i@x>"},
+            )
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT dedupe_key, raw FROM outbound_message")).all()
+        assert sorted((key, raw and bytes(raw)) for key, raw in rows) == [
+            ("intent", None),
+            ("rendered", b"bytes"),
+        ]
+
+        config = _config()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0003")
+        with engine.connect() as conn:
+            keys = conn.execute(text("SELECT dedupe_key FROM outbound_message")).scalars()
+            assert list(keys) == ["rendered"]
+    finally:
+        engine.dispose()
