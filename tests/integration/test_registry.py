@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from db.engine import session_scope
 from db.models import OfficeContact, RegistrationDate, UserId
@@ -144,7 +144,7 @@ def test_schedule_import_lists_and_replaces(engine: Engine, tmp_path: Path) -> N
     assert days == [date(2027, 1, 26), date(2027, 2, 2)]
     with session_scope(engine) as session:
         import_schedule(session, extra, replace=True)
-        assert sorted(session.exec(select(RegistrationDate.day))) == [
+        assert sorted(session.exec(select(col(RegistrationDate.day)))) == [
             date(2026, 12, 1),
             date(2027, 2, 2),
         ]

@@ -212,7 +212,7 @@ def test_a_notice_is_byte_for_byte_what_the_email_generator_writes(
 ) -> None:
     # compose() writes single-part notices itself; the email package's generator is the
     # reference for what a message built from the same headers must look like.
-    headers = [
+    headers: list[tuple[str, str | Header]] = [
         ("From", "=?utf-8?b?TkFDQ1M=?= <apply@mailbot.localhost>"),
         ("To", "a@example.jp"),
         ("Subject", Header("【NSS】利用申込受付完了のお知らせ（260001A）" * 3, "utf-8")),
@@ -222,5 +222,5 @@ def test_a_notice_is_byte_for_byte_what_the_email_generator_writes(
     ]
     reference = _body_part(body)
     for name, value in headers:
-        reference[name] = value
+        reference[name] = value  # type: ignore[assignment]  # email accepts Header objects
     assert _text_wire(headers, body) == _wire(reference)
