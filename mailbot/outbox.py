@@ -25,8 +25,10 @@ attempt, so receiving systems can recognise the duplicate.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import mailbox
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
@@ -280,6 +282,11 @@ def retry_outbox(session: Session, id: int, *, now: datetime | None = None) -> N
 
 
 class Transport(Protocol):
+    # True when sending the same row twice delivers it once (the Maildir names each file after
+    # its row): the outbox may then record a whole round in one commit, since a crash before
+    # that commit only makes the next round find the files already there.
+    idempotent: bool
+
     async def send(self, mail: OutboundMessage) -> None:
         """Hand ``mail.raw`` over for ``mail.recipient``; raise a DeliveryError subclass."""
 
@@ -294,28 +301,66 @@ def wire_bytes(mail: OutboundMessage) -> bytes:
 class MaildirTransport:
     """Delivers into a Maildir folder (development, demos, or a local MDA picking it up).
 
-    ``mailbox.Maildir`` writes to ``tmp/`` and then links into ``new/``, so readers never see a
+    Each file is written to ``tmp/`` and then linked into ``new/``, so readers never see a
     half-written file. The stored bytes are written exactly (CRLF line ends included, which
     ``mailbox``, mutt and Dovecot all read), so the file is the message as a relay would get it.
+
+    Exactly once: the file is named after its outbox row (``<row id>.<hash of the
+    Message-ID>.mailbot``), and a row whose file is already in ``new/`` (or, read meanwhile,
+    in ``cur/``) is not written again. A crash between writing and recording therefore never
+    makes a second copy.
     """
+
+    idempotent = True
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
     async def send(self, mail: OutboundMessage) -> None:
-        await asyncio.to_thread(self._write, wire_bytes(mail))
+        await asyncio.to_thread(self._write, maildir_name(mail), wire_bytes(mail), mail.attempts)
 
-    def _write(self, raw: bytes) -> None:
+    def _write(self, name: str, raw: bytes, attempts: int) -> None:
         try:
-            # Maildir(create=True) makes only the last directory; MAILBOT_HOME may not exist yet.
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            mailbox.Maildir(self.path, create=True).add(raw)
+            new, tmp = self.path / "new", self.path / "tmp"
+            if not new.is_dir():
+                # MAILBOT_HOME may not exist yet; mailbox.Maildir makes cur/, new/, tmp/.
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                mailbox.Maildir(self.path, create=True)
+            # Only a row claimed before can have a file already; a first attempt skips the
+            # look into cur/, which a reader may have filled with thousands of messages.
+            if attempts > 1 and self._delivered(name):
+                return
+            staged = tmp / name
+            staged.write_bytes(raw)
+            try:
+                os.link(staged, new / name)
+            except FileExistsError:
+                pass  # written by the attempt that crashed before recording it
+            finally:
+                staged.unlink()
         except OSError as exc:  # a full disk or a permission problem can be fixed and retried
             raise TransientDeliveryError(f"cannot write to Maildir {self.path}: {exc}") from exc
+
+    def _delivered(self, name: str) -> bool:
+        if (self.path / "new" / name).exists():
+            return True
+        # A reader that has seen the file moves it to cur/ as NAME:2,FLAGS.
+        with os.scandir(self.path / "cur") as entries:
+            return any(entry.name.partition(":")[0] == name for entry in entries)
+
+
+def maildir_name(mail: OutboundMessage) -> str:
+    """The file name of a row in the Maildir: unique, and the same on every attempt."""
+    digest = hashlib.sha256(mail.message_id.encode()).hexdigest()[:16]
+    return f"{mail.id}.{digest}.mailbot"
 
 
 class SmtpTransport:
     """Hands each message to an SMTP relay (aiosmtplib), one connection per message."""
+
+    # A relay cannot be asked whether it already has a message: each send is recorded at
+    # once, so a crash re-sends (same Message-ID) at most the one in flight.
+    idempotent = False
 
     def __init__(
         self,
@@ -431,7 +476,7 @@ async def deliver_due(
         error = await _attempt(transport, mail)
         outcomes.append((mail, error))
         sent += error is None
-        if len(outcomes) >= RECORD_EVERY:
+        if len(outcomes) >= RECORD_EVERY and not transport.idempotent:
             # Recorded as soon as sent: a crash can then re-send (same Message-ID, after the
             # lease) only the one notice that was in flight. Raising RECORD_EVERY shares one
             # commit among several sends, at the price of re-sending that many after a crash.

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import Engine, Integer, cast, func, literal, null, select
+from sqlalchemy import Engine, Integer, cast, event, func, literal, null, select
 from sqlmodel import col
 
 from db.engine import make_engine, session_scope
@@ -39,6 +39,7 @@ from mailbot.compose import ComposedMail, compose
 from mailbot.config import RelayTarget, Settings
 from mailbot.errors import NotFoundError
 from mailbot.outbox import (
+    LEASE,
     MaildirTransport,
     OutboxError,
     PermanentDeliveryError,
@@ -162,6 +163,8 @@ def smtp(settings: Settings, port: int) -> SmtpTransport:
 class Scripted:
     """A transport that fails as told, then succeeds; records what it was asked to send."""
 
+    idempotent = False  # like a relay: each send is recorded at once
+
     def __init__(self, *failures: Exception) -> None:
         self.failures = list(failures)
         self.sent: list[str] = []
@@ -214,6 +217,54 @@ def test_maildir_delivery_reads_back(engine: Engine, settings: Settings, tmp_pat
     assert mailbox.Maildir(folder, create=False).get_bytes(key) == stored.raw
     assert (stored.status, stored.sent_at, stored.attempts) == (OUTBOUND_SENT, T0, 1)
     assert deliver(engine, MaildirTransport(folder), T0 + timedelta(hours=1)) == 0
+
+
+class CrashAfterWriting(MaildirTransport):
+    """Writes into the Maildir, then dies before the outbox can record the send."""
+
+    async def send(self, mail: OutboundMessage) -> None:
+        await super().send(mail)
+        raise KeyboardInterrupt("killed between the write and its record")
+
+
+@pytest.mark.parametrize("read_meanwhile", [False, True])
+def test_a_crash_between_writing_and_recording_leaves_one_file(
+    engine: Engine, settings: Settings, tmp_path: Path, read_meanwhile: bool
+) -> None:
+    [row_id] = queue(engine, settings)
+    folder = tmp_path / "sent"
+    with pytest.raises(KeyboardInterrupt):
+        deliver(engine, CrashAfterWriting(folder), T0)
+    assert row(engine, row_id).status == OUTBOUND_PENDING  # the send was never recorded
+    if read_meanwhile:  # a mail reader saw it and moved it to cur/ as NAME:2,S
+        [written] = (folder / "new").iterdir()
+        written.rename(folder / "cur" / f"{written.name}:2,S")
+    # After the lease, another round claims the row again and finds its file.
+    assert deliver(engine, MaildirTransport(folder), T0 + LEASE + timedelta(seconds=1)) == 1
+    box = mailbox.Maildir(folder, create=False)
+    assert len(box) == 1
+    assert row(engine, row_id).status == OUTBOUND_SENT
+    [key] = box.keys()
+    assert box.get_bytes(key) == row(engine, row_id).raw
+
+
+def test_a_round_of_maildir_sends_is_recorded_in_one_commit(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    queue(engine, settings, 5)
+    commits = 0
+
+    def count(_connection: Any) -> None:
+        nonlocal commits
+        commits += 1
+
+    event.listen(engine, "commit", count)
+    try:
+        assert deliver(engine, MaildirTransport(tmp_path / "sent"), T0) == 5
+    finally:
+        event.remove(engine, "commit", count)
+    assert commits == 2  # the claim, and the record of all five
+    assert len(mailbox.Maildir(tmp_path / "sent", create=False)) == 5
 
 
 def test_make_transport_follows_the_relay_setting(settings: Settings) -> None:
@@ -499,6 +550,8 @@ APPLY_NOW = datetime(2026, 12, 14, 15, 30, tzinfo=UTC)  # 2026-12-15 00:30 in To
 
 class Keeping:
     """A transport that fails as told, then keeps the bytes it sends, per Message-ID."""
+
+    idempotent = False
 
     def __init__(self, *failures: Exception) -> None:
         self.failures = list(failures)
