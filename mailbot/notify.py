@@ -113,7 +113,7 @@ def queue_mail(
         auto_submitted=auto_submitted,
         now=now,
     )
-    row = enqueue(
+    row_id = enqueue(
         session,
         composed,
         kind=kind,
@@ -123,7 +123,7 @@ def queue_mail(
         inbound_id=inbound_id,
         now=now,
     )
-    return row is not None
+    return row_id is not None
 
 
 # --- automatic replies to a sender (capped) -----------------------------------------------------
@@ -324,7 +324,7 @@ def send_to_applicants(
             now=now,
             answering=answering,
         )
-        row = enqueue(
+        row_id = enqueue(
             session,
             composed,
             kind=kind,
@@ -334,7 +334,7 @@ def send_to_applicants(
             inbound_id=application.inbound_id,
             now=now,
         )
-        sent += row is not None
+        sent += row_id is not None
     return sent
 
 

@@ -110,8 +110,9 @@ def enqueue(
     application_id: int | None = None,
     inbound_id: int | None = None,
     now: datetime | None = None,
-) -> OutboundMessage | None:
-    """Queue ``composed`` in the caller's transaction; None when ``dedupe_key`` is already queued.
+) -> int | None:
+    """Queue ``composed`` in the caller's transaction; the new row's id, or None when
+    ``dedupe_key`` is already queued.
 
     One ``INSERT … ON CONFLICT (dedupe_key) DO NOTHING``: a redelivered or reprocessed cause
     can never queue its notice twice, even with two workers racing (no read-then-write).
@@ -136,8 +137,8 @@ def enqueue(
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(_OUTBOUND.c.id)
     )
-    new_id = session.execute(statement).scalar_one_or_none()
-    return None if new_id is None else session.get(OutboundMessage, new_id)
+    new_id: int | None = session.execute(statement).scalar_one_or_none()
+    return new_id
 
 
 def enqueue_intents(session: Session, rows: Select[Any], *, now: datetime) -> int:

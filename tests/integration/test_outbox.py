@@ -81,7 +81,7 @@ def queue(engine: Engine, settings: Settings, count: int = 1, *, now: datetime =
     ids = []
     with session_scope(engine) as session:
         for n in range(count):
-            row = enqueue(
+            row_id = enqueue(
                 session,
                 composed(settings, n),
                 kind="receipt_complete",
@@ -89,8 +89,8 @@ def queue(engine: Engine, settings: Settings, count: int = 1, *, now: datetime =
                 recipient=RECIPIENT,
                 now=now,
             )
-            assert row is not None and row.id is not None
-            ids.append(row.id)
+            assert row_id is not None
+            ids.append(row_id)
     return ids
 
 
@@ -183,7 +183,8 @@ def test_enqueue_twice_with_the_same_key_gives_one_row(engine: Engine, settings:
         first = enqueue(
             session, composed(settings), kind="k", dedupe_key="inbound:7:help", recipient=RECIPIENT
         )
-        assert first is not None and first.status == OUTBOUND_PENDING
+        stored = session.get(OutboundMessage, first) if first is not None else None
+        assert stored is not None and stored.status == OUTBOUND_PENDING
     with session_scope(engine) as session:
         # A reprocessed message renders again (a new Message-ID) but must not queue again.
         again = enqueue(
