@@ -332,13 +332,21 @@ def _decide(ctx: click.Context, receipt_no: str, by: str, decision: Any) -> None
     help="Only start dates up to this day (a later day: with --dry-run only).",
 )
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Applications per transaction (default 5000); smaller holds SQLite's lock shorter.",
+)
 @json_option
 @click.pass_context
-def apply_due_command(ctx: click.Context, as_of: Any, dry_run: bool, as_json: bool) -> None:
+def apply_due_command(
+    ctx: click.Context, as_of: Any, dry_run: bool, batch: int | None, as_json: bool
+) -> None:
     """Apply approved applications whose start date has come (the scheduler does this too)."""
     from datetime import UTC, datetime
 
-    from mailbot.applying import apply_due, format_report
+    from mailbot.applying import DEFAULT_BATCH, apply_due, format_report
 
     rt = runtime(ctx)
     report = apply_due(
@@ -348,6 +356,7 @@ def apply_due_command(ctx: click.Context, as_of: Any, dry_run: bool, as_json: bo
         apply_time=rt.settings.apply_time,
         dry_run=dry_run,
         through=as_of.date() if as_of else None,
+        batch_size=batch or DEFAULT_BATCH,
         via="cli",
     )
     emit(report.as_dict(), as_json, lambda _: format_report(report))

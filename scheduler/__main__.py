@@ -2,7 +2,8 @@
 
     python -m scheduler run [--apply-time 00:00] [--sweep-seconds 60] [--reminder-time 09:00]
                             [--poll-seconds 15]
-    python -m scheduler apply-due [--as-of YYYY-MM-DD] [--dry-run] [--json] [--apply-time ..]
+    python -m scheduler apply-due [--as-of YYYY-MM-DD] [--dry-run] [--json] [--batch N]
+                                  [--apply-time ..]
     python -m scheduler jobs [--json] [--apply-time ..]
 
 Same settings (``MAILBOT_*``) and database as ``mailbot``; the scheduler's own settings are
@@ -24,7 +25,7 @@ from datetime import UTC, date, datetime
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.migrate import upgrade
-from mailbot.applying import apply_due, format_report
+from mailbot.applying import DEFAULT_BATCH, apply_due, format_report
 from mailbot.config import load_settings
 from mailbot.errors import MailbotError
 from mailbot.runtime import Runtime
@@ -61,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--as-of", type=date.fromisoformat, default=None)
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--batch", type=int, default=DEFAULT_BATCH, help="applications per transaction"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -82,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 apply_time=config.apply_time,
                 dry_run=args.dry_run,
                 through=args.as_of,
+                batch_size=args.batch,
                 via="cli",
             )
             print(

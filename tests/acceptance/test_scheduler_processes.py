@@ -120,7 +120,8 @@ def test_a_start_date_passing_while_down_is_applied_at_the_next_start_once(
 
 # --- kill -9 in the middle of applying ---------------------------------------------------------
 
-APPLICATIONS = 60  # three batches of 20 and more: the kill lands after the first
+APPLICATIONS = 60  # three batches and more: the kill lands after the first
+BATCH = 20
 IDS_EACH = 100
 
 
@@ -141,7 +142,7 @@ def test_kill_9_mid_apply_leaves_each_application_all_or_nothing(
         applied_count = "SELECT count(*) FROM application WHERE status = 'applied'"
 
         runner = subprocess.Popen(
-            [sys.executable, "-m", "scheduler", "apply-due"],
+            [sys.executable, "-m", "scheduler", "apply-due", "--batch", str(BATCH)],
             env=process.env,
             cwd=process.home,
             stdout=subprocess.DEVNULL,

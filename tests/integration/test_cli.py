@@ -196,3 +196,10 @@ def test_ingest_exits_75_when_it_cannot_store(tmp_path: Path) -> None:
     )
     assert result.returncode == 75
     assert b"Traceback" not in result.stderr
+
+
+def test_apply_due_takes_a_batch_size_and_refuses_a_silly_one(cli: Cli) -> None:
+    nothing = cli.json("apply-due", "--batch", "1")
+    assert isinstance(nothing, dict) and nothing["applied"] == [] and nothing["failed"] == {}
+    refused = cli("apply-due", "--batch", "0")
+    assert refused.returncode == 2 and "--batch" in refused.stderr

@@ -68,6 +68,7 @@ class Harness:
                 now=self.now,
                 max_attempts=self.settings.outbox_max_attempts,
                 backoff_seconds=self.settings.outbox_backoff_seconds,
+                settings=self.settings,  # renders intents (the applied notice), as serve does
             )
         )
 
