@@ -87,12 +87,15 @@ def compose(
     attachments: Sequence[Attachment] = (),
     auto_submitted: str = AUTO_REPLIED,
     now: datetime,
+    message_id: str | None = None,
 ) -> ComposedMail:
     """Build the message once; the caller stores ``raw`` and ``message_id`` in the outbox.
 
     ``settings.subject_prefix`` is put in front of ``subject`` unless it is already there.
     ``in_reply_to`` is appended to ``references`` when missing (RFC 5322 threading). Unusable
     ids from inbound mail are dropped rather than failing the reply: threading is a courtesy.
+    ``message_id`` is for a notice whose id was fixed before it was rendered (an outbox
+    intent); otherwise a new one is made.
     """
     if now.utcoffset() is None:
         raise ComposeError("compose() needs an aware datetime for the Date header")
@@ -101,7 +104,10 @@ def compose(
             f"Auto-Submitted must be one of {AUTO_SUBMITTED_VALUES}, not {auto_submitted!r}"
         )
     full_subject = _subject(settings.subject_prefix, subject)
-    message_id = new_message_id(kind, settings.domain)
+    if message_id is None:
+        message_id = new_message_id(kind, settings.domain)
+    elif normalize_message_id(message_id) != message_id:
+        raise ComposeError(f"{message_id!r} is not a usable Message-ID")
     headers: list[tuple[str, str | Header]] = [
         ("From", _address(settings.sender_name, settings.intake_address)),
         ("To", _address(to_name or "", to)),

@@ -363,6 +363,7 @@ def _compose_for(
     *,
     now: datetime,
     answering: ParsedMail | None = None,
+    message_id: str | None = None,
 ) -> ComposedMail:
     """One recipient's copy: a reply token for them in Reply-To, the body addressed to them."""
     assert application.id is not None
@@ -390,6 +391,7 @@ def _compose_for(
         references=references_of(answering) if answering else (),
         reply_to=tagged_address(settings, APPLICANT_TAG + token),
         now=now,
+        message_id=message_id,
     )
 
 
@@ -414,7 +416,7 @@ def render_intent(
     if row.kind != APPLIED_KIND:
         raise IntentError(f"outbox message {row.id}: no renderer for intents of kind {row.kind}")
     composed = _applied_notice(session, settings, row, now)
-    row.raw = _with_message_id(composed, row.message_id)
+    row.raw = composed.raw
     row.subject = composed.subject
     session.add(row)
 
@@ -457,6 +459,7 @@ def _applied_notice(
         Addressee(row.recipient, names[row.recipient]),
         notice,
         now=now,
+        message_id=row.message_id,  # fixed when the intent was queued
     )
 
 
@@ -471,20 +474,6 @@ def _applied_detail(session: Session, application: Application) -> dict[str, Any
     if detail is None:
         raise IntentError(f"{application.receipt_no} has no applied event to tell about")
     return dict(detail)
-
-
-def _with_message_id(composed: ComposedMail, message_id: str) -> bytes:
-    """The composed bytes with the intent's Message-ID instead of the one compose chose.
-
-    compose() always makes a fresh id; the intent's was fixed when it was queued (and is what
-    ``outbox list`` has shown since). The header is one line of ASCII (compose folds id
-    headers only between ids), so exactly one line is replaced, or the render fails.
-    """
-    old = b"\r\nMessage-ID: " + composed.message_id.encode("ascii") + b"\r\n"
-    new = b"\r\nMessage-ID: " + message_id.encode("ascii") + b"\r\n"
-    if composed.raw.count(old) != 1:
-        raise IntentError(f"cannot find the Message-ID header of {composed.message_id}")
-    return composed.raw.replace(old, new)
 
 
 def send_receipt_complete(

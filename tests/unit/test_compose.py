@@ -224,3 +224,11 @@ def test_a_notice_is_byte_for_byte_what_the_email_generator_writes(
     for name, value in headers:
         reference[name] = value  # type: ignore[assignment]  # email accepts Header objects
     assert _text_wire(headers, body) == _wire(reference)
+
+
+def test_a_message_id_fixed_beforehand_is_used_as_given(settings: Settings) -> None:
+    fixed = "<applied.0123456789abcdef@mailbot.example.jp>"
+    mail = make(settings, message_id=fixed)
+    assert mail.message_id == fixed and parse(mail)["Message-ID"] == fixed
+    with pytest.raises(ComposeError):
+        make(settings, message_id="not an id")
