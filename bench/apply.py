@@ -47,6 +47,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # this checkout's mailbot
 
 from sqlalchemy import Engine, insert, text  # noqa: E402
+from sqlmodel import col  # noqa: E402
 
 from db.engine import make_engine, session_scope  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
@@ -150,7 +151,7 @@ def seed(
                 ],
             )
             rows = session.execute(
-                insert(Application).returning(Application.id, Application.receipt_no),
+                insert(Application).returning(col(Application.id), col(Application.receipt_no)),
                 [
                     {
                         "receipt_no": receipt_no(n),

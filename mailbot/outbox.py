@@ -141,7 +141,7 @@ def enqueue(
     return new_id
 
 
-def enqueue_intents(session: Session, rows: Select[Any], *, now: datetime) -> int:
+def enqueue_intents(session: Session, rows: Select[*tuple[Any, ...]], *, now: datetime) -> int:
     """Queue notices to be rendered at delivery, in the caller's transaction; rows queued.
 
     ``rows`` selects ``kind, dedupe_key, application_id, inbound_id, recipient, message_id``

@@ -13,8 +13,8 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
-from sqlmodel import col
+from sqlalchemy import Engine, Table, func, select, update
+from sqlmodel import SQLModel, col
 
 from bench.apply import seed, user_ids_of
 from db.engine import session_scope
@@ -51,6 +51,8 @@ START = date(2026, 12, 15)
 LATER = date(2026, 12, 22)
 TOKYO_MIDNIGHT = datetime(2026, 12, 14, 15, 0, tzinfo=UTC)  # 2026-12-15 00:00 in Tokyo
 JUST_BEFORE = TOKYO_MIDNIGHT - timedelta(seconds=1)
+
+_USER_ID: Table = SQLModel.metadata.tables[UserId.__tablename__]
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -98,7 +100,7 @@ def status_of(engine: Engine, receipt_no: str) -> str:
     with session_scope(engine) as session:
         return str(
             session.execute(
-                select(Application.status).where(Application.receipt_no == receipt_no)
+                select(col(Application.status)).where(col(Application.receipt_no) == receipt_no)
             ).scalar_one()
         )
 
@@ -130,7 +132,9 @@ def count(engine: Engine, statement: Any) -> int:
 def applied_outbox(engine: Engine) -> int:
     return count(
         engine,
-        select(func.count()).select_from(OutboundMessage).where(OutboundMessage.kind == "applied"),
+        select(func.count())
+        .select_from(OutboundMessage)
+        .where(col(OutboundMessage.kind) == "applied"),
     )
 
 
@@ -152,7 +156,7 @@ def application_id(engine: Engine, receipt_no: str) -> int:
     with session_scope(engine) as session:
         return int(
             session.execute(
-                select(Application.id).where(Application.receipt_no == receipt_no)
+                select(col(Application.id)).where(col(Application.receipt_no) == receipt_no)
             ).scalar_one()
         )
 
@@ -246,8 +250,8 @@ def test_an_id_abolished_some_other_way_is_reported_and_left_alone(
     gone = user_ids_of(0, 3)[1]
     with engine.begin() as conn:  # e.g. the registry import saw it abolished already
         conn.execute(
-            UserId.__table__.update()
-            .where(UserId.__table__.c.user_id == gone)
+            update(_USER_ID)
+            .where(_USER_ID.c.user_id == gone)
             .values(status="abolished", abolished_on=START - timedelta(days=3))
         )
     (applied,) = apply_due(engine, settings, TOKYO_MIDNIGHT).applied
@@ -392,7 +396,9 @@ def test_concurrent_appliers_apply_each_application_once(
     assert len(applied_events(engine)) == len(receipts)
     assert applied_outbox(engine) == 2 * len(receipts)
     assert (
-        count(engine, select(func.count()).select_from(UserId).where(UserId.status == "active"))
+        count(
+            engine, select(func.count()).select_from(UserId).where(col(UserId.status) == "active")
+        )
         == 0
     )
 
@@ -406,11 +412,7 @@ def test_two_appliers_finishing_a_shared_code_together_abolish_it(
     seed(engine, 2, 2)
     shared, other = user_ids_of(0, 2)[0][:5], user_ids_of(1, 2)[0][:5]
     with engine.begin() as conn:  # the second application's IDs belong to the first's code
-        conn.execute(
-            UserId.__table__.update()
-            .where(UserId.__table__.c.user_code == other)
-            .values(user_code=shared)
-        )
+        conn.execute(update(_USER_ID).where(_USER_ID.c.user_code == other).values(user_code=shared))
     import mailbot.applying as applying
 
     real_queue = applying._queue_notices
