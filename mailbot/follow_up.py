@@ -18,7 +18,7 @@ from sqlmodel import Session
 from db.models import Application, InboundMessage
 from mailbot.config import Settings
 from mailbot.mime import ParsedMail
-from mailbot.notify import application_context, queue_mail, render, status_url
+from mailbot.notify import application_context, queue_staff_mail, render, status_url
 from mailbot.outbox import take_autoreply_allowance
 from mailbot.quoting import new_lines
 from mailbot.staff import active_staff
@@ -55,11 +55,10 @@ def forward_to_staff(
     }
     queued = 0
     for member in active_staff(session):
-        queued += queue_mail(
+        queued += queue_staff_mail(
             session,
             settings,
-            to=member.email,
-            to_name=member.name or None,
+            member,
             subject=f"申込者からの返信（{application.receipt_no}）",
             body=render("staff_follow_up.txt.j2", **context),
             kind=KIND,
@@ -67,7 +66,6 @@ def forward_to_staff(
             application_id=application.id,
             inbound_id=inbound.id,
             reply_to=sender,
-            auto_submitted="auto-generated",
             now=now,
         )
     return queued

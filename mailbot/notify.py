@@ -24,7 +24,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from sqlmodel import Session, col, select
 
-from db.models import Application, ApplicationItem, AuditEvent, Office, OutboundMessage
+from db.models import Application, ApplicationItem, AuditEvent, Office, OutboundMessage, Staff
 from mailbot.addresses import tagged_address
 from mailbot.applications import STATUS_JA
 from mailbot.blank_form import blank_form_text, write_blank_form
@@ -124,6 +124,39 @@ def queue_mail(
         now=now,
     )
     return row_id is not None
+
+
+def queue_staff_mail(
+    session: Session,
+    settings: Settings,
+    member: Staff,
+    *,
+    subject: str,
+    body: str,
+    kind: str,
+    dedupe_key: str,
+    now: datetime,
+    application_id: int | None = None,
+    inbound_id: int | None = None,
+    reply_to: str | None = None,
+) -> bool:
+    """A mail to one staff member: addressed by name, ``Auto-Submitted: auto-generated`` (it
+    answers no mail of theirs), not capped (staff are not robots to be protected from)."""
+    return queue_mail(
+        session,
+        settings,
+        to=member.email,
+        to_name=member.name or None,
+        subject=subject,
+        body=body,
+        kind=kind,
+        dedupe_key=dedupe_key,
+        application_id=application_id,
+        inbound_id=inbound_id,
+        reply_to=reply_to,
+        auto_submitted="auto-generated",
+        now=now,
+    )
 
 
 # --- automatic replies to a sender (capped) -----------------------------------------------------

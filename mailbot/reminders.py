@@ -28,7 +28,7 @@ from db.models import (
 )
 from mailbot.calendar import BusinessCalendar
 from mailbot.config import Settings
-from mailbot.notify import queue_mail, render, status_url
+from mailbot.notify import queue_staff_mail, render, status_url
 from mailbot.staff import active_staff
 
 # "More than one business day": received on Monday, overdue from Wednesday morning.
@@ -193,11 +193,10 @@ def _queue_digest(
     key: str,
     now: datetime,
 ) -> bool:
-    return queue_mail(
+    return queue_staff_mail(
         session,
         settings,
-        to=member.email,
-        to_name=member.name or None,
+        member,
         subject=f"審査待ちの申込が{len(rows)}件あります（受付から{OVERDUE_AFTER_BUSINESS_DAYS}営業日超）",
         body=render(
             "staff_reminder.txt.j2",
@@ -207,6 +206,5 @@ def _queue_digest(
         ),
         kind=REMINDER_KIND,
         dedupe_key=key,
-        auto_submitted="auto-generated",
         now=now,
     )

@@ -57,7 +57,7 @@ from mailbot.normalize import user_code_of
 from mailbot.notify import (
     Reply,
     application_context,
-    queue_mail,
+    queue_staff_mail,
     render,
     send_reply,
     send_to_applicants,
@@ -136,11 +136,10 @@ def send_review_requests(
             now=now,
             lifetime=timedelta(days=settings.review_token_days),
         )
-        sent += queue_mail(
+        sent += queue_staff_mail(
             session,
             settings,
-            to=member.email,
-            to_name=member.name or None,
+            member,
             subject=f"審査依頼：利用者ID廃止申込（{application.receipt_no}）",
             body=render("review_request.txt.j2", staff_name=member.name, **context),
             kind="review_request",
@@ -150,7 +149,6 @@ def send_review_requests(
             ),
             application_id=application.id,
             reply_to=tagged_address(settings, REVIEW_TAG + token),
-            auto_submitted="auto-generated",
             now=now,
         )
     return sent
@@ -651,11 +649,10 @@ def _tell_approvers(
         if member.email not in approvers:
             continue
         reply_to = _cancel_address(session, ctx, application, member) if cancellable else None
-        queue_mail(
+        queue_staff_mail(
             session,
             settings,
-            to=member.email,
-            to_name=member.name or None,
+            member,
             subject=f"承認が確定しました（{application.receipt_no}）",
             body=render("staff_approved.txt.j2", staff_name=member.name, **context),
             kind="approved_staff",
@@ -665,7 +662,6 @@ def _tell_approvers(
             ),
             application_id=application.id,
             reply_to=reply_to,
-            auto_submitted="auto-generated",
             now=ctx.now,
         )
 
@@ -772,17 +768,15 @@ def withdraw(
     _finish(session, ctx, application, actor, WITHDRAWN, inbound_id, via="mail", reason=reason)
     context = {**application_context(session, application), "actor": actor, "reason": reason}
     for member in active_staff(session):
-        queue_mail(
+        queue_staff_mail(
             session,
             ctx.settings,
-            to=member.email,
-            to_name=member.name or None,
+            member,
             subject=f"申込が取り下げられました（{application.receipt_no}）",
             body=render("staff_withdrawn.txt.j2", **context),
             kind="withdrawn_staff",
             dedupe_key=f"application:{application.receipt_no}:withdrawn:{member.email}",
             application_id=application.id,
-            auto_submitted="auto-generated",
             now=ctx.now,
         )
     send_to_applicants(
