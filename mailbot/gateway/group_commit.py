@@ -90,7 +90,17 @@ class GroupCommitter:
             )
         except Exception as exc:  # the loop boundary: every waiting session gets its 451
             failure = exc if isinstance(exc, StoreError) else StoreError(f"storage failed: {exc}")
-            results = [failure] * len(batch)
+            self._answer(batch, [failure] * len(batch))
+            return
+        except BaseException:
+            # The thread is ending (the interpreter is going down): no session may be left
+            # waiting for an answer that will never come; the next store starts a new writer.
+            self._answer(batch, [StoreError("the gateway's writer stopped")] * len(batch))
+            raise
+        self._answer(batch, results)
+
+    @staticmethod
+    def _answer(batch: list[_Pending], results: list[StoreResult | BaseException]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[StoreResult], object]]]
         by_loop = {}
         for (_, future), outcome in zip(batch, results, strict=True):
