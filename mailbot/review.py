@@ -43,6 +43,7 @@ from db.models import (
 )
 from db.queries import registry_view
 from mailbot.addresses import tagged_address
+from mailbot.applications import STATUS_JA
 from mailbot.applying import is_due, run_time
 from mailbot.authres import authenticated
 from mailbot.calendar import BusinessCalendar
@@ -375,25 +376,58 @@ def handle_applicant_reply(
     assert application is not None
     decision = read_decision(mail.text)
     if decision is None or decision.action is not Action.WITHDRAW:
-        session.add(
-            AuditEvent(
-                at=ctx.now,
-                application_id=application.id,
-                event="follow_up_received",
-                actor=sender,
-                inbound_id=inbound.id,
-                detail={"subject": mail.subject},
-            )
-        )
-        forward_to_staff(
-            session, ctx.settings, application, inbound, mail, sender=sender, now=ctx.now
-        )
+        _follow_up(session, ctx, application, inbound, mail, sender, "follow_up_received")
         return "follow_up"
     if application.status != UNDER_REVIEW:
-        return _refuse(session, ctx, inbound, mail, check, sender, "not_under_review")
+        # Too late to withdraw by reply, but staff can still cancel an approved application:
+        # they get the request, and the applicant (who holds the token) is told so.
+        _follow_up(session, ctx, application, inbound, mail, sender, "withdrawal_too_late")
+        send_reply(
+            session,
+            ctx.settings,
+            Reply(inbound_id=_inbound_id(inbound), mail=mail, to=sender),
+            kind="withdrawal_too_late",
+            subject=f"取下げのご依頼について（{application.receipt_no}）",
+            body=render(
+                "withdrawal_too_late.txt.j2",
+                organisation=ctx.settings.organisation,
+                receipt_no=application.receipt_no,
+                status_ja=STATUS_JA.get(application.status, application.status),
+            ),
+            now=ctx.now,
+        )
+        return "follow_up"
     use_token(session, token, ctx.now)
     withdraw(session, ctx, application, actor=sender, reason=decision.reason, inbound_id=inbound.id)
     return "withdrawal"
+
+
+def _follow_up(
+    session: Session,
+    ctx: ReviewContext,
+    application: Application,
+    inbound: InboundMessage,
+    mail: ParsedMail,
+    sender: str,
+    event: str,
+) -> None:
+    """Record the applicant's reply and forward it to staff (mailbot.follow_up)."""
+    session.add(
+        AuditEvent(
+            at=ctx.now,
+            application_id=application.id,
+            event=event,
+            actor=sender,
+            inbound_id=inbound.id,
+            detail={"subject": mail.subject, "status": application.status},
+        )
+    )
+    forward_to_staff(session, ctx.settings, application, inbound, mail, sender=sender, now=ctx.now)
+
+
+def _inbound_id(inbound: InboundMessage) -> int:
+    assert inbound.id is not None
+    return inbound.id
 
 
 def handle_cancel_reply(

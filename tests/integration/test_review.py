@@ -174,6 +174,21 @@ def test_an_applicants_question_reaches_staff_who_can_answer_them_directly(h: Ha
     assert application.receipt_no in text and "/a/" in text
 
 
+def test_a_withdrawal_after_approval_goes_to_staff_and_the_applicant_is_told(
+    h: Harness,
+) -> None:
+    sent = submit(h)
+    answer(h, sent[f"review:{STAFF}"], STAFF, "承認")
+    out = answer(h, sent[f"receipt:{YAMADA}"], YAMADA, "取下げ\n別の申込で対応します")
+    assert status(h) == "approved"  # only staff can cancel now
+    told = {to(m): m for m in out}
+    assert sorted(told) == sorted([STAFF, STAFF2, YAMADA])
+    assert "別の申込で対応します" in body_text(told[STAFF])
+    answer_text = body_text(told[YAMADA])
+    assert "審査終了（承認）" in answer_text and "取り下げできません" in answer_text
+    assert "担当者に転送しました" in answer_text
+
+
 def test_follow_ups_from_one_address_are_capped_per_day(harness_factory: HarnessFactory) -> None:
     h = harness_factory(autoreply_per_day=2)
     sent = submit(h)
