@@ -24,13 +24,28 @@ from datetime import datetime, time
 from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
-from db.models import APPROVED, CANCELLED, Application, ApplicationItem, AuditEvent, SchedulerJob
+from db.models import (
+    APPROVED,
+    CANCELLED,
+    Application,
+    ApplicationItem,
+    AuditEvent,
+    SchedulerJob,
+    Staff,
+)
 from mailbot.applications import STATUS_JA, find_application
 from mailbot.applying import MIDNIGHT, apply_job_id, is_due, run_time
 from mailbot.config import Settings
 from mailbot.errors import MailbotError
-from mailbot.notify import ja_date, send_to_applicants, status_url
-from mailbot.staff import find_staff
+from mailbot.notify import (
+    application_context,
+    ja_date,
+    queue_staff_mail,
+    render,
+    send_to_applicants,
+    status_url,
+)
+from mailbot.staff import active_staff, find_staff
 
 
 class CancelError(MailbotError):
@@ -117,7 +132,35 @@ def cancel_application(
         status_url=status_url(settings, application.receipt_no, now),
         reason=reason,
     )
+    _tell_other_staff(session, settings, application, canceller=staff, reason=reason, now=now)
     return application
+
+
+def _tell_other_staff(
+    session: Session,
+    settings: Settings,
+    application: Application,
+    *,
+    canceller: Staff,
+    reason: str,
+    now: datetime,
+) -> None:
+    """The rest of the team learn of it (the canceller ran the command or got a confirmation)."""
+    context = {**application_context(session, application), "actor": canceller.email}
+    for member in active_staff(session):
+        if member.id == canceller.id:
+            continue
+        queue_staff_mail(
+            session,
+            settings,
+            member,
+            subject=f"承認が取り消されました（{application.receipt_no}）",
+            body=render("staff_cancelled.txt.j2", cancel_reason=reason, **context),
+            kind="cancelled_staff",
+            dedupe_key=f"application:{application.receipt_no}:cancelled:{member.email}",
+            application_id=application.id,
+            now=now,
+        )
 
 
 def _check_cancellable(

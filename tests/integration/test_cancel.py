@@ -140,6 +140,22 @@ def test_cancel_before_the_start_date(h: Harness) -> None:
     assert any("受付完了" in str(m["Subject"]) for m in again)
 
 
+def test_the_rest_of_the_team_is_told_of_a_cancellation(h: Harness) -> None:
+    colleague = "colleague@mailbot.localhost"
+    with session_scope(h.engine) as session:
+        add_staff(session, colleague, "同僚 三郎")
+    receipt_no = approved(h)
+    h.deliver()
+    h.new_mail()
+    cancel(h, receipt_no)
+    h.deliver()
+    to_staff = [m for m in h.new_mail() if "承認が取り消されました" in str(m["Subject"])]
+    # The colleague is told; the canceller, who ran the command, is not mailed about it.
+    assert [str(m["To"].addresses[0].addr_spec) for m in to_staff] == [colleague]
+    text = body_text(to_staff[0])
+    assert receipt_no in text and STAFF in text and REASON in text
+
+
 def test_only_staff_and_only_with_a_reason(h: Harness) -> None:
     receipt_no = approved(h)
     with pytest.raises(NotFoundError, match="not an active staff member"):
