@@ -7,7 +7,7 @@ Policy, all of it:
 * Size: the server is built with ``data_size_limit=settings.max_message_bytes``; aiosmtpd
   advertises it in EHLO (``SIZE``) and answers ``552`` both to an announced ``MAIL … SIZE=`` too
   large and to DATA that grows past it.
-* DATA: the undecoded bytes are committed through ``store_message`` in a worker thread (the
+* DATA: the undecoded bytes are committed by the group committer's writer thread (the
   event loop keeps serving other sessions meanwhile) and only then does the client hear
   ``250 2.0.0 Ok: stored as <id>``. Any failure is ``451 4.3.0`` (the client keeps the message
   and retries; a retry of bytes already stored is answered 250 with the same id).
@@ -98,7 +98,7 @@ class IntakeHandler:
         raw = _raw_bytes(envelope)
         self.in_flight += 1
         try:
-            # Committed in a worker thread together with the other sessions' messages; the
+            # Committed by the writer thread together with the other sessions' messages; the
             # event loop keeps serving sessions meanwhile.
             result = await self.committer.store(
                 raw,
