@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlmodel import Session, col, select
 
@@ -219,17 +219,11 @@ def handle_review_reply(
     """
     if signed_purpose(ctx.settings.secret(), token_text) is Purpose.CANCEL:
         return handle_cancel_reply(session, ctx, inbound, mail, token_text)
-    check = check_reply_token(
-        session, ctx.settings.secret(), token_text, purpose=Purpose.REVIEW, now=ctx.now
-    )
-    sender = (mail.from_address or "").lower()
-    refusal = _authority_problem(session, ctx, check, sender, bytes(inbound.raw))
-    if refusal is not None:
-        return _refuse(session, ctx, inbound, mail, check, sender, refusal)
+    authorised = _authorise(session, ctx, inbound, mail, token_text, Purpose.REVIEW)
+    if isinstance(authorised, str):
+        return authorised
+    check, sender, staff, application = authorised
     assert check.token is not None
-    staff = session.get(Staff, check.token.staff_id)
-    application = session.get(Application, check.token.application_id)
-    assert staff is not None and application is not None
     if application.status != UNDER_REVIEW:
         return _answer_staff(session, ctx, inbound, mail, "already_decided", _decided(application))
     if application.version != check.token.version:
@@ -255,6 +249,37 @@ def handle_review_reply(
         progress = _progress(session, application, ctx.settings)
         _answer_staff(session, ctx, inbound, mail, "approval_recorded", progress)
     return "decision"
+
+
+class _Authorised(NamedTuple):
+    check: TokenCheck
+    sender: str
+    staff: Staff
+    application: Application
+
+
+def _authorise(
+    session: Session,
+    ctx: ReviewContext,
+    inbound: InboundMessage,
+    mail: ParsedMail,
+    token_text: str,
+    purpose: Purpose,
+) -> _Authorised | str:
+    """A staff reply's authority: the checked token, its holder and its application, or the
+    outcome of the refusal (recorded, and answered only to a staff address)."""
+    check = check_reply_token(
+        session, ctx.settings.secret(), token_text, purpose=purpose, now=ctx.now
+    )
+    sender = (mail.from_address or "").lower()
+    refusal = _authority_problem(session, ctx, check, sender, bytes(inbound.raw))
+    if refusal is not None:
+        return _refuse(session, ctx, inbound, mail, check, sender, refusal)
+    assert check.token is not None
+    staff = session.get(Staff, check.token.staff_id)
+    application = session.get(Application, check.token.application_id)
+    assert staff is not None and application is not None
+    return _Authorised(check, sender, staff, application)
 
 
 def _authority_problem(
@@ -444,17 +469,11 @@ def handle_cancel_reply(
     is used up only when the cancellation is made; a reply it cannot act on is answered and
     leaves the token as it was.
     """
-    check = check_reply_token(
-        session, ctx.settings.secret(), token_text, purpose=Purpose.CANCEL, now=ctx.now
-    )
-    sender = (mail.from_address or "").lower()
-    refusal = _authority_problem(session, ctx, check, sender, bytes(inbound.raw))
-    if refusal is not None:
-        return _refuse(session, ctx, inbound, mail, check, sender, refusal)
+    authorised = _authorise(session, ctx, inbound, mail, token_text, Purpose.CANCEL)
+    if isinstance(authorised, str):
+        return authorised
+    check, sender, staff, application = authorised
     assert check.token is not None
-    staff = session.get(Staff, check.token.staff_id)
-    application = session.get(Application, check.token.application_id)
-    assert staff is not None and application is not None
     if application.status == APPROVED and application.version != check.token.version:
         return _refuse(session, ctx, inbound, mail, check, sender, "application_changed")
     command = read_decision(mail.text)
