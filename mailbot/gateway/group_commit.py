@@ -34,6 +34,7 @@ from mailbot.gateway.store import Incoming, StoreResult, store_messages
 log = logging.getLogger("mailbot.gateway.group_commit")
 
 MAX_BATCH = 64
+CLOSE_TIMEOUT_SECONDS = 30.0
 
 _Pending = tuple[Incoming, "asyncio.Future[StoreResult]"]
 _STOP = None  # put on the queue to end the writer thread
@@ -111,13 +112,19 @@ class GroupCommitter:
             except RuntimeError:  # that loop has closed: nobody waits any more
                 log.warning("a gateway event loop closed while %d store(s) waited", len(outcomes))
 
-    async def close(self) -> None:
-        """Stop the writer once the queued stores are done (after the sessions have ended)."""
+    async def close(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
+        """Stop the writer once the queued stores are done (after the sessions have ended).
+
+        A writer stuck in the database (a hung server) is given ``timeout`` seconds and then
+        left behind: it is a daemon thread, and nobody is owed a 250 by it any more.
+        """
         with self._start_lock:
             writer, self._writer = self._writer, None
         if writer is not None:
             self._queue.put(_STOP)
-            await asyncio.to_thread(writer.join)
+            await asyncio.to_thread(writer.join, timeout)
+            if writer.is_alive():
+                log.warning("the gateway's writer did not stop within %.0f s", timeout)
 
 
 def _resolve(outcomes: list[tuple[asyncio.Future[StoreResult], object]]) -> None:
