@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
 from email.utils import parseaddr
+from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -118,27 +119,38 @@ def enqueue(
     can never queue its notice twice, even with two workers racing (no read-then-write).
     """
     moment = now if now is not None else utcnow()
-    statement = (
-        _insert(session)(_OUTBOUND)
-        .values(
-            created_at=moment,
-            kind=kind,
-            dedupe_key=dedupe_key,
-            application_id=application_id,
-            inbound_id=inbound_id,
-            recipient=recipient.strip(),
-            message_id=composed.message_id,
-            subject=composed.subject,
-            raw=composed.raw,
-            status=OUTBOUND_PENDING,
-            attempts=0,
-            next_attempt_at=moment,
-        )
+    values = {
+        "created_at": moment,
+        "kind": kind,
+        "dedupe_key": dedupe_key,
+        "application_id": application_id,
+        "inbound_id": inbound_id,
+        "recipient": recipient.strip(),
+        "message_id": composed.message_id,
+        "subject": composed.subject,
+        "raw": composed.raw,
+        "status": OUTBOUND_PENDING,
+        "attempts": 0,
+        "next_attempt_at": moment,
+    }
+    new_id: int | None = session.execute(_enqueue_statement(session), values).scalar_one_or_none()
+    return new_id
+
+
+@cache
+def _enqueue_statement_for(dialect: str) -> Any:
+    # Built once per dialect and executed with the values as parameters: building the
+    # statement per notice cost as much as running it.
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(_OUTBOUND)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(_OUTBOUND.c.id)
     )
-    new_id: int | None = session.execute(statement).scalar_one_or_none()
-    return new_id
+
+
+def _enqueue_statement(session: Session) -> Any:
+    return _enqueue_statement_for(session.get_bind().dialect.name)
 
 
 def enqueue_intents(session: Session, rows: Select[*tuple[Any, ...]], *, now: datetime) -> int:

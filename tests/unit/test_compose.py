@@ -215,7 +215,12 @@ def test_a_notice_is_byte_for_byte_what_the_email_generator_writes(
     headers: list[tuple[str, str | Header]] = [
         ("From", "=?utf-8?b?TkFDQ1M=?= <apply@mailbot.localhost>"),
         ("To", "a@example.jp"),
+        ("Reply-To", "apply+a0123456789abcdef0123456789abcdef@mailbot.localhost"),
         ("Subject", Header("【NSS】利用申込受付完了のお知らせ（260001A）" * 3, "utf-8")),
+        ("Date", "Sun, 29 Nov 2026 04:24:08 +0900"),
+        ("In-Reply-To", "<x@y>"),
+        ("X-Long-Ascii", "word " * 30),
+        ("Auto-Submitted", "auto-replied"),
         ("Message-ID", "<receipt.0123456789abcdef0123456789abcdef@mailbot.localhost>"),
         ("References", " ".join(f"<{n:040d}@example.co.jp>" for n in range(5))),
         ("X-Auto-Response-Suppress", "All"),
