@@ -441,9 +441,21 @@ def _in_one_parameter(
 ) -> ColumnElement[bool]:
     """``column IN values``, the values bound as one parameter (see :class:`_Batch`)."""
     if postgres:
-        return column == any_(literal(list(values), ARRAY(element)))
+        # One text parameter in array syntax, cast by the server: binding a Python list makes
+        # the driver adapt it element by element, for every statement of the batch (0.1 s of
+        # a 10,000-application apply). Text elements are quoted, so no value (a user code is
+        # letters and digits anyway) can be read as array syntax.
+        array = "{" + ",".join(_array_element(value) for value in values) + "}"
+        return column == any_(cast(literal(array, String), ARRAY(element)))
     unpacked = func.json_each(literal(json.dumps(list(values)), String)).table_valued("value")
     return column.in_(select(unpacked.c.value))
+
+
+def _array_element(value: int | str) -> str:
+    """One element of a PostgreSQL array literal: numbers as they are, text double-quoted."""
+    if isinstance(value, int):
+        return str(value)
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _already_abolished(session: Session, batch: _Batch) -> list[str]:

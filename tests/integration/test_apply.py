@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Table, func, select, update
+from sqlalchemy import Engine, Integer, String, Table, func, literal, select, union_all, update
 from sqlmodel import SQLModel, col
 
 from bench.apply import seed, user_ids_of
@@ -339,6 +339,28 @@ def test_the_apply_time_setting_and_as_of(engine: Engine, settings: Settings) ->
     assert [
         a.receipt_no for a in apply_due(engine, settings, nine, apply_time=at_nine).applied
     ] == [receipt_no]
+
+
+def test_a_batch_parameter_names_exactly_its_values(engine: Engine) -> None:
+    """Batches are bound as one parameter (a PostgreSQL array literal, a JSON text for
+    SQLite); values that look like that syntax must still mean only themselves."""
+    from mailbot.applying import _in_one_parameter
+
+    values = ["Q0001", "a,b", "{x}", 'say "hi"', "back\\slash", "NULL", ""]
+    others = ["a", "b", "x", "{x", "hi", "Q0002", "back"]
+    rows = union_all(*(select(literal(v, String).label("v")) for v in values + others)).subquery()
+    postgres = engine.dialect.name == "postgresql"
+    with session_scope(engine) as session:
+        found = session.scalars(
+            select(rows.c.v).where(_in_one_parameter(rows.c.v, values, String(), postgres=postgres))
+        ).all()
+        numbers = session.scalars(
+            select(col(Application.id)).where(
+                _in_one_parameter(col(Application.id), [1, 2], Integer(), postgres=postgres)
+            )
+        ).all()
+    assert sorted(found) == sorted(values)
+    assert numbers == []  # no applications in this database: nothing, and no error
 
 
 # --- failure isolation and concurrency ---------------------------------------------------------

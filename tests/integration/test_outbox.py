@@ -654,6 +654,7 @@ def test_an_intent_that_cannot_be_rendered_counts_attempts_and_fails(
             literal("<intent.1@mailbot.localhost>").label("message_id"),
         )
         assert enqueue_intents(session, rows, now=T0) == 1
+        assert enqueue_intents(session, rows, now=T0) == 0  # the same dedupe key: skipped
     relay = Keeping()
     assert deliver(engine, relay, T0, settings=settings, max_attempts=2) == 0
     with session_scope(engine) as session:
