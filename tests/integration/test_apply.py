@@ -350,17 +350,18 @@ def test_a_batch_parameter_names_exactly_its_values(engine: Engine) -> None:
     others = ["a", "b", "x", "{x", "hi", "Q0002", "back"]
     rows = union_all(*(select(literal(v, String).label("v")) for v in values + others)).subquery()
     postgres = engine.dialect.name == "postgresql"
+    seed(engine, 3, 1)
+    ids = SQLModel.metadata.tables[Application.__tablename__].c.id
     with session_scope(engine) as session:
         found = session.scalars(
             select(rows.c.v).where(_in_one_parameter(rows.c.v, values, String(), postgres=postgres))
         ).all()
+        first, _second, third = session.scalars(select(ids).order_by(ids)).all()
         numbers = session.scalars(
-            select(col(Application.id)).where(
-                _in_one_parameter(col(Application.id), [1, 2], Integer(), postgres=postgres)
-            )
+            select(ids).where(_in_one_parameter(ids, [third, first], Integer(), postgres=postgres))
         ).all()
     assert sorted(found) == sorted(values)
-    assert numbers == []  # no applications in this database: nothing, and no error
+    assert sorted(numbers) == [first, third]
 
 
 # --- failure isolation and concurrency ---------------------------------------------------------
