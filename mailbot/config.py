@@ -1,9 +1,13 @@
 """Settings: one object, built once by the entry point and passed down (no globals).
 
-Sources, strongest first: keyword arguments (tests), ``MAILBOT_*`` environment variables, a TOML
-file (``MAILBOT_CONFIG``, else ``./mailbot.toml`` when present), defaults. Defaults that depend
-on other settings (``DATABASE_URL`` on ``HOME``, ``INTAKE_ADDRESS`` on ``DOMAIN``) are filled in
-after validation so that setting ``HOME`` alone moves everything.
+Sources, strongest first: keyword arguments (tests), ``MAILBOT_*`` environment variables, one
+TOML file, defaults. The file is ``MAILBOT_CONFIG`` when set, else ``./mailbot.toml`` when
+present, else the system file ``/etc/mailbot/mailbot.toml`` when present: so a mail server's
+pipe, which runs ``mailbot ingest`` with no environment and in its own working directory, reads
+the same configuration as the service. Relative paths in a file resolve against the file's
+folder, never the working directory. Defaults that depend on other settings (``DATABASE_URL``
+on ``HOME``, ``INTAKE_ADDRESS`` on ``DOMAIN``) are filled in after validation so that setting
+``HOME`` alone moves everything.
 """
 
 from __future__ import annotations
@@ -30,6 +34,14 @@ from mailbot.errors import ConfigError
 
 ENV_PREFIX = "MAILBOT_"
 SECRET_KEY_FILE = "secret_key"
+SYSTEM_CONFIG = Path("/etc/mailbot/mailbot.toml")
+LOCAL_CONFIG = Path("mailbot.toml")
+# A key an attacker cannot guess by brute force: 32 characters of token_urlsafe are 192 bits.
+MIN_SECRET_KEY_LENGTH = 32
+# Settings whose value is a file or folder: relative ones in a TOML file are taken from there.
+PATH_SETTINGS = ("home", "imap_password_file", "smtp_tls_cert", "smtp_tls_key")
+SECRET_SETTINGS = ("secret_key", "imap_password")
+SERVE_ROLES = ("smtp", "worker", "outbox", "scheduler", "web", "imap")
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,10 @@ class Settings(BaseSettings):
     imap_after_store: str = Field(default="move", pattern="^(move|flag)$")
     imap_rescan_seconds: float = Field(default=60.0, gt=0)
     imap_idle_seconds: float = Field(default=25 * 60, gt=0, le=29 * 60)
+    # STARTTLS on the SMTP gateway (offered when both files are set; AUTH is never offered)
+    smtp_tls_cert: Path | None = None
+    smtp_tls_key: Path | None = None
+    smtp_require_tls: bool = False
 
     @classmethod
     def settings_customise_sources(
@@ -139,11 +155,22 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = _toml_path()
+        toml_file = config_file()
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if toml_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+            sources.append(_TomlFile(settings_cls, toml_file))
         return tuple(sources)
+
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_KEY_LENGTH} characters (a shorter key can be "
+                "guessed, and with it every link); unset it to use the keys in the database, "
+                "or make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -209,6 +236,14 @@ class Settings(BaseSettings):
         if not self.relay:
             object.__setattr__(self, "relay", f"maildir:{home / 'sent'}")
         parse_relay(self.relay, home)
+        if (self.smtp_tls_cert is None) != (self.smtp_tls_key is None):
+            raise ValueError(
+                "set both MAILBOT_SMTP_TLS_CERT and MAILBOT_SMTP_TLS_KEY to offer STARTTLS"
+            )
+        if self.smtp_require_tls and self.smtp_tls_cert is None:
+            raise ValueError(
+                "MAILBOT_SMTP_REQUIRE_TLS needs MAILBOT_SMTP_TLS_CERT and MAILBOT_SMTP_TLS_KEY"
+            )
         return self
 
     # Derived views -------------------------------------------------------------------------
@@ -255,15 +290,69 @@ def _key_file(path: Path) -> bytes:
     return key
 
 
-def _toml_path() -> Path | None:
+def config_file() -> Path | None:
+    """The TOML file settings are read from: ``MAILBOT_CONFIG``, ``./mailbot.toml`` or the
+    system file, the first that applies; None when there is none (defaults and environment)."""
     named = os.environ.get("MAILBOT_CONFIG")
     if named:
         path = Path(named)
-        if not path.is_file():
-            raise ConfigError(f"MAILBOT_CONFIG names {named!r}, which is not a readable file")
-        return path
-    local = Path("mailbot.toml")
-    return local if local.is_file() else None
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise ConfigError(
+                f"MAILBOT_CONFIG names {named!r}, which is not a file {_user()} can read"
+            )
+        return path.resolve()
+    for candidate in (LOCAL_CONFIG, SYSTEM_CONFIG):
+        if candidate.is_file():
+            if not os.access(candidate, os.R_OK):
+                raise ConfigError(
+                    f"{candidate.resolve()} is not readable by {_user()}: give that user read "
+                    "access (the install makes it group mailbot, mode 0640)"
+                )
+            return candidate.resolve()
+    return None
+
+
+class _TomlFile(TomlConfigSettingsSource):
+    """A TOML settings file whose relative paths mean "next to this file"."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        self._folder = path.parent
+        super().__init__(settings_cls, toml_file=path)
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        data = super()._read_file(file_path)
+        return resolve_relative_paths(data, self._folder)
+
+
+def resolve_relative_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``data`` with relative paths (path settings, a Maildir relay, a SQLite file) made
+    absolute against ``folder``."""
+    resolved = dict(data)
+    for name in PATH_SETTINGS:
+        value = resolved.get(name)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            resolved[name] = str(folder / value)
+    relay = resolved.get("relay")
+    if isinstance(relay, str) and relay and "://" not in relay:
+        raw = relay.removeprefix("maildir:")
+        if not Path(raw).expanduser().is_absolute():
+            resolved["relay"] = f"maildir:{folder / raw}"
+    url = resolved.get("database_url")
+    if isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        file_part = url.removeprefix("sqlite:///")
+        if file_part and not file_part.startswith(":memory:"):
+            resolved["database_url"] = f"sqlite:///{folder / file_part}"
+    return resolved
+
+
+def _user() -> str:
+    """The name of the user this process runs as, for messages about permissions."""
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(os.geteuid()).pw_name!r}"
+    except (ImportError, KeyError):
+        return f"uid {os.geteuid()}"
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -282,5 +371,10 @@ def _describe(exc: ValidationError) -> str:
         location = [str(part) for part in error.get("loc", ()) if part]
         name = ENV_PREFIX + "_".join(location).upper() if location else "settings"
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        lines.append(f"{name}: {message} (got {error.get('input')!r})" if location else message)
+        if not location:
+            lines.append(message)
+        elif location[0] in SECRET_SETTINGS:  # never echo a secret, not even a wrong one
+            lines.append(f"{name}: {message}")
+        else:
+            lines.append(f"{name}: {message} (got {error.get('input')!r})")
     return "bad setting: " + "; ".join(lines)

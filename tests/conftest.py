@@ -25,6 +25,11 @@ from mailbot.config import Settings, load_settings
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
+# A machine that runs mailbot for real has /etc/mailbot/mailbot.toml, which every command reads
+# when nothing else is named. Tests (and the processes they start, which inherit this) name an
+# empty file instead, so an installed configuration never leaks into them.
+os.environ["MAILBOT_CONFIG"] = str(Path(__file__).resolve().parent / "empty-config.toml")
+
 
 def postgres_base_url() -> str:
     return os.environ.get("MAILBOT_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)

@@ -14,6 +14,8 @@ from mailbot.errors import ConfigError
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("MAILBOT_HOME", "MAILBOT_DATABASE_URL", "MAILBOT_CONFIG", "MAILBOT_DOMAIN"):
         monkeypatch.delenv(name, raising=False)
+    # Whatever this machine has installed, these tests see no system file unless they make one.
+    monkeypatch.setattr("mailbot.config.SYSTEM_CONFIG", tmp_path / "no-system-config.toml")
     monkeypatch.chdir(tmp_path)
 
 
@@ -75,9 +77,80 @@ def test_secret_key_is_generated_once_and_kept_private(tmp_path: Path) -> None:
     assert len(first) >= 32
     assert settings.secret() == first
     assert ((tmp_path / "h" / "secret_key").stat().st_mode & 0o777) == 0o600
-    assert "secret" not in repr(load_settings(home=tmp_path, secret_key="hunter2hunter2")).replace(
-        "secret_key=SecretStr('**********')", ""
-    ) or "hunter2" not in repr(load_settings(home=tmp_path, secret_key="hunter2hunter2"))
+    assert "hunter2" not in repr(load_settings(home=tmp_path, secret_key="hunter2" * 5))
+
+
+def test_system_file_is_read_when_nothing_else_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system = tmp_path / "etc" / "mailbot.toml"
+    system.parent.mkdir()
+    system.write_text('domain = "system.example.jp"\n')
+    monkeypatch.setattr("mailbot.config.SYSTEM_CONFIG", system)
+    assert load_settings().domain == "system.example.jp"
+    # ./mailbot.toml, when present, is read instead of the system file (not merged with it).
+    (tmp_path / "mailbot.toml").write_text('domain = "local.example.jp"\n')
+    assert load_settings().domain == "local.example.jp"
+
+
+def test_relative_paths_in_a_file_mean_next_to_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    config = folder / "mailbot.toml"
+    config.write_text(
+        'home = "state"\nrelay = "maildir:out"\ndatabase_url = "sqlite:///db/m.db"\n'
+        'imap_password_file = "imap-password"\n'
+        'smtp_tls_cert = "tls/cert.pem"\nsmtp_tls_key = "/abs/key.pem"\n'
+    )
+    monkeypatch.setenv("MAILBOT_CONFIG", str(config))
+    elsewhere = tmp_path / "spool"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # as Postfix's pipe does: the working directory is not ours
+    settings = load_settings()
+    assert settings.home == folder / "state"
+    assert settings.relay_target.path == folder / "out"
+    assert settings.database_url == f"sqlite:///{folder / 'db' / 'm.db'}"
+    assert settings.imap_password_file == folder / "imap-password"
+    assert settings.smtp_tls_cert == folder / "tls" / "cert.pem"
+    assert settings.smtp_tls_key == Path("/abs/key.pem")
+
+
+def test_unreadable_config_file_names_the_file_and_the_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "mailbot.toml"
+    config.write_text('domain = "x.example.jp"\n')
+    monkeypatch.setenv("MAILBOT_CONFIG", str(config))
+    monkeypatch.setattr("os.access", lambda *_args, **_kwargs: False)
+    with pytest.raises(ConfigError, match=r"mailbot\.toml.*(user|uid)"):
+        load_settings()
+
+
+@pytest.mark.parametrize("key", ["", "a", "x" * 31])
+def test_short_secret_key_stops_start_up_naming_the_setting(key: str) -> None:
+    with pytest.raises(ConfigError, match=r"MAILBOT_SECRET_KEY.*at least 32") as caught:
+        load_settings(secret_key=key)
+    if len(key) > 1:  # the message names the setting, never the (wrong) key itself
+        assert key not in str(caught.value)
+
+
+def test_long_enough_secret_key_is_accepted() -> None:
+    assert load_settings(secret_key="k" * 32).secret_key is not None
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"smtp_tls_cert": "/c.pem"}, "both"),
+        ({"smtp_tls_key": "/k.pem"}, "both"),
+        ({"smtp_require_tls": True}, "MAILBOT_SMTP_REQUIRE_TLS needs"),
+    ],
+)
+def test_tls_settings_come_in_pairs(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(**values)
 
 
 def test_smtp_relay_url_parses_credentials() -> None:
