@@ -5,15 +5,30 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+# Every install takes the versions pinned here (this Makefile and deploy/install.sh), so two
+# installs of one commit are the same software. `make lock` regenerates it from pyproject.toml.
+LOCK := requirements.lock
+LOCK_VENV := .lock-venv
 export MAILBOT_HOME ?= $(CURDIR)/var
 
-.PHONY: run test install lint typecheck pytest bench clean system-deps
+.PHONY: run test install lint typecheck pytest bench clean system-deps lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[dev]'
 	touch $@
+
+# Resolve pyproject.toml's ranges afresh in a throw-away venv and pin what was installed
+# (runtime and dev dependencies; as constraints, pins a given install does not need are ignored).
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install -q '.[dev]'
+	{ echo "# Pinned by 'make lock' from pyproject.toml; used as constraints by every install."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude mailbot; } > $(LOCK)
+	rm -rf $(LOCK_VENV)
 
 install: $(STAMP)
 
@@ -48,4 +63,4 @@ bench: install
 	$(BIN)/python bench/intake.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) var .pytest_cache .mypy_cache .ruff_cache
