@@ -70,6 +70,17 @@ def db_upgrade(ctx: click.Context) -> None:
     click.echo(f"database at revision {current_revision(rt.engine)}")
 
 
+@db.command("backup")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.pass_context
+def db_backup(ctx: click.Context, path: Path) -> None:
+    """Copy the SQLite database (and the signing keys in it) to PATH while mailbot runs."""
+    from mailbot.backup import backup_database
+
+    made = backup_database(runtime(ctx).engine, path)
+    click.echo(f"backed up to {made.path} ({made.size_bytes} bytes, integrity checked)")
+
+
 # --- registry ----------------------------------------------------------------------------------
 @cli.group()
 def registry() -> None:
