@@ -30,6 +30,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from db.engine import process_user
 from mailbot.errors import ConfigError
 
 ENV_PREFIX = "MAILBOT_"
@@ -298,15 +299,15 @@ def config_file() -> Path | None:
         path = Path(named)
         if not path.is_file() or not os.access(path, os.R_OK):
             raise ConfigError(
-                f"MAILBOT_CONFIG names {named!r}, which is not a file {_user()} can read"
+                f"MAILBOT_CONFIG names {named!r}, which is not a file {process_user()} can read"
             )
         return path.resolve()
     for candidate in (LOCAL_CONFIG, SYSTEM_CONFIG):
         if candidate.is_file():
             if not os.access(candidate, os.R_OK):
                 raise ConfigError(
-                    f"{candidate.resolve()} is not readable by {_user()}: give that user read "
-                    "access (the install makes it group mailbot, mode 0640)"
+                    f"{candidate.resolve()} is not readable by {process_user()}: give that user "
+                    "read access (the install makes it group mailbot, mode 0640)"
                 )
             return candidate.resolve()
     return None
@@ -343,16 +344,6 @@ def resolve_relative_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]
         if file_part and not file_part.startswith(":memory:"):
             resolved["database_url"] = f"sqlite:///{folder / file_part}"
     return resolved
-
-
-def _user() -> str:
-    """The name of the user this process runs as, for messages about permissions."""
-    try:
-        import pwd
-
-        return f"user {pwd.getpwuid(os.geteuid()).pw_name!r}"
-    except (ImportError, KeyError):
-        return f"uid {os.geteuid()}"
 
 
 def load_settings(**overrides: Any) -> Settings:
