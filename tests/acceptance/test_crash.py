@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -90,28 +91,31 @@ def test_kill_9_while_receiving_and_processing(
     # The worker keeps up with the gateway most of the time (batched processing), so the
     # backlog at any instant is small: watch closely for a moment when there is one.
     backlog = 3
-    wait_until(
-        lambda: (
-            sender.report.accepted_count() >= count // 2
-            and watch.counts()["inbound_pending"] >= backlog
-        ),
-        timeout=120,
-        what=f"half accepted with a backlog of {backlog}",
-        interval=0.01,
+    snapshots.append(
+        _kill_and_restart_when(
+            serve,
+            watch,
+            lambda c: (
+                sender.report.accepted_count() >= count // 2 and c["inbound_pending"] >= backlog
+            ),
+            timeout=120,
+            what=f"half accepted with a backlog of {backlog}",
+            interval=0.01,
+        )
     )
-    snapshots.append(_kill_and_restart(serve, watch))
 
     # 3. The restarted worker is mid-way through that backlog (and the clients still send).
     done_at_restart = watch.counts()["inbound_done"]
-    wait_until(
-        lambda: (
-            (c := watch.counts())["inbound_pending"] > 0 and c["inbound_done"] > done_at_restart
-        ),
-        timeout=60,
-        what="the restarted worker busy with the backlog",
-        interval=0.02,
+    snapshots.append(
+        _kill_and_restart_when(
+            serve,
+            watch,
+            lambda c: c["inbound_pending"] > 0 and c["inbound_done"] > done_at_restart,
+            timeout=60,
+            what="the restarted worker busy with the backlog",
+            interval=0.02,
+        )
     )
-    snapshots.append(_kill_and_restart(serve, watch))
     last_kill = datetime.now(UTC)
     report = sender.join()
     print("state at each kill:", snapshots)
@@ -147,6 +151,30 @@ def test_kill_9_while_receiving_and_processing(
 
 def _kill_and_restart(serve: ServeProcess, watch: DbWatch) -> dict[str, int]:
     state = watch.counts()
+    serve.kill()
+    serve.start()
+    return state
+
+
+def _kill_and_restart_when(
+    serve: ServeProcess,
+    watch: DbWatch,
+    moment: Callable[[dict[str, int]], bool],
+    *,
+    timeout: float,
+    what: str,
+    interval: float,
+) -> dict[str, int]:
+    """Kill at once when the counts just read show ``moment``, and return those counts.
+
+    Checking one reading and killing on another let the worker drain the backlog in between
+    (seen on a loaded machine): the kill then hit no work in flight.
+    """
+    deadline = time.monotonic() + timeout
+    while not moment(state := watch.counts()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(interval)
     serve.kill()
     serve.start()
     return state
