@@ -46,11 +46,16 @@ typecheck: install
 	$(BIN)/mypy
 
 # Debian packages the integration tests talk to for real (we are root on CI and dev machines).
-DEBIAN_PACKAGES := dovecot-imapd chromium fonts-ipaexfont-gothic poppler-utils
+# Postfix is preseeded to "No configuration": no /etc/postfix/main.cf, so the package starts no
+# system Postfix on port 25; the tests run private ones (tests/support/postfix.py). python3-venv
+# and systemd (systemd-analyze) are for the tests of deploy/.
+DEBIAN_PACKAGES := dovecot-imapd chromium fonts-ipaexfont-gothic poppler-utils postfix \
+  python3-venv systemd
 system-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
+	  echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
