@@ -12,6 +12,10 @@ Policy, all of it:
   ``250 2.0.0 Ok: stored as <id>``. Any failure is ``451 4.3.0`` (the client keeps the message
   and retries; a retry of bytes already stored is answered 250 with the same id).
 * The null return path ``MAIL FROM:<>`` is stored as ``""``.
+* STARTTLS is offered when ``MAILBOT_SMTP_TLS_CERT`` and ``MAILBOT_SMTP_TLS_KEY`` are set
+  (``tls.server_tls_context``); with ``MAILBOT_SMTP_REQUIRE_TLS`` every command but EHLO, NOOP,
+  STARTTLS and QUIT answers ``530`` until it is done. AUTH is never offered: mailbot takes mail
+  for its own addresses and relays nothing, so it has no accounts to log in to.
 
 Two ways to run it:
 
@@ -33,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from sqlalchemy import Engine
 
 from mailbot.addresses import is_own_address
@@ -41,6 +45,7 @@ from mailbot.config import Settings
 from mailbot.errors import StoreError
 from mailbot.gateway.group_commit import GroupCommitter
 from mailbot.gateway.store import envelope_sender
+from mailbot.gateway.tls import server_tls_context
 
 log = logging.getLogger("mailbot.gateway.smtp")
 
@@ -53,6 +58,10 @@ SESSION_TIMEOUT_SECONDS = 300.0  # RFC 5321 §4.5.3.2: servers wait at least 5 m
 
 TEMPFAIL = "451 4.3.0 temporary storage failure, try again later"
 SHUTTING_DOWN = b"421 4.3.2 mailbot shutting down, try again later\r\n"
+# aiosmtpd's own AUTH mechanisms (LOGIN, PLAIN), all switched off.
+BUILTIN_AUTH_MECHANISMS = [
+    name.removeprefix("auth_") for name in dir(SMTP) if name.startswith("auth_")
+]
 
 
 class IntakeHandler:
@@ -76,6 +85,18 @@ class IntakeHandler:
         self.in_flight = 0
         # Concurrent sessions' stores share one transaction and one fsync (group commit).
         self.committer = GroupCommitter(engine)
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        # aiosmtpd adds an AUTH line once TLS is up; mailbot has no accounts, so none is sent.
+        session.host_name = hostname  # this hook replaces aiosmtpd's own bookkeeping
+        return [line for line in responses if not line[4:].upper().startswith("AUTH")]
 
     async def handle_RCPT(
         self,
@@ -136,6 +157,11 @@ class IntakeHandler:
             log.exception("on_stored hook failed")
 
     async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            # A client that cannot finish the handshake (a scanner, a too-old TLS): aiosmtpd
+            # closes the connection and sends nothing; a sending MTA retries, maybe in clear.
+            log.warning("STARTTLS handshake failed: %s", error.__cause__ or error)
+            return "454 4.7.0 TLS not available due to temporary reason"
         # aiosmtpd's default answer quotes the exception text to the client.
         log.error("SMTP session error", exc_info=error)
         return "451 4.3.0 temporary failure, try again later"
@@ -158,7 +184,10 @@ def _raw_bytes(envelope: Envelope) -> bytes:
 
 
 def smtp_options(settings: Settings, hostname: str | None = None) -> dict[str, Any]:
-    """Keyword arguments for ``aiosmtpd.smtp.SMTP``: the one place the server is configured."""
+    """Keyword arguments for ``aiosmtpd.smtp.SMTP``: the one place the server is configured.
+
+    Reads the TLS certificate and key when set: a ConfigError names the setting and the path.
+    """
     return {
         "data_size_limit": settings.max_message_bytes,
         "decode_data": False,  # bytes in, bytes stored: decoding is the intake worker's job
@@ -168,6 +197,9 @@ def smtp_options(settings: Settings, hostname: str | None = None) -> dict[str, A
         "hostname": hostname or settings.domain,
         "ident": IDENT,
         "timeout": SESSION_TIMEOUT_SECONDS,
+        "tls_context": server_tls_context(settings),
+        "require_starttls": settings.smtp_require_tls,
+        "auth_exclude_mechanism": BUILTIN_AUTH_MECHANISMS,
     }
 
 
@@ -229,7 +261,16 @@ class SmtpGateway:
         loop = asyncio.get_running_loop()
         host = self.settings.smtp_address.host
         self._server = await loop.create_server(self._new_session, host=host, port=self._port)
-        log.info("SMTP gateway listening on %s:%d", host, self.port)
+        log.info("SMTP gateway listening on %s:%d; %s", host, self.port, self.tls_summary)
+
+    @property
+    def tls_summary(self) -> str:
+        """What the log says about STARTTLS at start."""
+        if self._options["tls_context"] is None:
+            return "STARTTLS not offered (MAILBOT_SMTP_TLS_CERT and _KEY unset)"
+        if self._options["require_starttls"]:
+            return "STARTTLS offered and required before MAIL (MAILBOT_SMTP_REQUIRE_TLS)"
+        return "STARTTLS offered"
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Stop accepting, give stores in flight ``grace`` seconds to answer, close the rest.
