@@ -1,11 +1,22 @@
 """``mailbot serve``: wires the long-running parts together and runs them until a signal.
 
-One asyncio loop holds them all: the SMTP gateway (stores and answers), the intake worker
-(processes stored messages), the outbox sender (delivers rendered notices) and the web server
-(the page behind the link in the notices, and /healthz), the scheduler (start dates, review
-reminders; on PostgreSQL only in the process that holds the leader lock), and the IMAP poller
-when a mailbox is configured. SIGINT/SIGTERM
-stop the gateway first (no new mail), then the worker and the sender finish their current step.
+The parts are roles (``SERVE_ROLES``), all of them by default, or those named by
+``serve --only``:
+
+* ``smtp`` — the SMTP gateway (stores and answers);
+* ``worker`` — the intake worker (processes stored messages);
+* ``outbox`` — the sender (delivers rendered notices);
+* ``scheduler`` — start dates and review reminders, in whichever process holds the leader lock
+  (an advisory lock on PostgreSQL, a file lock beside the SQLite database), so any number of
+  processes may have the role and exactly one runs it;
+* ``web`` — the page behind the link in the notices, and /healthz;
+* ``imap`` — the IMAP poller (by default only when ``MAILBOT_IMAP_URL`` is set).
+
+One asyncio loop holds a process's parts. In one process the gateway and the IMAP poller wake
+the worker at once, and the worker wakes the outbox; across processes there is no wake-up, and
+each finds new rows by polling (``MAILBOT_WORKER_POLL_SECONDS``, the outbox every second).
+SIGINT/SIGTERM stop the listeners first, the gateway before the web server (no new mail), then
+the worker, the sender and the rest finish their current step.
 """
 
 from __future__ import annotations
@@ -13,10 +24,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from db.migrate import upgrade
+from mailbot.config import SERVE_ROLES, Settings
+from mailbot.errors import ConfigError
 from mailbot.gateway.imap import run_imap
 from mailbot.gateway.smtp import SmtpGateway
+from mailbot.gateway.tls import server_tls_context
 from mailbot.intake import IntakeContext
 from mailbot.outbox import run_outbox
 from mailbot.runtime import Runtime
@@ -28,63 +45,152 @@ from scheduler.service import run_scheduler
 log = logging.getLogger("mailbot")
 
 
-def serve(rt: Runtime) -> None:
+def serve(rt: Runtime, only: Sequence[str] | None = None) -> None:
+    """Run the roles ``only`` names (all when None) until SIGINT or SIGTERM."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # aiosmtpd logs every SMTP command at INFO; keep its warnings, not the chatter.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every sweep at INFO
+    roles = roles_to_run(only, rt.settings)
+    if "smtp" in roles:
+        # A certificate problem stops start-up here, before the database is touched.
+        server_tls_context(rt.settings)
     upgrade(rt.engine)
-    asyncio.run(run_services(rt))
+    asyncio.run(run_services(rt, roles))
 
 
-async def run_services(rt: Runtime, *, stop: asyncio.Event | None = None) -> None:
+# --- which roles ---------------------------------------------------------------------------------
+
+
+def parse_roles(value: str) -> tuple[str, ...]:
+    """``--only smtp,worker`` → the roles named, in ``SERVE_ROLES`` order."""
+    named = {part.strip() for part in value.split(",") if part.strip()}
+    valid = ", ".join(SERVE_ROLES)
+    unknown = sorted(named.difference(SERVE_ROLES))
+    if unknown:
+        raise ConfigError(
+            f"--only: unknown role {', '.join(map(repr, unknown))}; the roles are {valid}"
+        )
+    if not named:
+        raise ConfigError(f"--only names no role; give one or more of {valid}, comma-separated")
+    return tuple(role for role in SERVE_ROLES if role in named)
+
+
+def roles_to_run(only: Sequence[str] | None, settings: Settings) -> tuple[str, ...]:
+    """The roles this process runs: ``only``, or every role (IMAP only when configured)."""
+    if only is None:
+        return tuple(role for role in SERVE_ROLES if role != "imap" or settings.imap_url)
+    if "imap" in only and not settings.imap_url:
+        raise ConfigError(
+            "--only imap needs MAILBOT_IMAP_URL, the mailbox to read "
+            "(e.g. imaps://apply%40example.jp@imap.example.jp/INBOX)"
+        )
+    return tuple(only)
+
+
+# --- how each role starts ------------------------------------------------------------------------
+
+
+@dataclass
+class Shared:
+    """What the parts of one process share."""
+
+    rt: Runtime
+    stop: asyncio.Event
+    # A message was stored: the worker, if in this process, looks at once.
+    stored: asyncio.Event = field(default_factory=asyncio.Event)
+    # Notices were committed: the outbox, if in this process, looks at once.
+    notices: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Listener(Protocol):
+    async def stop(self) -> None: ...
+
+
+async def _start_smtp(shared: Shared) -> Listener:
+    rt = shared.rt
+    gateway = SmtpGateway(rt.engine, rt.settings, on_stored=shared.stored.set)
+    await gateway.start()
+    return gateway
+
+
+async def _start_web(shared: Shared) -> Listener:
+    return await start_web(shared.rt.engine, shared.rt.settings)
+
+
+def _worker(shared: Shared) -> Coroutine[Any, Any, None]:
+    rt = shared.rt
+    ctx = IntakeContext(settings=rt.settings, calendar=rt.calendar)
+    return run_worker(rt.engine, ctx, shared.stop, shared.stored, processed=shared.notices)
+
+
+def _outbox(shared: Shared) -> Coroutine[Any, Any, None]:
+    return run_outbox(shared.rt.engine, shared.rt.settings, shared.stop, wake=shared.notices)
+
+
+def _scheduler(shared: Shared) -> Coroutine[Any, Any, None]:
+    rt = shared.rt
+    config = schedule_config(rt.settings)
+    return run_scheduler(rt.engine, rt.settings, shared.stop, config=config, calendar=rt.calendar)
+
+
+def _imap(shared: Shared) -> Coroutine[Any, Any, None]:
+    return run_imap(shared.rt.engine, shared.rt.settings, shared.stop, shared.stored)
+
+
+# Listeners bind when started (a busy port stops start-up) and are stopped first, in this order:
+# the gateway before the web server, so no new mail arrives while the rest finishes.
+LISTENERS: dict[str, Callable[[Shared], Awaitable[Listener]]] = {
+    "smtp": _start_smtp,
+    "web": _start_web,
+}
+# Tasks run until ``stop`` is set, then finish their current step.
+TASKS: dict[str, Callable[[Shared], Coroutine[Any, Any, None]]] = {
+    "worker": _worker,
+    "outbox": _outbox,
+    "scheduler": _scheduler,
+    "imap": _imap,
+}
+
+
+async def run_services(
+    rt: Runtime, roles: Sequence[str] | None = None, *, stop: asyncio.Event | None = None
+) -> None:
+    """Run ``roles`` (default: every role that applies) until ``stop`` is set or a signal."""
+    roles = roles_to_run(roles, rt.settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    wake = asyncio.Event()  # a message was stored: the worker looks at once
-    notices = asyncio.Event()  # notices were committed: the outbox looks at once
-    gateway = SmtpGateway(rt.engine, rt.settings, on_stored=wake.set)
-    await gateway.start()
-    web = await start_web(rt.engine, rt.settings)  # binds now: a busy port stops start-up
-    ctx = IntakeContext(settings=rt.settings, calendar=rt.calendar)
-    tasks = [
-        asyncio.create_task(
-            run_worker(rt.engine, ctx, stop, wake, processed=notices), name="intake-worker"
-        ),
-        asyncio.create_task(run_outbox(rt.engine, rt.settings, stop, wake=notices), name="outbox"),
-    ]
-    tasks.append(
-        asyncio.create_task(
-            run_scheduler(
-                rt.engine,
-                rt.settings,
-                stop,
-                config=schedule_config(rt.settings),
-                calendar=rt.calendar,
-            ),
-            name="scheduler",
-        )
-    )
-    if rt.settings.imap_url:
-        tasks.append(
-            asyncio.create_task(run_imap(rt.engine, rt.settings, stop, wake), name="imap-intake")
-        )
-    log.info(
-        "mailbot running: SMTP on %s for %s, database %s, relay %s",
-        rt.settings.smtp_address,
-        rt.settings.intake_address,
-        rt.engine.url.render_as_string(hide_password=True),
-        rt.settings.relay_target.path
-        or f"{rt.settings.relay_target.host}:{rt.settings.relay_target.port}",
-    )
+    shared = Shared(rt, stop)
+    listeners: list[Listener] = []
+    tasks: list[asyncio.Task[None]] = []
     try:
+        for role in (role for role in LISTENERS if role in roles):
+            listeners.append(await LISTENERS[role](shared))
+        for role in (role for role in TASKS if role in roles):
+            tasks.append(asyncio.create_task(TASKS[role](shared), name=role))
+        log.info("mailbot running: %s", _summary(rt, roles))
         await stop.wait()
     finally:
-        await gateway.stop()
-        await web.stop()
+        for listener in listeners:
+            await listener.stop()
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         log.info("mailbot stopped")
+
+
+def _summary(rt: Runtime, roles: Sequence[str]) -> str:
+    settings = rt.settings
+    parts = [
+        f"roles {', '.join(roles)}",
+        f"database {rt.engine.url.render_as_string(hide_password=True)}",
+    ]
+    if "smtp" in roles:
+        parts.append(f"SMTP on {settings.smtp_address} for {settings.intake_address}")
+    if "outbox" in roles:
+        relay = settings.relay_target
+        parts.append(f"relay {relay.path or f'{relay.host}:{relay.port}'}")
+    return "; ".join(parts)

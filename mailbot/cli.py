@@ -652,12 +652,20 @@ def demo_send(ctx: click.Context) -> None:
 
 # --- serve -------------------------------------------------------------------------------------
 @cli.command()
+@click.option(
+    "--only",
+    metavar="ROLE[,ROLE…]",
+    help="Run only these parts: smtp, worker, outbox, scheduler, web, imap (default: all; "
+    "imap when MAILBOT_IMAP_URL is set). Processes with any roles may share one database.",
+)
 @click.pass_context
-def serve(ctx: click.Context) -> None:
+def serve(ctx: click.Context, only: str | None) -> None:
     """Run mailbot: upgrade the database, then receive, process and send mail until stopped."""
+    from mailbot.app import parse_roles
     from mailbot.app import serve as run_serve
 
-    run_serve(runtime(ctx))
+    roles = None if only is None else parse_roles(only)  # a typo is refused before anything runs
+    run_serve(runtime(ctx), roles)
 
 
 def _format_application(data: dict[str, Any]) -> str:
