@@ -207,7 +207,7 @@ def _accept(
         application,
         mail,
         review_answer_from=plan.review_answer_from,
-        status_url=status_url(ctx.settings, application.receipt_no, now),
+        status_url=status_url(session, ctx.settings, application.receipt_no, now),
         now=now,
     )
     send_review_requests(session, ctx.settings, application, view=view, now=now)

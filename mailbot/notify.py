@@ -31,6 +31,7 @@ from mailbot.blank_form import blank_form_text, write_blank_form
 from mailbot.compose import AUTO_REPLIED, Attachment, ComposedMail, compose
 from mailbot.config import Settings
 from mailbot.errors import MailbotError
+from mailbot.keys import keyring
 from mailbot.mime import ParsedMail
 from mailbot.normalize import network_of
 from mailbot.outbox import enqueue, take_autoreply_allowance
@@ -310,12 +311,11 @@ def office_view(office: Office | None) -> dict[str, str] | None:
     }
 
 
-def status_url(settings: Settings, receipt_no: str, now: datetime) -> str:
+def status_url(session: Session, settings: Settings, receipt_no: str, now: datetime) -> str:
     """The link in every notice: the application's page, with a token for this receipt only."""
     expires = now + timedelta(days=settings.link_token_days)
-    return (
-        f"{settings.base_url}/a/{receipt_no}?t={link_token(settings.secret(), receipt_no, expires)}"
-    )
+    token = link_token(keyring(session, settings), receipt_no, expires)
+    return f"{settings.base_url}/a/{receipt_no}?t={token}"
 
 
 def addressees(application: Application) -> dict[str, str]:
@@ -402,7 +402,7 @@ def _compose_for(
     assert application.id is not None
     token = issue_reply_token(
         session,
-        settings.secret(),
+        keyring(session, settings),
         purpose=Purpose.APPLICANT,
         application_id=application.id,
         version=application.version,
@@ -474,7 +474,7 @@ def _applied_notice(
         )
     context = {
         **application_context(session, application),
-        "status_url": status_url(settings, application.receipt_no, now),
+        "status_url": status_url(session, settings, application.receipt_no, now),
         "abolished_user_ids": applied["user_ids"],
         "abolished_codes": applied["user_codes"],
         "codes_still_active": applied["codes_still_active"],
