@@ -226,9 +226,8 @@ def mailbot_apply(engine: Engine, home: Path, batch: int) -> Timing:
     from mailbot.applying import apply_due
     from mailbot.config import load_settings
 
-    settings = load_settings(
-        home=home, database_url=engine.url.render_as_string(False), secret_key="bench-secret"
-    )
+    # Applying signs nothing (its notices are intents, rendered by the outbox): no key needed.
+    settings = load_settings(home=home, database_url=engine.url.render_as_string(False))
     began = time.perf_counter()
     report = apply_due(engine, settings, NOW, batch_size=batch)
     seconds = time.perf_counter() - began

@@ -233,10 +233,33 @@ class AutoreplyCount(SQLModel, table=True):
     sent: int = 0
 
 
+class SigningKey(SQLModel, table=True):
+    """A key that signs tokens, shared by every process on this database (see mailbot.keys).
+
+    The one row without ``retired_at`` is the current key, which signs; a retired key still
+    verifies until the longest token it signed has expired. ``material`` is secret: never
+    printed or logged. ``imported`` marks a key taken over from a ``$MAILBOT_HOME/secret_key``
+    file, which also signed the reply tokens issued before keys were recorded (``key_id`` NULL).
+    """
+
+    __tablename__ = "signing_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    material: str = Field(unique=True, repr=False)
+    created_at: datetime = Field(default_factory=utcnow)
+    retired_at: datetime | None = None
+    imported: bool = False
+
+
 class Token(SQLModel, table=True):
-    """A signed token's server-side record: single use is enforced by ``used_at``."""
+    """A signed token's server-side record: single use is enforced by ``used_at``.
+
+    ``key_id`` names the key that signed it, so that a retired key verifies exactly as long as
+    its longest token lives (the index finds that expiry without reading the table).
+    """
 
     __tablename__ = "token"
+    __table_args__ = (Index("ix_token_key_expiry", "key_id", "expires_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     nonce: str = Field(unique=True, max_length=64)
@@ -248,6 +271,7 @@ class Token(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
     used_at: datetime | None = None
+    key_id: int | None = Field(default=None, foreign_key="signing_key.id")
 
 
 class AuditEvent(SQLModel, table=True):

@@ -35,6 +35,7 @@ from mailbot.gateway.imap import run_imap
 from mailbot.gateway.smtp import SmtpGateway
 from mailbot.gateway.tls import server_tls_context
 from mailbot.intake import IntakeContext
+from mailbot.keys import ensure_signing_key
 from mailbot.outbox import run_outbox
 from mailbot.runtime import Runtime
 from mailbot.web import start_web
@@ -58,6 +59,7 @@ def serve(rt: Runtime, only: Sequence[str] | None = None) -> None:
         # A certificate problem stops start-up here, before the database is touched.
         server_tls_context(rt.settings)
     upgrade(rt.engine)
+    ensure_signing_key(rt.engine, rt.settings)  # the first key, shared by every process
     asyncio.run(run_services(rt, roles))
 
 

@@ -129,7 +129,7 @@ def cancel_application(
         subject=f"利用申込取消のお知らせ（{application.receipt_no}）",
         event="cancelled",
         now=now,
-        status_url=status_url(settings, application.receipt_no, now),
+        status_url=status_url(session, settings, application.receipt_no, now),
         reason=reason,
     )
     _tell_other_staff(session, settings, application, canceller=staff, reason=reason, now=now)

@@ -12,9 +12,7 @@ on ``HOME``, ``INTAKE_ADDRESS`` on ``DOMAIN``) are filled in after validation so
 
 from __future__ import annotations
 
-import functools
 import os
-import secrets
 from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
@@ -34,6 +32,7 @@ from db.engine import process_user
 from mailbot.errors import ConfigError
 
 ENV_PREFIX = "MAILBOT_"
+# The key file of earlier versions, imported into the database once (mailbot.keys).
 SECRET_KEY_FILE = "secret_key"
 SYSTEM_CONFIG = Path("/etc/mailbot/mailbot.toml")
 LOCAL_CONFIG = Path("mailbot.toml")
@@ -263,32 +262,6 @@ class Settings(BaseSettings):
     @property
     def relay_target(self) -> RelayTarget:
         return parse_relay(self.relay, self.home)
-
-    def secret(self) -> bytes:
-        """The signing key: the setting, else ``$HOME/secret_key``, created on first use (0600)."""
-        if self.secret_key is not None:
-            return self.secret_key.get_secret_value().encode()
-        return _key_file(self.home / SECRET_KEY_FILE)
-
-
-@functools.lru_cache(maxsize=16)
-def _key_file(path: Path) -> bytes:
-    """The key in ``path``, created on first use; read once per process (every notice signs
-    with it, and a file read per signature was a measurable part of intake). Replacing the
-    file takes effect at the next start."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process created it first: use theirs
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-    key = path.read_text().strip().encode()
-    if not key:  # not cached: a process that raced the creator reads it again next time
-        raise ConfigError(f"{path} is empty; delete it (a new key is made) or put a key in it")
-    return key
 
 
 def config_file() -> Path | None:

@@ -51,7 +51,7 @@ def forward_to_staff(
         "text": text,
         "truncated": truncated,
         "inbound_id": inbound.id,
-        "status_url": status_url(settings, application.receipt_no, now),
+        "status_url": status_url(session, settings, application.receipt_no, now),
     }
     queued = 0
     for member in active_staff(session):

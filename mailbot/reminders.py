@@ -126,7 +126,7 @@ def waiting_applications(
             proposed_start_date=row[7],
             user_ids=int(row[8]),
             business_days=calendar.business_days_between(row[6], today),
-            status_url=status_url(settings, row[2], now),
+            status_url=status_url(session, settings, row[2], now),
         )
         for row in rows
     ]

@@ -21,6 +21,7 @@ version in place of "under review", and then cancels through :mod:`mailbot.cance
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.parser import BytesHeaderParser
@@ -53,6 +54,7 @@ from mailbot.dates import InvalidDate, parse_date
 from mailbot.decisions import Action, Decision, read_decision
 from mailbot.errors import MailbotError
 from mailbot.follow_up import forward_to_staff
+from mailbot.keys import Keyring, keyring, verifying_keyring
 from mailbot.mime import ParsedMail
 from mailbot.normalize import user_code_of
 from mailbot.notify import (
@@ -80,6 +82,8 @@ from mailbot.tokens import (
 # their approval took effect (a CANCEL token); the token's signed purpose tells them apart.
 REVIEW_TAG = "t"
 NEARBY_DATES = 3
+
+log = logging.getLogger("mailbot.review")
 
 
 class DecisionError(MailbotError):
@@ -122,14 +126,14 @@ def send_review_requests(
     context = {
         **application_context(session, application),
         **_registry_context(session, application, view),
-        "status_url": status_url(settings, application.receipt_no, now),
+        "status_url": status_url(session, settings, application.receipt_no, now),
         "approvals_required": settings.approvals_required,
     }
     sent = 0
     for member in reviewers:
         token = issue_reply_token(
             session,
-            settings.secret(),
+            keyring(session, settings),
             purpose=Purpose.REVIEW,
             application_id=application.id,
             version=application.version,
@@ -217,7 +221,8 @@ def handle_review_reply(
     A cancel token goes to :func:`handle_cancel_reply`; every other token is checked here as a
     review token (so an applicant's token is refused for its purpose).
     """
-    if signed_purpose(ctx.settings.secret(), token_text) is Purpose.CANCEL:
+    keys = _keys_for(session, ctx, token_text)
+    if signed_purpose(keys, token_text, ctx.now) is Purpose.CANCEL:
         return handle_cancel_reply(session, ctx, inbound, mail, token_text)
     authorised = _authorise(session, ctx, inbound, mail, token_text, Purpose.REVIEW)
     if isinstance(authorised, str):
@@ -251,6 +256,16 @@ def handle_review_reply(
     return "decision"
 
 
+def _keys_for(session: Session, ctx: ReviewContext, token_text: str) -> Keyring:
+    """The keys to check ``token_text`` with: read again from the database when none of this
+    process's keys signed it (another process may have rotated them)."""
+    return verifying_keyring(
+        session,
+        ctx.settings,
+        lambda keys: signed_purpose(keys, token_text, ctx.now) is not None,
+    )
+
+
 class _Authorised(NamedTuple):
     check: TokenCheck
     sender: str
@@ -268,9 +283,8 @@ def _authorise(
 ) -> _Authorised | str:
     """A staff reply's authority: the checked token, its holder and its application, or the
     outcome of the refusal (recorded, and answered only to a staff address)."""
-    check = check_reply_token(
-        session, ctx.settings.secret(), token_text, purpose=purpose, now=ctx.now
-    )
+    keys = _keys_for(session, ctx, token_text)
+    check = check_reply_token(session, keys, token_text, purpose=purpose, now=ctx.now)
     sender = (mail.from_address or "").lower()
     refusal = _authority_problem(session, ctx, check, sender, bytes(inbound.raw))
     if refusal is not None:
@@ -315,7 +329,14 @@ def _refuse(
     sender: str,
     reason: str,
 ) -> str:
-    """Change nothing; record why; answer briefly only a staff address (nobody else learns)."""
+    """Change nothing; record and log why; answer only a staff address (nobody else learns)."""
+    # The reason and where to look, never the token: it is a credential until it expires.
+    log.warning(
+        "reply refused: %s (inbound %s, application %s)",
+        reason,
+        inbound.id,
+        check.token.application_id if check.token else "unknown",
+    )
     session.add(
         AuditEvent(
             at=ctx.now,
@@ -327,8 +348,81 @@ def _refuse(
         )
     )
     if sender and session.exec(select(Staff).where(Staff.email == sender)).first() is not None:
-        _answer_staff(session, ctx, inbound, mail, "reply_refused", {"reason": reason})
+        advice_ja, advice_en = REFUSAL_ADVICE.get(reason, REFUSAL_ADVICE["default"])
+        context = {"reason": reason, "advice_ja": advice_ja, "advice_en": advice_en}
+        _answer_staff(session, ctx, inbound, mail, "reply_refused", context)
     return "reply_refused"
+
+
+# What a staff member whose reply was refused is told, by reason: the cause as far as mailbot
+# knows it, and what to do. A bad signature is not necessarily their doing (the address may
+# have been changed on the way, or mailbot's keys may have changed), so it says both.
+REFUSAL_ADVICE: dict[str, tuple[str, str]] = {
+    "token_malformed": (
+        "返信先アドレスが途中で切れているか、変更されています。"
+        "メールソフトの「返信」で、返信先を変えずに送ってください。",
+        "The reply address was cut short or changed: use your mail program's Reply and leave "
+        "the address as it is.",
+    ),
+    "token_bad_signature": (
+        "返信先アドレスの署名を確認できませんでした。アドレスが途中で変更されたか、"
+        "mailbot の署名鍵が変わった（運用側の問題）可能性があります。返信先を変えずに返信した"
+        "場合は、運用担当者にお知らせください（mailbot のログに記録されています）。"
+        "急ぐ場合は運用担当者が mailbot approve / reject / cancel で記録できます。",
+        "mailbot could not verify the signature in the reply address. Either the address was "
+        "changed on the way, or mailbot's signing keys changed (a problem on the operator's "
+        "side). If you replied without changing the address, please tell the operator: the "
+        "refusal is in mailbot's log. If it is urgent, the operator can record your answer "
+        "with mailbot approve / reject / cancel.",
+    ),
+    "token_unknown": (
+        "この返信先アドレスの記録が mailbot にありません（データベースの復元後など）。"
+        "運用担当者にお知らせください。",
+        "mailbot has no record of this reply address (after a database restore, for example). "
+        "Please tell the operator.",
+    ),
+    "token_wrong_purpose": (
+        "この返信先アドレスは別の用途のものです。審査の回答は審査依頼のメールに、"
+        "取消は承認確定のお知らせに返信してください。",
+        "This reply address is for another kind of answer: answer a review request to decide, "
+        "and the notice that your approval took effect to cancel.",
+    ),
+    "token_used": (
+        "この返信先アドレスはすでに使われています（1回限り有効です）。",
+        "This reply address has been used already; each works once.",
+    ),
+    "token_expired": (
+        "この返信先アドレスは有効期限が切れています。この申込についての、より新しいメールに"
+        "返信してください。",
+        "This reply address has expired: answer a newer mail about this application.",
+    ),
+    "from_is_not_the_token_holder": (
+        "このメールを受け取ったアドレスから返信してください。",
+        "Answer from the address the mail was sent to.",
+    ),
+    "staff_inactive": (
+        "このアドレスは現在、審査担当者として登録されていません。",
+        "This address is not active staff any more.",
+    ),
+    "not_authenticated": (
+        "送信元の認証（DKIM または DMARC）が確認できませんでした。"
+        "組織のメールサーバーから送ってください。",
+        "Your mail did not pass DKIM or DMARC at the trusted server: send it through your "
+        "organisation's mail server.",
+    ),
+    "application_changed": (
+        "このメールの後に申込が変わりました（利用開始日の変更など）。"
+        "あなた宛ての最新のメールに返信してください。",
+        "The application changed after this mail (its start date, say): answer the latest "
+        "mail mailbot sent you about it.",
+    ),
+    "default": (
+        "あなた宛ての最新のメール（審査依頼、または承認確定のお知らせ）に、"
+        "そのメールを受け取ったアドレスから返信してください。",
+        "Answer the latest mail mailbot sent you (the review request, or the notice that your "
+        "approval took effect), from the address it was mailed to.",
+    ),
+}
 
 
 def _answer_staff(
@@ -389,9 +483,8 @@ def handle_applicant_reply(
 ) -> str:
     """A reply to a notice the applicant or manager got: a withdrawal, or a message for staff
     (recorded, and forwarded to them: mailbot.follow_up)."""
-    check = check_reply_token(
-        session, ctx.settings.secret(), token_text, purpose=Purpose.APPLICANT, now=ctx.now
-    )
+    keys = _keys_for(session, ctx, token_text)
+    check = check_reply_token(session, keys, token_text, purpose=Purpose.APPLICANT, now=ctx.now)
     sender = (mail.from_address or "").lower()
     token = check.token
     if not check.ok or token is None or (token.recipient or "").lower() != sender:
@@ -675,7 +768,7 @@ def _approve(
         kind="confirmation_complete",
         subject="利用申込確認完了のお知らせ",
         event="confirmation_complete",
-        status_url=status_url(ctx.settings, application.receipt_no, ctx.now),
+        status_url=status_url(session, ctx.settings, application.receipt_no, ctx.now),
         now=ctx.now,
     )
     _tell_approvers(session, ctx, application, {e.actor for e in earlier} | {staff.email})
@@ -696,7 +789,7 @@ def _tell_approvers(
         "approvers": sorted(approvers),
         "apply_time": settings.apply_time.strftime("%H:%M"),
         "cancellable": cancellable,
-        "status_url": status_url(settings, application.receipt_no, ctx.now),
+        "status_url": status_url(session, settings, application.receipt_no, ctx.now),
     }
     for member in active_staff(session):
         if member.email not in approvers:
@@ -732,7 +825,7 @@ def _cancel_address(
     due = run_time(application.start_date, ctx.settings.zone, ctx.settings.apply_time)
     token = issue_reply_token(
         session,
-        ctx.settings.secret(),
+        keyring(session, ctx.settings),
         purpose=Purpose.CANCEL,
         application_id=application.id,
         version=application.version,
@@ -803,7 +896,7 @@ def _reject(
         kind="rejection",
         subject=f"利用申込審査結果のお知らせ（{application.receipt_no}）",
         event="rejection",
-        status_url=status_url(ctx.settings, application.receipt_no, ctx.now),
+        status_url=status_url(session, ctx.settings, application.receipt_no, ctx.now),
         reason=reason,
         now=ctx.now,
     )

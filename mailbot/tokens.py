@@ -1,13 +1,15 @@
 """Signed, single-use, expiring tokens: where authority comes from, never a From header.
 
-Two shapes, one key (``Settings.secret()``), separated by purpose:
+Two shapes, signed with the current key of a :class:`mailbot.keys.Keyring` and verified with
+any key of it that still verifies (there are few: trying each costs a few HMACs), separated by
+purpose:
 
 * **Reply tokens** ride in a reply address (``apply+t<token>@domain``). The token is a random
   nonce plus a truncated HMAC of it, in lower-case base32 so that mail systems that fold the
   case of local parts cannot break it, and short enough for the 64-character local-part limit.
   The signature lets garbage be refused without a database lookup; the ``token`` row binds the
-  nonce to its purpose, application, staff member and application version, and records its
-  single use.
+  nonce to its purpose, application, staff member and application version, records its single
+  use, and names the key that signed it (so that a retired key verifies as long as it must).
 * **Link tokens** ride in URLs (the status page): an expiry time and an itsdangerous signature
   over the receipt number and that expiry, so a link opens one receipt until it expires;
   nothing is stored, and "now" is an argument like everywhere else.
@@ -27,6 +29,7 @@ from itsdangerous import Signer
 from sqlmodel import Session, select
 
 from db.models import Token
+from mailbot.keys import Keyring
 
 NONCE_BYTES = 10  # 80 bits of randomness: unguessable, and 16 base32 characters
 MAC_BYTES = 10
@@ -76,7 +79,7 @@ def _mac(secret: bytes, purpose: str, nonce: bytes) -> bytes:
 
 def issue_reply_token(
     session: Session,
-    secret: bytes,
+    keys: Keyring,
     *,
     purpose: Purpose,
     application_id: int,
@@ -98,13 +101,20 @@ def issue_reply_token(
             version=version,
             created_at=now,
             expires_at=now + lifetime,
+            key_id=keys.current.id,
         )
     )
-    return _b32(nonce) + _b32(_mac(secret, purpose.value, nonce))
+    return reply_token_text(keys, purpose, nonce)
 
 
-def signed_purpose(secret: bytes, text: str) -> Purpose | None:
-    """The purpose ``text`` was signed for, or None when it is not one of our tokens.
+def reply_token_text(keys: Keyring, purpose: Purpose, nonce: bytes) -> str:
+    """The nonce and its MAC under the current key, as 32 lower-case base32 characters."""
+    return _b32(nonce) + _b32(_mac(keys.current.material, purpose.value, nonce))
+
+
+def signed_purpose(keys: Keyring, text: str, now: datetime) -> Purpose | None:
+    """The purpose ``text`` was signed for by a key that verifies at ``now``, or None when it
+    is not one of our tokens.
 
     Lets one reply tag carry tokens of several purposes (staff answer review requests and
     approval notices at ``apply+t…``) and route each to the one handler allowed to use it,
@@ -114,9 +124,10 @@ def signed_purpose(secret: bytes, text: str) -> Purpose | None:
     if parts is None:
         return None
     nonce, mac = parts
-    for purpose in Purpose:
-        if hmac.compare_digest(mac, _mac(secret, purpose.value, nonce)):
-            return purpose
+    for secret in keys.verifying(now):
+        for purpose in Purpose:
+            if hmac.compare_digest(mac, _mac(secret, purpose.value, nonce)):
+                return purpose
     return None
 
 
@@ -132,7 +143,7 @@ def _split(text: str) -> tuple[bytes, bytes] | None:
 
 
 def check_reply_token(
-    session: Session, secret: bytes, text: str, *, purpose: Purpose, now: datetime
+    session: Session, keys: Keyring, text: str, *, purpose: Purpose, now: datetime
 ) -> TokenCheck:
     """Verify signature, existence, purpose, single use and expiry (in that order).
 
@@ -142,7 +153,7 @@ def check_reply_token(
     parts = _split(text)
     if parts is None:
         return TokenCheck(None, TokenRefusal.MALFORMED)
-    if signed_purpose(secret, text) is None:
+    if signed_purpose(keys, text, now) is None:
         return TokenCheck(None, TokenRefusal.BAD_SIGNATURE)
     query = select(Token).where(Token.nonce == _b32(parts[0]))
     if session.get_bind().dialect.name == "postgresql":
@@ -172,19 +183,25 @@ def _aware(moment: datetime) -> datetime:
 # --- link tokens ----------------------------------------------------------------------------
 
 
-def link_token(secret: bytes, receipt_no: str, expires_at: datetime) -> str:
+def link_token(keys: Keyring, receipt_no: str, expires_at: datetime) -> str:
     """``EXPIRY.SIGNATURE``: opens ``receipt_no``'s page until ``expires_at``, nothing else."""
     expiry = str(int(expires_at.timestamp()))
-    signature = Signer(secret, salt=LINK_SALT).get_signature(f"{receipt_no}:{expiry}")
-    return f"{expiry}.{signature.decode()}"
+    signer = Signer(keys.current.material, salt=LINK_SALT)
+    return f"{expiry}.{signer.get_signature(f'{receipt_no}:{expiry}').decode()}"
 
 
-def check_link_token(secret: bytes, token: str, *, receipt_no: str, now: datetime) -> bool:
-    """True when ``token`` was signed by us for ``receipt_no`` and has not expired at ``now``."""
+def link_refusal(
+    keys: Keyring, token: str, *, receipt_no: str, now: datetime
+) -> TokenRefusal | None:
+    """Why ``token`` does not open ``receipt_no``'s page at ``now``; None when it does (signed
+    by a key that verifies at ``now``, for exactly that receipt number, not expired)."""
     expiry, _, signature = token.partition(".")
     if not expiry.isdigit() or not signature:
-        return False
-    signer = Signer(secret, salt=LINK_SALT)
+        return TokenRefusal.MALFORMED
+    # Signer takes several keys: it verifies with each (and would sign with the last).
+    signer = Signer(list(keys.verifying(now)), salt=LINK_SALT)
     if not signer.verify_signature(f"{receipt_no}:{expiry}".encode(), signature.encode()):
-        return False
-    return now.timestamp() < int(expiry)
+        return TokenRefusal.BAD_SIGNATURE
+    if now.timestamp() >= int(expiry):
+        return TokenRefusal.EXPIRED
+    return None

@@ -1,11 +1,12 @@
 """The page behind the link in every notice (申込内容参照), its two PDFs, and ``/healthz``.
 
 ``GET /a/{receipt_no}?t=TOKEN`` shows one application when TOKEN is a link token signed for
-exactly that receipt number and not expired (:func:`mailbot.tokens.check_link_token`). The token
-is checked before the database is touched, and every failure (no token, bad signature,
-expired, another receipt's token, no such application, an unknown path) gets the same refusal
-page with the same status, so the page reveals neither whether a receipt exists nor why a link
-failed.
+exactly that receipt number and not expired (:func:`mailbot.tokens.link_refusal`), by any key of
+the keyring that still verifies (:mod:`mailbot.keys`). The token is checked before the
+application is looked up, and every failure (no token, bad signature, expired, another
+receipt's token, no such application, an unknown path) gets the same refusal page with the same
+status, so the page reveals neither whether a receipt exists nor why a link failed; the log
+says why (WARNING, without the token).
 
 The app runs inside ``mailbot serve``'s asyncio loop (uvicorn, see :class:`WebServer`); page
 handlers are plain functions, which Starlette runs on its thread pool, so blocking database
@@ -52,9 +53,10 @@ from mailbot.documents import (
     document_context,
 )
 from mailbot.errors import ConfigError, NotFoundError
+from mailbot.keys import Keyring, verifying_keyring
 from mailbot.normalize import ident_of, user_code_of
 from mailbot.notify import ja_date, ja_date_plain, network_ja
-from mailbot.tokens import check_link_token
+from mailbot.tokens import TokenRefusal, link_refusal
 from mailbot.web_health import check_database, check_relay
 
 log = logging.getLogger("mailbot.web")
@@ -95,7 +97,6 @@ def utc_now() -> datetime:
 class WebContext:
     engine: Engine
     settings: Settings
-    secret: bytes
     clock: Clock
 
 
@@ -120,8 +121,7 @@ def make_app(engine: Engine, settings: Settings, *, clock: Clock = utc_now) -> S
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={HTTPException: _http_error},
     )
-    # The secret is read once: settings.secret() may read (or create) a file.
-    app.state.web = WebContext(engine, settings, settings.secret(), clock)
+    app.state.web = WebContext(engine, settings, clock)
     return app
 
 
@@ -204,16 +204,35 @@ def _open(request: Request) -> Opened | None:
     receipt_no = str(request.path_params["receipt_no"])
     token = request.query_params.get("t", "")
     now = web.clock()
-    # The signature is checked first: a bad link costs no database read, and its answer cannot
-    # depend on whether the receipt number exists.
-    if not check_link_token(web.secret, token, receipt_no=receipt_no, now=now):
-        return None
+
+    def refusal_with(keys: Keyring) -> TokenRefusal | None:
+        return link_refusal(keys, token, receipt_no=receipt_no, now=now)
+
     try:
         with session_scope(web.engine) as session:
+            # The token is checked first, so the answer cannot depend on whether the receipt
+            # number exists. The keys are this process's (no query) unless none of them made
+            # the signature: then they are read again, in case another process rotated them.
+            keys = verifying_keyring(
+                session,
+                web.settings,
+                lambda keys: refusal_with(keys) is not TokenRefusal.BAD_SIGNATURE,
+            )
+            refused = refusal_with(keys)
+            if refused is not None:
+                _log_refusal(refused, receipt_no)
+                return None
             context = document_context(session, receipt_no, web.settings)
     except NotFoundError:  # signed by us but gone (a restored backup, say): still refuse
+        _log_refusal(TokenRefusal.UNKNOWN, receipt_no)
         return None
     return Opened(context, token, now)
+
+
+def _log_refusal(refusal: TokenRefusal, receipt_no: str) -> None:
+    # Never the token (it opens the page until it expires); the receipt number is whatever the
+    # client put in the path, hence %r.
+    log.warning("status link refused: %s (receipt %r)", refusal, receipt_no[:32])
 
 
 def _page_view(opened: Opened) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from db.migrate import upgrade
 from mailbot.applying import DEFAULT_BATCH, apply_due, format_report
 from mailbot.config import load_settings
 from mailbot.errors import MailbotError
+from mailbot.keys import ensure_signing_key
 from mailbot.runtime import Runtime
 from scheduler.config import ScheduleConfig, parse_clock_time
 from scheduler.listing import format_jobs, jobs_as_dict, list_scheduled
@@ -75,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _config(args)
         if args.command == "run":
             upgrade(rt.engine)
+            ensure_signing_key(rt.engine, rt.settings)  # as serve does: reminders carry links
             asyncio.run(_run(rt, config))
             return 0
         now = datetime.now(UTC)

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from db.engine import make_engine
 from db.migrate import upgrade
 from mailbot.config import Settings, load_settings
+from mailbot.keys import ensure_signing_key
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -70,9 +71,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
+def engine(database_url: str, settings: Settings) -> Iterator[Engine]:
+    """The test's database, migrated and with its first signing key, as `db upgrade` leaves it."""
     engine = make_engine(database_url)
     upgrade(engine)
+    ensure_signing_key(engine, settings)
     yield engine
     engine.dispose()
 

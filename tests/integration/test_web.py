@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from db.engine import make_engine
+from db.engine import make_engine, session_scope
 from mailbot.config import HostPort, Settings, load_settings
+from mailbot.keys import keyring
 from mailbot.tokens import link_token
 from mailbot.web import WebServer, make_app
 from tests.integration.conftest import HarnessFactory
@@ -268,7 +269,9 @@ def test_bad_links_all_get_the_same_refusal(
     expiry, signature = token.split(".")
     tampered_signature = ("A" if signature[0] != "A" else "B") + signature[1:]
     later_expiry = str(int(expiry) + 86400)
-    forged_for_missing = link_token(h.settings.secret(), "269999A", h.now + timedelta(days=1))
+    with session_scope(h.engine) as session:
+        keys = keyring(session, h.settings)
+    forged_for_missing = link_token(keys, "269999A", h.now + timedelta(days=1))
     attempts = {
         "tampered signature": f"{path}?t={expiry}.{tampered_signature}",
         "extended expiry": f"{path}?t={later_expiry}.{signature}",

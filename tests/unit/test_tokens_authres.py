@@ -5,27 +5,31 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from mailbot.authres import authenticated
-from mailbot.tokens import check_link_token, link_token
+from mailbot.keys import Key, Keyring
+from mailbot.tokens import TokenRefusal, link_refusal, link_token
 
-SECRET = b"k" * 32
+KEYS = Keyring(Key(1, b"k" * 32))
 NOW = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
 
 
 def test_link_token_opens_its_receipt_until_it_expires() -> None:
-    token = link_token(SECRET, "260001A", NOW + timedelta(days=90))
-    assert check_link_token(SECRET, token, receipt_no="260001A", now=NOW)
-    assert not check_link_token(SECRET, token, receipt_no="260002A", now=NOW)
-    assert not check_link_token(SECRET, token, receipt_no="260001A", now=NOW + timedelta(days=91))
-    assert not check_link_token(b"other" * 8, token, receipt_no="260001A", now=NOW)
+    token = link_token(KEYS, "260001A", NOW + timedelta(days=90))
+    assert link_refusal(KEYS, token, receipt_no="260001A", now=NOW) is None
+    assert link_refusal(KEYS, token, receipt_no="260002A", now=NOW) is TokenRefusal.BAD_SIGNATURE
+    later = NOW + timedelta(days=91)
+    assert link_refusal(KEYS, token, receipt_no="260001A", now=later) is TokenRefusal.EXPIRED
+    other = Keyring(Key(2, b"other" * 8))
+    assert link_refusal(other, token, receipt_no="260001A", now=NOW) is TokenRefusal.BAD_SIGNATURE
 
 
 def test_tampered_link_token_is_refused() -> None:
-    token = link_token(SECRET, "260001A", NOW + timedelta(days=1))
+    token = link_token(KEYS, "260001A", NOW + timedelta(days=1))
     expiry, signature = token.split(".", 1)
     later = str(int(expiry) + 10**8)
-    assert not check_link_token(SECRET, f"{later}.{signature}", receipt_no="260001A", now=NOW)
-    assert not check_link_token(SECRET, "garbage", receipt_no="260001A", now=NOW)
-    assert not check_link_token(SECRET, "", receipt_no="260001A", now=NOW)
+    tampered = f"{later}.{signature}"
+    assert link_refusal(KEYS, tampered, receipt_no="260001A", now=NOW) is TokenRefusal.BAD_SIGNATURE
+    assert link_refusal(KEYS, "garbage", receipt_no="260001A", now=NOW) is TokenRefusal.MALFORMED
+    assert link_refusal(KEYS, "", receipt_no="260001A", now=NOW) is TokenRefusal.MALFORMED
 
 
 TRUSTED = "mx.example.jp"
