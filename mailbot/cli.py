@@ -64,10 +64,12 @@ def db() -> None:
 def db_upgrade(ctx: click.Context) -> None:
     """Create or migrate the tables to the current version."""
     from db.migrate import current_revision, upgrade
+    from mailbot.keys import ensure_signing_key
 
     rt = runtime(ctx)
     upgrade(rt.engine)
     click.echo(f"database at revision {current_revision(rt.engine)}")
+    click.echo(ensure_signing_key(rt.engine, rt.settings))
 
 
 @db.command("backup")
@@ -79,6 +81,76 @@ def db_backup(ctx: click.Context, path: Path) -> None:
 
     made = backup_database(runtime(ctx).engine, path)
     click.echo(f"backed up to {made.path} ({made.size_bytes} bytes, integrity checked)")
+
+
+# --- keys --------------------------------------------------------------------------------------
+@cli.group()
+def keys() -> None:
+    """The keys that sign links and reply addresses (kept in the database; never shown)."""
+
+
+@keys.command("rotate")
+@json_option
+@click.pass_context
+def keys_rotate(ctx: click.Context, as_json: bool) -> None:
+    """Make a new current key; old keys verify until what they signed has expired."""
+    from datetime import UTC, datetime
+
+    from mailbot.keys import rotate
+
+    rt = runtime(ctx)
+    now = datetime.now(UTC)
+    described = rotate(rt.engine, rt.settings, now)
+    _keys_override_note(rt)
+    old = [k.as_dict(now) for k in described[1:] if k.verifies(now)]
+    emit({"current": described[0].id, "verifying": old}, as_json, _format_rotation)
+
+
+def _format_rotation(data: dict[str, Any]) -> str:
+    lines = [f"key {data['current']} is now the current key (new links and replies use it)"]
+    for k in data["verifying"]:
+        lines.append(f"key {k['id']} still verifies until {k['verifies_until']}")
+    return "\n".join(lines)
+
+
+@keys.command("list")
+@json_option
+@click.pass_context
+def keys_list(ctx: click.Context, as_json: bool) -> None:
+    """Every key: id, created, age, current or retired, until when it verifies."""
+    from datetime import UTC, datetime
+
+    from mailbot.keys import describe
+
+    rt = runtime(ctx)
+    now = datetime.now(UTC)
+    with rt.session() as session:
+        described = [k.as_dict(now) for k in describe(session, rt.settings)]
+    _keys_override_note(rt)
+    emit(described, as_json, _format_keys)
+
+
+def _format_keys(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no signing keys: run `mailbot db upgrade`"
+    lines = [f"{'id':>4}  {'created':<25}  {'age (days)':>10}  {'state':<8}  verifies until"]
+    for k in rows:
+        until = k["verifies_until"] or "-"
+        if not k["verifies"]:
+            until += " (no longer)"
+        lines.append(
+            f"{k['id']:>4}  {k['created_at']:<25}  {k['age_days']:>10}  {k['state']:<8}  {until}"
+        )
+    return "\n".join(lines)
+
+
+def _keys_override_note(rt: Runtime) -> None:
+    if rt.settings.secret_key is not None:
+        click.echo(
+            "note: MAILBOT_SECRET_KEY is set, so it alone signs and verifies; these keys are "
+            "used once it is removed",
+            err=True,
+        )
 
 
 # --- registry ----------------------------------------------------------------------------------
