@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from mailbot.addresses import is_form_of
 from mailbot.mime import ParsedMail, parse_header_params
 
 
@@ -53,8 +54,10 @@ def classify(
         reason = check(mail, envelope_from)
         if reason:
             return Classification(Kind.BOUNCE if check is _bounce else Kind.AUTO_REPLY, reason)
-    if mail.from_address == intake:
-        return Classification(Kind.OTHER, "sent from the intake address itself (loop)")
+    if mail.from_address is not None and is_form_of(mail.from_address, intake):
+        # The intake address or any +tag of it, in any case (apply+bounce@, APPLY+T…@):
+        # answering would only mail ourselves, and a forged one could start a loop.
+        return Classification(Kind.OTHER, f"sent from mailbot's own address {mail.from_address}")
     if mail.from_address is None and not mail.reply_to:
         return Classification(Kind.OTHER, "no sender address to answer")
     recipient = _other_own_address(mail, intake, domain)

@@ -20,18 +20,22 @@ from mailbot.calendar import BusinessCalendar
 from mailbot.classify import Kind, bounced_message_ids, classify
 from mailbot.config import Settings
 from mailbot.draft import RequestDraft, build_draft
-from mailbot.mime import ParsedMail, parse_mail
+from mailbot.mime import ParsedMail, parse_headers, parse_mail
 from mailbot.notify import (
     APPLICANT_TAG,
+    HELP_SUBJECT,
     Reply,
+    render,
     send_help,
     send_problems,
     send_receipt_complete,
     send_refusal,
+    send_reply,
     status_url,
 )
 from mailbot.outbox import mark_bounced
 from mailbot.parsers.select import read_request
+from mailbot.reply_limits import is_known_sender
 from mailbot.review import (
     REVIEW_TAG,
     ReviewContext,
@@ -85,9 +89,57 @@ def process_message(
         return UNREADABLE  # nobody to answer; the raw bytes stay for an operator
     reply = Reply(inbound_id=_id(inbound), mail=mail, to=sender)
     if kind is Kind.HELP:
-        send_help(session, ctx.settings, reply, now=now)
+        if is_known_sender(session, sender):
+            send_help(session, ctx.settings, reply, now=now)
+        else:
+            _send_outsider_help(session, ctx.settings, reply, now)
         return HELP
     return _request(session, inbound, mail, reply, ctx, now)
+
+
+def _send_outsider_help(session: Session, settings: Settings, reply: Reply, now: datetime) -> None:
+    """Help for someone who is not a registered contact: a short text saying from where to ask
+    (anyone can forge a From, so no form and nothing worth forging it for)."""
+    send_reply(
+        session,
+        settings,
+        reply,
+        kind="help",
+        subject=HELP_SUBJECT,
+        body=render(
+            "help_outsider.txt.j2",
+            organisation=settings.organisation,
+            intake_address=settings.intake_address,
+        ),
+        now=now,
+    )
+
+
+def answer_unreadable(
+    session: Session, inbound: InboundMessage, ctx: IntakeContext, now: datetime
+) -> bool:
+    """Tell a known sender that their message could not be processed (the worker quarantined
+    it). Read from the headers alone, since the body is what failed; robots, mailbot's own
+    addresses and outsiders get nothing. True when a reply was queued."""
+    mail = parse_headers(bytes(inbound.raw))
+    classification = classify(
+        mail,
+        inbound.envelope_from,
+        intake_address=ctx.settings.intake_address,
+        own_domain=ctx.settings.domain,
+    )
+    sender = mail.from_address
+    if not classification.may_answer or not sender or not is_known_sender(session, sender):
+        return False
+    return send_reply(
+        session,
+        ctx.settings,
+        Reply(inbound_id=_id(inbound), mail=mail, to=sender),
+        kind=UNREADABLE,
+        subject="メールを読み取れませんでした",
+        body=render("unreadable.txt.j2", organisation=ctx.settings.organisation),
+        now=now,
+    )
 
 
 def _id(inbound: InboundMessage) -> int:

@@ -7,7 +7,8 @@ defect, and ``get_filename()`` can raise ``UnicodeDecodeError`` on RFC 2231 ISO-
 continuations. With compat32 we get the raw header strings (8-bit bytes surrogate-escaped)
 and raw payload bytes, and do every charset decision here, once, with one chain.
 
-Nothing in this module raises on bad input: problems become strings in ``ParsedMail.defects``.
+Bad input does not raise: problems become strings in ``ParsedMail.defects``. The one
+exception is a structure the stdlib parser cannot follow at all (:class:`UnreadableMail`).
 HTML is never rendered: it is reduced to text with the stdlib ``html.parser``.
 """
 
@@ -21,10 +22,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import Message
+from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
 from types import MappingProxyType
 from urllib.parse import unquote_to_bytes
+
+from mailbot.errors import MailbotError
 
 HeaderMap = Mapping[str, tuple[str, ...]]
 """Lower-case header name → every value in message order (unfolded, encoded-words kept)."""
@@ -695,46 +699,50 @@ class _Collected:
     status: list[HeaderMap] = field(default_factory=list)
 
 
+class UnreadableMail(MailbotError):
+    """A message whose MIME structure the parser cannot read at all (parts nested deeper than
+    Python's parser can follow). The worker quarantines it, raw bytes kept, and tells a known
+    sender; the fix is on the sender's side (send the form as plain text or one attachment)."""
+
+
 def parse_mail(raw: bytes, *, max_attachment_bytes: int | None = None) -> ParsedMail:
-    """Parse raw message bytes. Never raises: damage is reported in ``defects``.
+    """Parse raw message bytes. Damage is reported in ``defects``, never raised, except a
+    structure nobody can read: :class:`UnreadableMail`. Anything else that escapes is a bug,
+    and the worker's loop boundary quarantines the message with it (mailbot.worker).
 
     Attachments larger than ``max_attachment_bytes`` (decoded size, estimated from the
     encoded size so an oversize part is never decoded) are kept as metadata with
     ``truncated=True`` and an empty payload, so the sender can be told which file was too big.
     """
     try:
-        return _parse(raw, max_attachment_bytes)
-    except Exception as exc:  # last line of defence; the fuzz tests keep this path unused
-        return _empty_mail(raw, f"internal parser error: {type(exc).__name__}: {exc}")
-
-
-def _empty_mail(raw: bytes, defect: str) -> ParsedMail:
-    return ParsedMail(
-        message_id=None,
-        subject="",
-        from_address=None,
-        from_name="",
-        to_addresses=(),
-        cc_addresses=(),
-        reply_to=(),
-        in_reply_to=None,
-        references=(),
-        date=None,
-        content_type="text/plain",
-        text=decode_part_text(raw, None),
-        text_from_html=False,
-        attachments=(),
-        defects=(defect,),
-    )
-
-
-def _parse(raw: bytes, limit: int | None) -> ParsedMail:
-    message = message_from_bytes(raw, policy=policy.compat32)
+        message = message_from_bytes(raw, policy=policy.compat32)
+    except RecursionError:
+        # The stdlib parser recurses once per nesting level and gives up near a thousand;
+        # beyond MAX_NESTING nothing would be read anyway.
+        raise UnreadableMail(
+            "the message's MIME parts are nested too deeply for the parser to read "
+            f"(more than a few hundred levels; mailbot reads {MAX_NESTING})"
+        ) from None
     headers = _header_map(message)
     collected = _Collected()
     root_type, _params = _content_type(headers, message.get_default_type())
-    _walk(message, headers, 0, limit, collected)
+    _walk(message, headers, 0, max_attachment_bytes, collected)
     text, from_html = _body_text(collected)
+    return _assemble(headers, root_type, text, from_html, collected)
+
+
+def parse_headers(raw: bytes) -> ParsedMail:
+    """The header block alone, body and parts left unread: what can still be known of a
+    message whose body could not be parsed (to tell its sender so, mailbot.intake)."""
+    message = BytesHeaderParser(policy=policy.compat32).parsebytes(raw)
+    headers = _header_map(message)
+    root_type, _params = _content_type(headers, "text/plain")
+    return _assemble(headers, root_type, "", False, _Collected())
+
+
+def _assemble(
+    headers: HeaderMap, root_type: str, text: str, from_html: bool, collected: _Collected
+) -> ParsedMail:
     from_name, from_address = _first_address(headers.get("from", ()))
     return ParsedMail(
         message_id=_first(headers, "message-id"),

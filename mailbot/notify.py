@@ -34,8 +34,9 @@ from mailbot.errors import MailbotError
 from mailbot.keys import keyring
 from mailbot.mime import ParsedMail
 from mailbot.normalize import network_of
-from mailbot.outbox import enqueue, take_autoreply_allowance
+from mailbot.outbox import enqueue
 from mailbot.problems import Problem
+from mailbot.reply_limits import OUTSIDER_REPLY_MAX_BYTES, take_reply_allowance
 from mailbot.tokens import Purpose, issue_reply_token, link_token
 
 WEEKDAYS_JA = "月火水木金土日"
@@ -98,6 +99,7 @@ def queue_mail(
     answering: ParsedMail | None = None,
     attachments: Sequence[Attachment] = (),
     auto_submitted: str = AUTO_REPLIED,
+    max_bytes: int | None = None,
 ) -> bool:
     """Compose one message and put it in the outbox; False when the dedupe key was used."""
     composed = compose(
@@ -123,6 +125,7 @@ def queue_mail(
         application_id=application_id,
         inbound_id=inbound_id,
         now=now,
+        max_bytes=max_bytes,
     )
     return row_id is not None
 
@@ -183,10 +186,14 @@ def send_reply(
     now: datetime,
     attach_form: bool = False,
 ) -> bool:
-    """An error, help, refusal or short answer: at most AUTOREPLY_PER_DAY per address a day."""
-    if not take_autoreply_allowance(session, reply.to, now.date(), settings.autoreply_per_day):
+    """An error, help, refusal or short answer, within mailbot.reply_limits: never to the null
+    sender or mailbot's own addresses; to an outsider only short text, without the form."""
+    allowance = take_reply_allowance(
+        session, settings, to=reply.to, inbound_id=reply.inbound_id, now=now
+    )
+    if not allowance.granted:
         return False
-    attachments = [write_blank_form("xlsx")] if attach_form else []
+    attachments = [write_blank_form("xlsx")] if attach_form and not allowance.outsider else []
     return queue_mail(
         session,
         settings,
@@ -198,6 +205,7 @@ def send_reply(
         inbound_id=reply.inbound_id,
         answering=reply.mail,
         attachments=attachments,
+        max_bytes=OUTSIDER_REPLY_MAX_BYTES if allowance.outsider else None,
         now=now,
     )
 
@@ -245,6 +253,9 @@ def send_refusal(session: Session, settings: Settings, reply: Reply, *, now: dat
     )
 
 
+HELP_SUBJECT = "利用者IDの廃止申込の方法"
+
+
 def send_help(session: Session, settings: Settings, reply: Reply, *, now: datetime) -> bool:
     body = render(
         "help.txt.j2",
@@ -258,7 +269,7 @@ def send_help(session: Session, settings: Settings, reply: Reply, *, now: dateti
         settings,
         reply,
         kind="help",
-        subject="利用者IDの廃止申込の方法",
+        subject=HELP_SUBJECT,
         body=body,
         now=now,
         attach_form=True,

@@ -52,7 +52,7 @@ from db.models import (
     OutboundMessage,
     utcnow,
 )
-from mailbot.addresses import tagged_address
+from mailbot.addresses import mailbox_key, tagged_address
 from mailbot.compose import ComposedMail, normalize_message_id
 from mailbot.config import RelayTarget, Settings
 from mailbot.errors import MailbotError, NotFoundError
@@ -111,13 +111,21 @@ def enqueue(
     application_id: int | None = None,
     inbound_id: int | None = None,
     now: datetime | None = None,
+    max_bytes: int | None = None,
 ) -> int | None:
     """Queue ``composed`` in the caller's transaction; the new row's id, or None when
     ``dedupe_key`` is already queued.
 
     One ``INSERT … ON CONFLICT (dedupe_key) DO NOTHING``: a redelivered or reprocessed cause
     can never queue its notice twice, even with two workers racing (no read-then-write).
+    ``max_bytes`` bounds the message as queued (a reply to an outsider): a larger one is a bug
+    in its template, raised rather than sent.
     """
+    if max_bytes is not None and len(composed.raw) > max_bytes:
+        raise OutboxError(
+            f"{kind} to {recipient} is {len(composed.raw):,} bytes, over its limit of "
+            f"{max_bytes:,}: shorten the template (mailbot.reply_limits)"
+        )
     moment = now if now is not None else utcnow()
     values = {
         "created_at": moment,
@@ -206,12 +214,22 @@ def enqueue_intents(session: Session, rows: Select[*tuple[Any, ...]], *, now: da
 
 
 def take_autoreply_allowance(session: Session, address: str, day: date, limit: int) -> bool:
-    """Count one automatic reply to ``address`` on ``day``; True while at most ``limit`` today.
+    """Count one automatic mail caused by ``address`` on ``day``; True while at most ``limit``.
 
-    Call it in the transaction that enqueues the reply, so a rollback gives the allowance back.
-    An atomic upsert, so two workers answering the same robot cannot both take the last one.
+    Call it in the transaction that enqueues the mail, so a rollback gives the allowance back.
+    Replies to a sender go through mailbot.reply_limits, which uses the same counts.
     """
-    key = (parseaddr(address)[1] or address).strip().lower()
+    return count_autoreply(session, address, day) <= limit
+
+
+def count_autoreply(session: Session, address: str, day: date, *, fold: bool = True) -> int:
+    """Add one to ``address``'s count for ``day`` and return the new count.
+
+    The count is per mailbox (``+tag`` removed, case folded: mailbot.addresses.mailbox_key)
+    unless ``fold`` is False (a counter that is not an address). An atomic upsert, so two
+    workers answering the same robot cannot both take the last allowance.
+    """
+    key = mailbox_key(parseaddr(address)[1] or address) if fold else address
     statement = (
         _insert(session)(_AUTOREPLY)
         .values(address=key, day=day, sent=1)
@@ -220,8 +238,7 @@ def take_autoreply_allowance(session: Session, address: str, day: date, limit: i
         )
         .returning(_AUTOREPLY.c.sent)
     )
-    sent = int(session.execute(statement).scalar_one())
-    return sent <= limit
+    return int(session.execute(statement).scalar_one())
 
 
 def mark_bounced(session: Session, message_ids: Iterable[str], *, reason: str | None = None) -> int:

@@ -1,8 +1,10 @@
 """The intake worker: claims stored messages in order and processes each exactly once.
 
 Mailman's runner is the model: one catch-all at the loop boundary. A message whose processing
-raises is moved aside (quarantined, raw bytes kept, error recorded) and the worker goes on;
-``mailbot inbound reprocess ID`` puts it back in the queue once the cause is fixed.
+raises (the parser cannot read it, a bug, a database error) is moved aside (quarantined, raw
+bytes kept, error recorded; never marked done) and the worker goes on; a known sender is told
+that it could not be read. ``mailbot inbound reprocess ID`` puts it back in the queue once the
+cause is fixed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from db.engine import session_scope
@@ -26,7 +28,7 @@ from db.models import (
 )
 from db.queries import claim_pending_inbound
 from mailbot.errors import MailbotError, NotFoundError
-from mailbot.intake import IntakeContext, process_message
+from mailbot.intake import IntakeContext, answer_unreadable, process_message
 
 log = logging.getLogger("mailbot.worker")
 
@@ -60,8 +62,10 @@ def process_batch(engine: Engine, ctx: IntakeContext, now: datetime, limit: int 
             try:
                 with session.begin_nested():
                     kind = process_message(session, inbound, ctx, now)
-            except Exception as exc:
+            except Exception as exc:  # the loop boundary: whatever it was, the message is kept
                 _record_failure(inbound, exc, now)
+                if inbound.status == INBOUND_QUARANTINED and not isinstance(exc, SQLAlchemyError):
+                    _tell_sender(session, inbound, ctx, now)
             else:
                 inbound.kind = kind
                 inbound.status = INBOUND_DONE
@@ -83,6 +87,22 @@ def _record_failure(inbound: InboundMessage, exc: Exception, now: datetime) -> N
     inbound.status = INBOUND_QUARANTINED
     inbound.processed_at = now
     log.error("message %s quarantined: %s", inbound.id, exc)
+
+
+def _tell_sender(
+    session: Session, inbound: InboundMessage, ctx: IntakeContext, now: datetime
+) -> None:
+    """A known sender hears that their message could not be read (a database error is ours to
+    fix, and the message is reprocessed then, so nobody is told). In a savepoint of its own:
+    a failure here leaves the quarantine as it is, and is logged."""
+    try:
+        with session.begin_nested():
+            told = answer_unreadable(session, inbound, ctx, now)
+    except Exception:
+        log.exception("message %s: could not tell its sender that it was not read", inbound.id)
+    else:
+        if told:
+            log.info("message %s: its sender was told that it could not be read", inbound.id)
 
 
 def _is_transient(exc: Exception) -> bool:
