@@ -139,6 +139,36 @@ def test_a_gateway_process_and_a_processing_process_share_the_work(
     assert rest.terminate() == 0
 
 
+def test_the_outbox_finds_notices_of_a_worker_in_another_process(
+    serve_factory: ServeFactory, tmp_path: Path, sink: Sink
+) -> None:
+    """Each hop between processes by polling alone: gateway → worker → outbox."""
+    settings = {
+        "database_url": f"sqlite:///{tmp_path / 'shared.db'}",
+        "relay": f"smtp://127.0.0.1:{sink.port}",
+        "worker_poll_seconds": "1",
+    }
+    gateway = serve_factory("gateway", **settings)
+    worker = serve_factory("worker", **settings)
+    outbox = serve_factory("outbox", **settings)
+    work = registry_with_requests(gateway, 1, code="ROLE02")
+    start_roles(gateway, "smtp")
+    worker.spawn("mailbot", "serve", "--only", "worker")
+    start_roles(outbox, "outbox,web")
+    request = work.messages[0]
+    assert send(gateway.port, request.sender, request.raw)[0] == 250
+    watch = DbWatch(settings["database_url"])
+    wait_until(lambda: watch.counts()["outbox_sent"] == 2, timeout=30, what="notices sent")
+    office = work.office
+    assert_one_notice_each(
+        sink.deliveries, RECEIPT_NOTICE, receipt_numbers(1), (office.applicant, office.manager)
+    )
+    assert "processed 1 message" in worker.log_text()
+    assert "outbox: message" not in worker.log_text(), "the worker process sends nothing"
+    for process in (gateway, worker, outbox):
+        assert process.terminate() == 0
+
+
 def test_an_unknown_role_is_refused_with_the_list_of_roles(serve_factory: ServeFactory) -> None:
     process = serve_factory("bad-role")
     result = process.cli("serve", "--only", "smtp,mailer", check=False)
