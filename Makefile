@@ -48,9 +48,10 @@ typecheck: install
 # Debian packages the integration tests talk to for real (we are root on CI and dev machines).
 # Postfix is preseeded to "No configuration": no /etc/postfix/main.cf, so the package starts no
 # system Postfix on port 25; the tests run private ones (tests/support/postfix.py). python3-venv
-# and systemd (systemd-analyze) are for the tests of deploy/.
+# and systemd (systemd-analyze) are for the tests of deploy/; openssl makes the STARTTLS tests'
+# self-signed certificates.
 DEBIAN_PACKAGES := dovecot-imapd chromium fonts-ipaexfont-gothic poppler-utils postfix \
-  python3-venv systemd
+  python3-venv systemd openssl
 system-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
