@@ -7,7 +7,8 @@ Python's zipfile stops inflating a member at its declared size (and fails its CR
 declared sizes bound what openpyxl can ever read. Macro workbooks (.xlsm, or any file holding
 ``xl/vbaProject.bin``), the old binary format (.xls, .xlsb) and OLE2 containers (old .xls and
 password-protected workbooks share the D0CF11E0 signature) get the "please save as .xlsx or
-.csv" problem.
+.csv" problem. Every XML part is then read with defusedxml up to its first element: a DTD
+(entity expansion, external entities) refuses the workbook before openpyxl parses anything.
 
 The workbook is opened read-only with cached values (``data_only``): a formula's last computed
 value is used, as the applicant saw it. Sheets are read row by row, capped in rows and columns.
@@ -28,6 +29,9 @@ from datetime import date, datetime, time
 from pathlib import PurePath
 from typing import Any, Final
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import ParseError
+from defusedxml.ElementTree import iterparse as defused_iterparse
 from openpyxl import load_workbook
 
 from mailbot.parsers.csv_form import (
@@ -104,6 +108,34 @@ def _check_container(data: bytes, filename: str) -> None:
         raise _Refused(_save_as_xlsx(filename, "マクロを含むブック"))
     if any(member.flag_bits & 0x1 for member in members):
         raise _Refused(_save_as_xlsx(filename, "パスワード付きのファイル"))
+    _check_xml(data, members, filename)
+
+
+def _check_xml(data: bytes, members: list[zipfile.ZipInfo], filename: str) -> None:
+    """Refuse a workbook any of whose XML parts declares a DTD (entities, external references).
+
+    Excel never writes a DTD; a DTD is how entity expansion ("billion laughs") and external
+    entities (reading local files, fetching URLs) get into XML. Every member is read with
+    defusedxml up to its first element, which is where a DTD has to stand: a few KB each,
+    whatever the member's size, and nothing is expanded. openpyxl uses defusedxml too when it
+    is installed (and ``OPENPYXL_DEFUSEDXML`` is not ``False``), but this check does not rely
+    on that. A member that is not XML at all (an image) is left for openpyxl to judge.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for member in members:
+                if member.is_dir():
+                    continue
+                with archive.open(member) as stream:
+                    events = defused_iterparse(stream, events=("start",), forbid_dtd=True)
+                    try:
+                        next(iter(events), None)
+                    except DefusedXmlException as refused:
+                        raise _Refused(_unsafe_xml(filename, member.filename, refused)) from None
+                    except ParseError:
+                        continue  # not XML; openpyxl reads it or refuses the workbook
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError):
+        raise _Refused(_broken(filename)) from None
 
 
 def _read_workbook(data: bytes, filename: str) -> RawForm:
@@ -271,6 +303,26 @@ def _unsafe(filename: str, what: str) -> Problem:
             f'"{filename}" was not opened: its archive is out of proportion (limit {limit} '
             "uncompressed). Copy the form sheet into a new workbook, save it as .xlsx or .csv, "
             "and send it again."
+        ),
+        location=filename,
+    )
+
+
+def _unsafe_xml(filename: str, member: str, refused: DefusedXmlException) -> Problem:
+    return Problem(
+        code="file.unsafe_xml",
+        field=None,
+        value=filename,
+        message_ja=(
+            f"「{filename}」の中のXML（{member}）に、Excelが書くことのない定義（DTD・エンティティ）"
+            "が含まれているため、安全のため開かずに処理を中止しました。Excelで開いて"
+            "「名前を付けて保存」で .xlsx または .csv に保存し直し、送り直してください。"
+        ),
+        message_en=(
+            f'"{filename}" was not opened: its XML part {member} holds a document type '
+            f"definition or entity ({type(refused).__name__}), which Excel never writes and "
+            "which can be used to attack the reader. Open it in Excel, save it again as .xlsx "
+            "or .csv, and send that file."
         ),
         location=filename,
     )
