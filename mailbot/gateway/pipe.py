@@ -9,24 +9,13 @@ Sendmail both honour):
   would give the same answer, so the MTA bounces it to the sender, exactly like the SMTP
   gateway's ``552``. mailbot itself sends nothing.
 
-Postfix, ``master.cf`` (a transport; route the intake domain to it with ``transport_maps``)::
-
-    mailbot unix - n n - - pipe
-      flags=q user=mailbot null_sender=
-      argv=/opt/mailbot/.venv/bin/mailbot ingest --sender=${sender} --recipient=${recipient} -
-
-* ``null_sender=`` makes a null return path expand to an empty ``--sender=`` (the default would
-  be ``MAILER-DAEMON``, which classification could not tell from a real sender).
-* ``--recipient=${recipient}`` expands to one ``--recipient=…`` per recipient.
-* No ``F`` flag: the ``From sender date`` line it prepends carries a timestamp, so a redelivery
-  would no longer be the same bytes. (A leading From_ line is stripped anyway, below.)
-
-Postfix ``/etc/aliases`` (local(8) runs the command through ``/bin/sh`` with ``SENDER`` and
-``ORIGINAL_RECIPIENT`` in its environment, as ``default_privs`` unless the alias file is owned
-by the mailbot user; that user must be able to write the database)::
-
-    apply: "|/opt/mailbot/.venv/bin/mailbot ingest --sender=$SENDER --recipient=$ORIGINAL_RECIPIENT -"
-"""  # noqa: E501 (a config line must not be wrapped)
+The Postfix recipe (``main.cf`` and the ``master.cf`` pipe service with ``user=mailbot``,
+``flags=q``, ``null_sender=`` and ``${sender}``/``${recipient}``) is in docs/operations.md,
+"Postfix in front", where tests/integration/test_postfix.py reads it and runs it with a real
+Postfix. Postfix runs the command with no environment and in its queue directory, so settings
+come from the system file /etc/mailbot/mailbot.toml. A leading mbox ``From `` line (Postfix's
+``F`` flag, local(8)) carries a timestamp and is stripped, below, so redeliveries match.
+"""
 
 from __future__ import annotations
 
