@@ -9,8 +9,8 @@ process on it signs and verifies with the same ones.
   importing ``$MAILBOT_HOME/secret_key``, the key of earlier versions, so that links and reply
   addresses already mailed keep working. ``rotate`` makes a new current key.
 * ``MAILBOT_SECRET_KEY``, when set, overrides all of it: it is then the only key, signing and
-  verifying, and the keys in the database are neither used nor changed by signing (rotating
-  and listing still work on them, for the day the setting is removed).
+  verifying, and the keys in the database are not used (they are still made, rotated and
+  listed, for the day the setting is removed).
 
 Key material is secret: it is never printed or logged (``SigningKey`` leaves it out of its repr,
 ``Key`` too, and ``KeyInfo``, what the command line shows, does not hold it).
@@ -231,7 +231,10 @@ def _rows(session: Session) -> Sequence[SigningKey]:
 
 def _bound(session: Session, row: SigningKey, settings: Settings) -> datetime:
     """Until when a retired key verifies: its last link, or its longest-lived reply token
-    (review, applicant or cancel: their expiry is in their row), whichever expires later."""
+    (review, applicant or cancel: their expiry is in their row), whichever expires later.
+
+    Links are stored nowhere, so their part uses today's MAILBOT_LINK_TOKEN_DAYS: lowering it
+    shortens how long links mailed before the rotation keep opening."""
     assert row.retired_at is not None
     bound = _aware(row.retired_at) + SIGNING_GRACE + timedelta(days=settings.link_token_days)
     signed_by = [col(Token.key_id) == row.id]
