@@ -23,7 +23,9 @@ dates become ISO dates (``2026-12-15``); numbers stored as numbers become their 
 from __future__ import annotations
 
 import io
+import lzma
 import zipfile
+import zlib
 from collections.abc import Iterator
 from datetime import date, datetime, time
 from pathlib import PurePath
@@ -134,8 +136,22 @@ def _check_xml(data: bytes, members: list[zipfile.ZipInfo], filename: str) -> No
                         raise _Refused(_unsafe_xml(filename, member.filename, refused)) from None
                     except ParseError:
                         continue  # not XML; openpyxl reads it or refuses the workbook
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError):
+    except _DAMAGED_ZIP:
         raise _Refused(_broken(filename)) from None
+
+
+# What zipfile raises reading a damaged member: a bad header or CRC, a corrupt deflate (or
+# bzip2, lzma) stream, a compression method it does not know.
+_DAMAGED_ZIP: Final = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    NotImplementedError,
+    ValueError,
+    OSError,
+    EOFError,
+)
 
 
 def _read_workbook(data: bytes, filename: str) -> RawForm:
