@@ -69,8 +69,10 @@ if [ "$want" != "$have" ]; then
 	say "made $VENV with $PYTHON"
 fi
 say "installing mailbot from $CHECKOUT with the versions pinned in $CONSTRAINTS"
-PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install --quiet --no-input \
-	--constraint "$CONSTRAINTS" "$CHECKOUT"
+if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install --quiet --no-input \
+	--constraint "$CONSTRAINTS" "$CHECKOUT"; then
+	die "pip could not install mailbot (above: why; PyPI must be reachable); run $0 again"
+fi
 "$VENV/bin/mailbot" --help >/dev/null
 
 # 3. The configuration: never overwritten, but always readable by the service user only.
