@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import mailbox
 import os
+import re
 import shutil
+import textwrap
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -250,7 +252,7 @@ def database_unavailable(config: SystemConfig) -> Iterator[str]:
     port = free_port()
     config.write(substitute(text, "@127.0.0.1:5432/", f"@127.0.0.1:{port}/"))
     try:
-        yield f'port {port} failed: Connection refused'
+        yield f"port {port} failed: Connection refused"
     finally:
         config.write(text)
 
@@ -369,3 +371,15 @@ def test_the_example_configuration_relays_through_postfix_as_documented() -> Non
     example = (Path(__file__).resolve().parents[2] / "deploy" / "mailbot.toml").read_text()
     assert doc_block("mailbot.toml relay").strip() in example.splitlines()
     assert tomllib.loads(example)["domain"] == DOMAIN
+
+
+def test_the_walkthrough_sets_up_postfix_with_the_tested_lines() -> None:
+    """docs/operations.md's install walkthrough types the lines the tests above run."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    walkthrough = text.split("<!-- walkthrough -->", 1)[1].split("**Upgrade**", 1)[0]
+    postconf = re.search(r"postconf -e (.*?)\n   cat", walkthrough, re.S)
+    assert postconf is not None
+    assert re.findall(r"'([^']*)'", postconf.group(1)) == doc_block("main.cf pipe").splitlines()
+    heredoc = re.search(r"<<'END'\n(.*?)\n   END\n", walkthrough, re.S)
+    assert heredoc is not None
+    assert textwrap.dedent(heredoc.group(1)) + "\n" == doc_block("master.cf pipe")
