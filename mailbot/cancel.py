@@ -36,10 +36,10 @@ from db.models import (
 from mailbot.applications import STATUS_JA, find_application
 from mailbot.applying import MIDNIGHT, apply_job_id, is_due, run_time
 from mailbot.config import Settings
+from mailbot.dates import ja_date
 from mailbot.errors import MailbotError
 from mailbot.notify import (
     application_context,
-    ja_date,
     queue_staff_mail,
     render,
     send_to_applicants,

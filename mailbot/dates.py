@@ -7,6 +7,9 @@ Accepted (after NFKC, so full-width digits and ／．－（） work too, and ㍻
   and the mixes people write (``R6年4月1日``, ``令和6/4/1``)
 * any of them followed by a weekday: ``(木)`` ``（木曜日）`` ``(Thu)``.
 
+Written back one way only, everywhere mailbot writes a date in Japanese (mail, the status
+page, the PDFs, problem messages): :func:`ja_date`, ``2026年12月7日（月）``.
+
 Refused, with :class:`InvalidDate` naming the text: impossible dates (2018/02/30), 和暦 dates
 outside their era (平成31年5月1日, 令和1年4月30日), two-digit western years (26/12/1: 2026 or
 1926?), and a weekday that contradicts the date (which of the two did the sender mean?).
@@ -143,3 +146,8 @@ def era_of(day: date) -> Era:
         if era.contains(day):
             return era
     raise ValueError(f"{day} is before the eras this module knows")
+
+
+def ja_date(day: date) -> str:
+    """The one way mailbot writes a date in Japanese text: ``2026年12月7日（月）``."""
+    return f"{day.year}年{day.month}月{day.day}日（{_WEEKDAYS_JA[day.weekday()]}）"

@@ -27,9 +27,10 @@ from sqlmodel import Session
 from db.models import APPLIED, APPROVED, UNDER_REVIEW
 from mailbot.applications import find_application
 from mailbot.config import Settings
+from mailbot.dates import ja_date
 from mailbot.errors import MailbotError
 from mailbot.normalize import ident_of, user_code_of
-from mailbot.notify import application_context, ja_date, ja_date_plain, network_ja
+from mailbot.notify import application_context, network_ja
 
 FONT_PACKAGE = "fonts-ipaexfont-gothic"
 # Where Debian puts the font (the first path); the others are where older releases and other
@@ -196,7 +197,7 @@ def approval_notice_pdf(context: DocumentContext, now: datetime) -> bytes:
     assert context.start_date is not None  # approval_notice_refusal checked it
     today = context.today(now)
     pdf = _new_pdf(APPROVAL_NOTICE_TITLE, context, now)
-    _right(pdf, f"発行日：{ja_date_plain(today)}")
+    _right(pdf, f"発行日：{ja_date(today)}")
     _right(pdf, f"申込受付番号：{context.receipt_no}")
     pdf.ln(4)
     _lines(pdf, [context.company, context.office_line, f"管理責任者　{context.manager_name} 様"])
@@ -211,14 +212,14 @@ def approval_notice_pdf(context: DocumentContext, now: datetime) -> bytes:
     _centered(pdf, "記")
     rows = [
         ("申込受付番号", context.receipt_no),
-        ("申込受付年月日", ja_date_plain(context.received_on)),
+        ("申込受付年月日", ja_date(context.received_on)),
         ("事業所", _office_text(context)),
         ("変更内容", CHANGE_JA),
         ("廃止する利用者ID", _ids_text(context.user_ids)),
         ("廃止する利用者コード", "\n".join(context.codes_abolished) or "なし"),
         *_pending_rows(context),
         ("利用開始日（適用日）", ja_date(context.start_date)),
-        ("承認日", ja_date_plain(context.decided_on) if context.decided_on else "-"),
+        ("承認日", ja_date(context.decided_on) if context.decided_on else "-"),
     ]
     _table(pdf, rows)
     _notes(
@@ -238,7 +239,7 @@ def approval_notice_pdf(context: DocumentContext, now: datetime) -> bytes:
 def application_form_pdf(context: DocumentContext) -> bytes:
     """システムサービス利用契約変更申込書: what was applied for; any status, any time."""
     pdf = _new_pdf(APPLICATION_FORM_TITLE, context, None)
-    _right(pdf, f"申込受付年月日：{ja_date_plain(context.received_on)}")
+    _right(pdf, f"申込受付年月日：{ja_date(context.received_on)}")
     _right(pdf, f"申込受付番号：{context.receipt_no}")
     _title(pdf, APPLICATION_FORM_TITLE)
     _lines(pdf, [f"{context.issuer} 御中"])

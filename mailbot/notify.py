@@ -30,6 +30,7 @@ from mailbot.applications import STATUS_JA
 from mailbot.blank_form import blank_form_text, write_blank_form
 from mailbot.compose import AUTO_REPLIED, Attachment, ComposedMail, compose
 from mailbot.config import Settings
+from mailbot.dates import ja_date
 from mailbot.errors import MailbotError
 from mailbot.keys import keyring
 from mailbot.mime import ParsedMail
@@ -39,17 +40,7 @@ from mailbot.problems import Problem
 from mailbot.reply_limits import OUTSIDER_REPLY_MAX_BYTES, take_reply_allowance
 from mailbot.tokens import Purpose, issue_reply_token, link_token
 
-WEEKDAYS_JA = "月火水木金土日"
 APPLICANT_TAG = "a"  # apply+a<token>@domain: the applicant's or manager's replies
-
-
-def ja_date(day: date) -> str:
-    return f"{day.year}年{day.month}月{day.day}日（{WEEKDAYS_JA[day.weekday()]}）"
-
-
-def ja_date_plain(day: date) -> str:
-    """The guide's 申込受付年月日 form: 2018年11月01日."""
-    return f"{day.year}年{day.month:02d}月{day.day:02d}日"
 
 
 def network_ja(user_id: str) -> str:
@@ -66,7 +57,6 @@ def environment() -> Environment:
         trim_blocks=True,
     )
     env.filters["ja_date"] = ja_date
-    env.filters["ja_date_plain"] = ja_date_plain
     env.filters["network_ja"] = network_ja
     return env
 

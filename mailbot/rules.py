@@ -18,6 +18,7 @@ from datetime import date
 from typing import Literal
 
 from mailbot.calendar import BusinessCalendar, next_registration_date
+from mailbot.dates import ja_date
 from mailbot.draft import RequestDraft
 from mailbot.normalize import USER_CODE_LENGTH, InvalidEmail, nfkc, normalise_email
 from mailbot.problems import Problem
@@ -403,10 +404,6 @@ def can_perform(
 
 def _belongs_to(info: UserIdInfo | None, office_code: str) -> bool:
     return info is not None and info.office_code == office_code
-
-
-def ja_date(day: date) -> str:
-    return f"{day.year}年{day.month}月{day.day}日"
 
 
 def _not_registered(kind: str, field: str, value: str, label_ja: str, label_en: str) -> Problem:

@@ -43,6 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from db.engine import session_scope
 from db.models import APPLIED, APPROVED, CANCELLED, REJECTED, UNDER_REVIEW, WITHDRAWN
 from mailbot.config import HostPort, Settings
+from mailbot.dates import ja_date
 from mailbot.documents import (
     DocumentContext,
     DocumentUnavailable,
@@ -55,7 +56,7 @@ from mailbot.documents import (
 from mailbot.errors import ConfigError, NotFoundError
 from mailbot.keys import Keyring, verifying_keyring
 from mailbot.normalize import ident_of, user_code_of
-from mailbot.notify import ja_date, ja_date_plain, network_ja
+from mailbot.notify import network_ja
 from mailbot.tokens import TokenRefusal, link_refusal
 from mailbot.web_health import check_database, check_relay
 
@@ -315,7 +316,6 @@ def templates() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["ja_date"] = ja_date
-    env.filters["ja_date_plain"] = ja_date_plain
     return env
 
 

@@ -93,20 +93,20 @@ def test_approval_notice_content(approved: DocumentContext, tmp_path: Path) -> N
     compact = flat(text)
     for expected in [
         "システムサービス利用契約変更承認通知",
-        "発行日：2026年12月15日",
+        "発行日：2026年12月15日（火）",
         "申込受付番号：260001A",
         "○○株式会社",
         "東京事業所通関部",
         "管理責任者佐藤花子様",
         "輸出入・港湾関連情報処理センター株式会社（NACCSセンター）",
         "下記のとおり承認しましたので通知します。",
-        "申込受付年月日2026年11月27日",
+        "申込受付年月日2026年11月27日（金）",
         "（事業所コード：TYO01）",
         "識別番号（削除）：利用者IDの廃止",
         "1ANACA0A（利用者コード1ANAC・識別番号A0A・netNACCS）",
         "1ANACA0B（利用者コード1ANAC・識別番号A0B・netNACCS）",
         "利用開始日（適用日）2026年12月15日（火）",
-        "承認日2026年11月27日",
+        "承認日2026年11月27日（金）",
         "管理統計資料取得を除き",
         "以上",
     ]:
@@ -153,7 +153,7 @@ def test_application_form_content(harness: Harness, tmp_path: Path) -> None:
     compact = flat(pdf_text(data, tmp_path))
     for expected in [
         "システムサービス利用契約変更申込書",
-        "申込受付年月日：2026年11月27日",
+        "申込受付年月日：2026年11月27日（金）",
         "申込受付番号：260001A",
         "輸出入・港湾関連情報処理センター株式会社（NACCSセンター）御中",
         "会社名○○株式会社",

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailbot.dates import InvalidDate, era_of, parse_date
+from mailbot.dates import InvalidDate, era_of, ja_date, parse_date
 
 WEEKDAYS_JA = "月火水木金土日"
 
@@ -162,3 +162,15 @@ def test_invalid_day_of_month_never_parses(ymd: tuple[int, int, int], pattern: s
         parse_date(text)
     with pytest.raises(InvalidDate):
         parse_date(f"R{year - 2018}.{month}.{day}")
+
+
+def test_dates_are_written_one_way() -> None:
+    """Mail, the status page, the PDFs and problem messages all write this, never 12月07日."""
+    assert ja_date(date(2026, 12, 7)) == "2026年12月7日（月）"
+    assert ja_date(date(2026, 11, 27)) == "2026年11月27日（金）"
+
+
+@given(st.dates(min_value=date(1989, 1, 8), max_value=date(2100, 12, 31)))
+def test_a_written_date_reads_back(day: date) -> None:
+    # An applicant who copies a date from a notice into a new request is understood.
+    assert parse_date(ja_date(day)) == day

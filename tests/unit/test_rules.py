@@ -319,8 +319,8 @@ def test_rule5_too_soon_names_the_earliest_date() -> None:
     # Four business days after Thu 11/19, skipping the weekend and Mon 11/23: Thu 11/26.
     (problem,) = problems_of(draft("4GHIJ001", desired_start_date=date(2026, 11, 25)))
     assert problem.code == "desired_start_date.too_soon"
-    assert "2026年11月26日" in problem.message_ja and "2026-11-26" in problem.message_en
-    assert "2026年12月1日" in problem.message_ja  # the registration date to choose
+    assert "2026年11月26日（木）" in problem.message_ja and "2026-11-26" in problem.message_en
+    assert "2026年12月1日（火）" in problem.message_ja  # the registration date to choose
 
 
 def test_rule5_earliest_date_itself_is_accepted() -> None:
