@@ -49,13 +49,15 @@ die() {
 [ -f "$CONSTRAINTS" ] || die "no pinned dependencies at $CONSTRAINTS (make lock writes it)"
 
 # 1. The service user. Both Postfix's pipe and the service run as it.
+# (Checked again after a failure: another install running at the same moment may have won.)
 if ! getent group "$SERVICE_USER" >/dev/null; then
-	groupadd --system "$SERVICE_USER"
+	groupadd --system "$SERVICE_USER" || getent group "$SERVICE_USER" >/dev/null
 	say "created group $SERVICE_USER"
 fi
 if ! getent passwd "$SERVICE_USER" >/dev/null; then
 	useradd --system --gid "$SERVICE_USER" --home-dir "$SERVICE_HOME" --no-create-home \
-		--shell /usr/sbin/nologin --comment "mailbot service" "$SERVICE_USER"
+		--shell /usr/sbin/nologin --comment "mailbot service" "$SERVICE_USER" ||
+		getent passwd "$SERVICE_USER" >/dev/null
 	say "created user $SERVICE_USER"
 fi
 

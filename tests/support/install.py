@@ -10,6 +10,7 @@ its folders are moved, through the variables the script documents. The folder is
 from __future__ import annotations
 
 import atexit
+import fcntl
 import functools
 import os
 import pwd
@@ -24,6 +25,7 @@ INSTALL_SH = REPO / "deploy" / "install.sh"
 SERVICE_USER = "mailbot"
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 INSTALL_TIMEOUT = 600
+LOCK_FILE = Path(tempfile.gettempdir()) / "mailbot-install.lock"
 
 
 def install_available() -> str | None:
@@ -87,14 +89,18 @@ class Install:
         }
 
     def run(self) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["sh", str(INSTALL_SH)],
-            env=self.environment(),
-            capture_output=True,
-            text=True,
-            timeout=INSTALL_TIMEOUT,
-            check=False,
-        )
+        # pip builds mailbot inside the checkout (build/): one install at a time on this
+        # machine, whichever test session runs it.
+        with open(LOCK_FILE, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return subprocess.run(
+                ["sh", str(INSTALL_SH)],
+                env=self.environment(),
+                capture_output=True,
+                text=True,
+                timeout=INSTALL_TIMEOUT,
+                check=False,
+            )
 
 
 def world_readable_temp_dir(prefix: str) -> Path:
