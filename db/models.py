@@ -110,7 +110,14 @@ class ReceiptCounter(SQLModel, table=True):
 
 
 class InboundMessage(SQLModel, table=True):
-    """A message exactly as received. Stored before the sender hears yes; never deleted."""
+    """A message exactly as received. Stored before the sender hears yes; the row is never
+    deleted.
+
+    Retention (mailbot.retention) empties ``raw`` of processed mail after a while, keeping the
+    row (hash, envelope, size, outcome), the key headers in ``headers`` and ``raw_removed_at``;
+    an emptied ``raw`` is ``b""``, never NULL, so code that reads a message it is processing
+    needs no new case (quarantined and pending messages are never emptied).
+    """
 
     __tablename__ = "inbound_message"
 
@@ -128,6 +135,9 @@ class InboundMessage(SQLModel, table=True):
     attempts: int = 0
     error: str | None = None
     processed_at: datetime | None = None
+    raw_removed_at: datetime | None = None
+    # From, To, Cc, Subject, Date as decoded text, kept when ``raw`` is removed.
+    headers: dict[str, str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class Application(SQLModel, table=True):
@@ -221,6 +231,12 @@ class OutboundMessage(SQLModel, table=True):
     next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
     last_error: str | None = None
     sent_at: datetime | None = None
+    # ``mailbot outbox retry`` sets it: the give-up clock (MAILBOT_OUTBOX_GIVE_UP_HOURS) runs
+    # from here instead of from ``created_at``.
+    requeued_at: datetime | None = None
+    # Retention removed the bytes of this sent (or bounced) notice; subject, recipient and
+    # Message-ID stay.
+    raw_removed_at: datetime | None = None
 
 
 class AutoreplyCount(SQLModel, table=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime
 from typing import Any
 
@@ -9,8 +10,11 @@ from sqlmodel import Session, col, select
 
 from db.models import UNDER_REVIEW, Application, ApplicationItem, AuditEvent, InboundMessage
 from mailbot.errors import NotFoundError
+from mailbot.logs import add_log_fields
 from mailbot.receipts import allocate_receipt_no, parse_receipt_no
 from mailbot.rules import Plan
+
+log = logging.getLogger(__name__)
 
 # The guide's words for each status, for notices, the CLI and the status page.
 STATUS_JA = {
@@ -86,6 +90,14 @@ def create_application(
         )
     )
     session.flush()
+    # The rest of this message's processing is logged with the receipt number too.
+    add_log_fields(receipt_no=application.receipt_no)
+    log.info(
+        "application %s received (office %s, %d user ID(s))",
+        application.receipt_no,
+        plan.office_code,
+        len(plan.user_ids),
+    )
     return application
 
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import time
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -73,6 +74,24 @@ def parse_host_port(value: str, setting: str) -> HostPort:
     return HostPort(host.strip("[]") or "127.0.0.1", int(port))
 
 
+IPNetwork = IPv4Network | IPv6Network
+
+
+def parse_networks(value: str) -> tuple[IPNetwork, ...]:
+    """``"127.0.0.1, 10.0.0.0/8 2001:db8::/32"`` → networks (a bare address is a network of
+    one); separated by commas or blanks."""
+    networks = []
+    for item in value.replace(",", " ").split():
+        try:
+            networks.append(ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{item!r} is not an IP address or network (write e.g. 127.0.0.1, "
+                "192.0.2.0/24 or 2001:db8::/32, separated by commas)"
+            ) from None
+    return tuple(networks)
+
+
 def parse_relay(value: str, home: Path) -> RelayTarget:
     """``maildir:PATH`` or a bare path → Maildir; ``smtp://[user:pass@]host:port[?starttls=1]``."""
     if value.startswith(("smtp://", "smtps://")):
@@ -120,7 +139,7 @@ class Settings(BaseSettings):
     sender_name: str = "NACCSセンター (mailbot)"
     organisation: str = "輸出入・港湾関連情報処理センター株式会社（NACCSセンター）"
     subject_prefix: str = "【NSS】"
-    outbox_max_attempts: int = Field(default=8, ge=1)
+    outbox_max_attempts: int | None = Field(default=None, ge=1)  # unset: give-up hours decide
     outbox_backoff_seconds: float = Field(default=30.0, gt=0)
     worker_poll_seconds: float = Field(default=1.0, gt=0)
     # Review by reply
@@ -145,6 +164,30 @@ class Settings(BaseSettings):
     smtp_tls_cert: Path | None = None
     smtp_tls_key: Path | None = None
     smtp_require_tls: bool = False
+    # The gateway's limits (bounded memory): beyond them 421 at connect or 451 at DATA, so the
+    # sending server retries later. A message in DATA is held in memory until it is stored.
+    smtp_max_sessions: int = Field(default=100, ge=1, le=10_000)
+    smtp_max_sessions_per_client: int = Field(default=20, ge=1, le=10_000)
+    smtp_max_data: int = Field(default=8, ge=1, le=1_000)
+    smtp_max_data_per_client: int = Field(default=2, ge=1, le=1_000)
+    smtp_data_wait_seconds: float = Field(default=30.0, ge=0, le=110)
+    # SMTP clients whose Authentication-Results count (addresses or networks, e.g. the MTA in
+    # front); they are also exempt from the per-client limits.
+    trusted_relays: str = ""
+    # --- Operating it (logs, health, retention, outbox give-up; docs/operations.md) ---
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    # A waiting message or due notice older than this makes /healthz answer 503 (stuck).
+    health_stuck_seconds: float = Field(default=600.0, gt=0)
+    # A refused IMAP login is tried again this long after (not sooner: no account lock-out).
+    imap_refused_retry_seconds: float = Field(default=900.0, gt=0)
+    # Raw bytes of processed mail are removed after these many days (outsiders' sooner).
+    retain_raw_days: int = Field(default=90, ge=1)
+    retain_outsider_days: int = Field(default=7, ge=1)
+    retention_time: time = time(3, 30)  # the daily purge, in MAILBOT_TIMEZONE
+    # A notice is retried at most this far apart, for this long after it was queued.
+    outbox_max_backoff_seconds: float = Field(default=3600.0, gt=0, le=3600)
+    outbox_give_up_hours: float = Field(default=120.0, gt=0)
 
     @classmethod
     def settings_customise_sources(
@@ -183,7 +226,12 @@ class Settings(BaseSettings):
             ) from exc
         return value
 
-    @field_validator("apply_time", "reminder_time")
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("apply_time", "reminder_time", "retention_time")
     @classmethod
     def _local_time(cls, value: time) -> time:
         if value.tzinfo is not None:
@@ -194,6 +242,15 @@ class Settings(BaseSettings):
     @classmethod
     def _host_port(cls, value: str) -> str:
         parse_host_port(value, "the address")
+        return value
+
+    @field_validator("trusted_relays", mode="before")
+    @classmethod
+    def _relay_networks(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):  # a TOML list
+            value = ", ".join(str(item) for item in value)
+        if isinstance(value, str):
+            parse_networks(value)
         return value
 
     @field_validator("database_url")
@@ -240,6 +297,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "set both MAILBOT_SMTP_TLS_CERT and MAILBOT_SMTP_TLS_KEY to offer STARTTLS"
             )
+        if self.smtp_max_data_per_client > self.smtp_max_data:
+            raise ValueError(
+                "MAILBOT_SMTP_MAX_DATA_PER_CLIENT must not exceed MAILBOT_SMTP_MAX_DATA "
+                f"({self.smtp_max_data_per_client} > {self.smtp_max_data})"
+            )
+        if self.smtp_max_sessions_per_client > self.smtp_max_sessions:
+            raise ValueError(
+                "MAILBOT_SMTP_MAX_SESSIONS_PER_CLIENT must not exceed MAILBOT_SMTP_MAX_SESSIONS "
+                f"({self.smtp_max_sessions_per_client} > {self.smtp_max_sessions})"
+            )
         if self.smtp_require_tls and self.smtp_tls_cert is None:
             raise ValueError(
                 "MAILBOT_SMTP_REQUIRE_TLS needs MAILBOT_SMTP_TLS_CERT and MAILBOT_SMTP_TLS_KEY"
@@ -262,6 +329,10 @@ class Settings(BaseSettings):
     @property
     def relay_target(self) -> RelayTarget:
         return parse_relay(self.relay, self.home)
+
+    @property
+    def trusted_relay_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.trusted_relays)
 
 
 def config_file() -> Path | None:

@@ -31,7 +31,8 @@ import mailbox
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
 from functools import cache
 from pathlib import Path
@@ -56,6 +57,7 @@ from mailbot.addresses import mailbox_key, tagged_address
 from mailbot.compose import ComposedMail, normalize_message_id
 from mailbot.config import RelayTarget, Settings
 from mailbot.errors import MailbotError, NotFoundError
+from mailbot.logs import log_context
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,9 @@ OUTBOUND_STATUSES = (OUTBOUND_PENDING, OUTBOUND_SENT, OUTBOUND_FAILED, OUTBOUND_
 # deliver_due), so a slow batch never runs into rows another process may claim again.
 LEASE = timedelta(minutes=1)  # a crashed sender's claims come back after this
 RECORD_EVERY = 1
-MAX_BACKOFF = timedelta(hours=6)
+# Retries are at most this far apart (MAILBOT_OUTBOX_MAX_BACKOFF_SECONDS may lower it): a relay
+# that comes back gets the queue within the hour, however long it was away.
+MAX_BACKOFF = timedelta(hours=1)
 # Per SMTP command; a whole send is a handful of commands, far inside half a lease.
 SMTP_TIMEOUT_SECONDS = 30.0
 # Envelope sender of SMTP delivery: apply+bounce@domain, an own address, so DSNs come back
@@ -291,10 +295,42 @@ def _summary(row: Any) -> dict[str, Any]:
         "last_error": row["last_error"],
         "created_at": iso(row["created_at"]),
         "sent_at": iso(row["sent_at"]),
+        "requeued_at": iso(row["requeued_at"]),
+        "raw_removed_at": iso(row["raw_removed_at"]),
         "application_id": row["application_id"],
         "inbound_id": row["inbound_id"],
         "dedupe_key": row["dedupe_key"],
     }
+
+
+def outbox_row(session: Session, id: int) -> dict[str, Any]:
+    """One row for ``mailbot outbox show``, as :func:`list_outbox` shows it."""
+    row = session.execute(select(_OUTBOUND).where(_OUTBOUND.c.id == id)).first()
+    if row is None:
+        raise NotFoundError(f"there is no outbox message {id} (see `mailbot outbox list`)")
+    return _summary(row._mapping)
+
+
+def _requeue(now: datetime | None) -> dict[str, Any]:
+    # A fresh set of attempts, due at once, and a fresh give-up time counted from now.
+    moment = now or utcnow()
+    return {
+        "status": OUTBOUND_PENDING,
+        "attempts": 0,
+        "next_attempt_at": moment,
+        "requeued_at": moment,
+    }
+
+
+def retry_failed(session: Session, *, now: datetime | None = None) -> list[int]:
+    """Queue every failed message again (``mailbot outbox retry --failed``); their ids."""
+    statement = (
+        update(_OUTBOUND)
+        .where(_OUTBOUND.c.status == OUTBOUND_FAILED)
+        .values(**_requeue(now))
+        .returning(_OUTBOUND.c.id)
+    )
+    return sorted(row.id for row in session.execute(statement))
 
 
 def retry_outbox(session: Session, id: int, *, now: datetime | None = None) -> None:
@@ -302,7 +338,7 @@ def retry_outbox(session: Session, id: int, *, now: datetime | None = None) -> N
     statement = (
         update(_OUTBOUND)
         .where(_OUTBOUND.c.id == id, _OUTBOUND.c.status == OUTBOUND_FAILED)
-        .values(status=OUTBOUND_PENDING, attempts=0, next_attempt_at=now or utcnow())
+        .values(**_requeue(now))
         .returning(_OUTBOUND.c.id)
     )
     if session.execute(statement).first() is not None:
@@ -471,11 +507,53 @@ def make_transport(settings: Settings) -> Transport:
 # Delivery ---------------------------------------------------------------------------------
 
 
-def next_attempt(now: datetime, attempts: int, backoff_seconds: float) -> datetime:
-    """When to try again after ``attempts`` failed tries: backoff·2^(attempts−1), at most 6 h."""
+def next_attempt(
+    now: datetime,
+    attempts: int,
+    backoff_seconds: float,
+    max_backoff_seconds: float = MAX_BACKOFF.total_seconds(),
+) -> datetime:
+    """When to try again after ``attempts`` failed tries: backoff·2^(attempts−1), capped."""
     exponent = min(max(attempts - 1, 0), 64)  # beyond 2**64 the cap has long applied
-    delay = min(backoff_seconds * 2.0**exponent, MAX_BACKOFF.total_seconds())
+    delay = min(backoff_seconds * 2.0**exponent, max_backoff_seconds)
     return now + timedelta(seconds=delay)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When a failed attempt is retried, and when a notice is given up (marked failed).
+
+    A notice is given up after ``give_up_after`` since it was queued (or re-queued by an
+    operator), as MTAs give up after days; ``max_attempts``, when set, also ends it sooner.
+    """
+
+    backoff_seconds: float = 30.0
+    max_backoff_seconds: float = MAX_BACKOFF.total_seconds()
+    give_up_after: timedelta | None = None
+    max_attempts: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            backoff_seconds=settings.outbox_backoff_seconds,
+            max_backoff_seconds=settings.outbox_max_backoff_seconds,
+            give_up_after=timedelta(hours=settings.outbox_give_up_hours),
+            max_attempts=settings.outbox_max_attempts,
+        )
+
+    def gives_up(self, mail: OutboundMessage, now: datetime) -> bool:
+        if self.max_attempts is not None and mail.attempts >= self.max_attempts:
+            return True
+        queued = mail.requeued_at or mail.created_at
+        return self.give_up_after is not None and now - _aware(queued) >= self.give_up_after
+
+    def next_attempt(self, now: datetime, attempts: int) -> datetime:
+        return next_attempt(now, attempts, self.backoff_seconds, self.max_backoff_seconds)
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes for the UTC values it stores.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 async def deliver_due(
@@ -483,13 +561,17 @@ async def deliver_due(
     transport: Transport,
     *,
     now: datetime,
-    max_attempts: int,
-    backoff_seconds: float,
+    max_attempts: int | None = None,
+    backoff_seconds: float = 30.0,
     batch: int = 50,
     lease: timedelta = LEASE,
     settings: Settings | None = None,
+    policy: RetryPolicy | None = None,
 ) -> int:
     """Send the pending rows due at ``now`` (at most ``batch``); the number sent.
+
+    Failed attempts are retried and given up by ``policy`` (default: ``backoff_seconds``
+    doubling up to an hour apart, and never given up unless ``max_attempts`` is set).
 
     With ``settings`` (as :func:`run_outbox` runs it) intents are rendered when claimed and
     then sent; without, only rows rendered already are claimed, and intents wait for a
@@ -497,6 +579,8 @@ async def deliver_due(
     """
     if now.utcoffset() is None:
         raise OutboxError("deliver_due() needs an aware datetime")
+    if policy is None:
+        policy = RetryPolicy(backoff_seconds=backoff_seconds, max_attempts=max_attempts)
     claimed, unrendered = await asyncio.to_thread(_claim, engine, now, batch, lease, settings)
     # Rows are sent one after another; stop at half the lease so that no row is still being
     # sent when its lease runs out and another process may claim it.
@@ -515,10 +599,10 @@ async def deliver_due(
             # Recorded as soon as sent: a crash can then re-send (same Message-ID, after the
             # lease) only the one notice that was in flight. Raising RECORD_EVERY shares one
             # commit among several sends, at the price of re-sending that many after a crash.
-            await asyncio.to_thread(_record, engine, outcomes, now, max_attempts, backoff_seconds)
+            await asyncio.to_thread(_record, engine, outcomes, now, policy)
             outcomes = []
     if outcomes:
-        await asyncio.to_thread(_record, engine, outcomes, now, max_attempts, backoff_seconds)
+        await asyncio.to_thread(_record, engine, outcomes, now, policy)
     return sent
 
 
@@ -556,7 +640,7 @@ def _render_intents(
 
     Each in a savepoint: the bytes (and the reply token a notice carries) are stored with the
     claim, or not at all. A row that fails (a template bug, its application gone) keeps no
-    bytes, counts the attempt, and is tried again with backoff until ``max_attempts``.
+    bytes, counts the attempt, and is tried again with backoff until it is given up.
     """
     # Imported here: rendering needs the templates (mailbot.notify), which queue through
     # this module.
@@ -579,6 +663,11 @@ def _render_intents(
 
 
 async def _attempt(transport: Transport, mail: OutboundMessage) -> DeliveryError | None:
+    with log_context(outbox_id=mail.id):
+        return await _send(transport, mail)
+
+
+async def _send(transport: Transport, mail: OutboundMessage) -> DeliveryError | None:
     try:
         await transport.send(mail)
     except DeliveryError as exc:
@@ -586,7 +675,7 @@ async def _attempt(transport: Transport, mail: OutboundMessage) -> DeliveryError
         return exc
     except Exception as exc:
         # A bug in a transport must still count as an attempt, or the row would come back
-        # after every lease forever; record it as transient so max_attempts ends it.
+        # after every lease forever; record it as transient so the give-up time ends it.
         log.exception("outbox: message %s: unexpected error from the transport", mail.id)
         return TransientDeliveryError(f"unexpected {type(exc).__name__}: {exc}")
     log.info("outbox: message %s %s sent to %s", mail.id, mail.message_id, mail.recipient)
@@ -597,15 +686,14 @@ def _record(
     engine: Engine,
     outcomes: Sequence[tuple[OutboundMessage, DeliveryError | None]],
     now: datetime,
-    max_attempts: int,
-    backoff_seconds: float,
+    policy: RetryPolicy,
 ) -> None:
     with session_scope(engine) as session:
         for mail, error in outcomes:
             if error is None:
                 _record_sent(session, mail, now)
             else:
-                _record_failure(session, mail, error, now, max_attempts, backoff_seconds)
+                _record_failure(session, mail, error, now, policy)
 
 
 def _record_sent(session: Session, mail: OutboundMessage, now: datetime) -> None:
@@ -622,14 +710,23 @@ def _record_failure(
     mail: OutboundMessage,
     error: DeliveryError,
     now: datetime,
-    max_attempts: int,
-    backoff_seconds: float,
+    policy: RetryPolicy,
 ) -> None:
     values: dict[str, Any] = {"last_error": _clip(str(error))}
-    if isinstance(error, PermanentDeliveryError) or mail.attempts >= max_attempts:
+    if isinstance(error, PermanentDeliveryError) or policy.gives_up(mail, now):
         values["status"] = OUTBOUND_FAILED
+        log.error(
+            "outbox: message %s to %s failed after %d attempt(s); given up (mailbot outbox "
+            "retry %s sends it again): %s",
+            mail.id,
+            mail.recipient,
+            mail.attempts,
+            mail.id,
+            error,
+            extra={"outbox_id": mail.id},
+        )
     else:
-        values["next_attempt_at"] = next_attempt(now, mail.attempts, backoff_seconds)
+        values["next_attempt_at"] = policy.next_attempt(now, mail.attempts)
     # Fenced on attempts: if the lease ran out and someone else claimed the row meanwhile,
     # their outcome is the one that counts.
     session.execute(
@@ -674,6 +771,7 @@ async def run_outbox(
     ``wake`` (set by the intake worker after it commits notices) ends an idle wait at once.
     """
     sender = transport if transport is not None else make_transport(settings)
+    policy = RetryPolicy.from_settings(settings)
     failures = 0
     while not stop.is_set():
         sent = 0
@@ -682,9 +780,8 @@ async def run_outbox(
                 engine,
                 sender,
                 now=clock(),
-                max_attempts=settings.outbox_max_attempts,
-                backoff_seconds=settings.outbox_backoff_seconds,
                 settings=settings,
+                policy=policy,
             )
             failures = 0
         except Exception:

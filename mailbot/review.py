@@ -55,6 +55,7 @@ from mailbot.decisions import Action, Decision, read_decision
 from mailbot.errors import MailbotError
 from mailbot.follow_up import forward_to_staff
 from mailbot.keys import Keyring, keyring, verifying_keyring
+from mailbot.logs import add_log_fields
 from mailbot.mime import ParsedMail
 from mailbot.normalize import user_code_of
 from mailbot.notify import (
@@ -625,6 +626,7 @@ def decide(
     inbound_id: int | None = None,
 ) -> str:
     """Apply one staff decision (mail or CLI). Returns what happened."""
+    add_log_fields(receipt_no=application.receipt_no)
     if not staff.active:
         raise DecisionError(
             f"{staff.email} は有効な審査担当者ではありません。",

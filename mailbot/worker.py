@@ -29,6 +29,7 @@ from db.models import (
 from db.queries import claim_pending_inbound
 from mailbot.errors import MailbotError, NotFoundError
 from mailbot.intake import IntakeContext, answer_unreadable, process_message
+from mailbot.logs import log_context
 
 log = logging.getLogger("mailbot.worker")
 
@@ -60,7 +61,7 @@ def process_batch(engine: Engine, ctx: IntakeContext, now: datetime, limit: int 
         claimed = claim_pending_inbound(session, limit)
         for inbound in claimed:
             try:
-                with session.begin_nested():
+                with session.begin_nested(), log_context(inbound_id=inbound.id):
                     kind = process_message(session, inbound, ctx, now)
             except Exception as exc:  # the loop boundary: whatever it was, the message is kept
                 _record_failure(inbound, exc, now)
@@ -81,12 +82,16 @@ def _record_failure(inbound: InboundMessage, exc: Exception, now: datetime) -> N
     inbound.error = "".join(traceback.format_exception(exc)).strip()
     if _is_transient(exc) and inbound.attempts < MAX_TRANSIENT_ATTEMPTS:
         log.warning(
-            "message %s failed (attempt %s), will retry: %s", inbound.id, inbound.attempts, exc
+            "message %s failed (attempt %s), will retry: %s",
+            inbound.id,
+            inbound.attempts,
+            exc,
+            extra={"inbound_id": inbound.id},
         )
         return
     inbound.status = INBOUND_QUARANTINED
     inbound.processed_at = now
-    log.error("message %s quarantined: %s", inbound.id, exc)
+    log.error("message %s quarantined: %s", inbound.id, exc, extra={"inbound_id": inbound.id})
 
 
 def _tell_sender(

@@ -87,3 +87,37 @@ def test_migration_0004_lets_the_outbox_hold_intents_and_keeps_rendered_rows(
             assert list(keys) == ["rendered"]
     finally:
         engine.dispose()
+
+
+def test_migration_0006_adds_columns_without_touching_referenced_mail(database_url: str) -> None:
+    """0006 (retention, re-queued notices) only adds columns: a stored message that the audit
+    log refers to keeps its bytes, and the new columns start empty."""
+    from db.engine import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine, "0005")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO inbound_message (received_at, channel, envelope_to, sha256, size,"
+                    " raw, status, attempts) VALUES ('2026-12-07 00:00:00+00:00', 'smtp', '[]',"
+                    " 'h', 3, :raw, 'done', 1)"
+                ),
+                {"raw": b"abc"},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO audit_event (at, event, actor, inbound_id, detail) VALUES "
+                    "('2026-12-07 00:00:00+00:00', 'received', 'x', 1, '{}')"
+                )
+            )
+        upgrade(engine)
+        with engine.connect() as conn:
+            raw, removed, headers = conn.execute(
+                text("SELECT raw, raw_removed_at, headers FROM inbound_message")
+            ).one()
+            requeued = conn.execute(text("SELECT count(requeued_at) FROM outbound_message"))
+            assert (bytes(raw), removed, headers, requeued.scalar_one()) == (b"abc", None, None, 0)
+    finally:
+        engine.dispose()
