@@ -211,9 +211,24 @@ def test_foreign_delivered_to_from_an_earlier_hop_is_ignored() -> None:
     assert run(mail("Delivered-To: kato@gmail.com")).reason == "addressed to the intake address"
 
 
-def test_own_intake_address_as_sender_is_other() -> None:
-    result = run(mail(sender=INTAKE))
+@pytest.mark.parametrize(
+    "sender",
+    [
+        INTAKE,
+        "apply+bounce@mailbot.localhost",
+        "APPLY+t12345@MAILBOT.LOCALHOST",
+        "申込 <Apply+Bounce@Mailbot.Localhost>",
+    ],
+)
+def test_own_addresses_as_sender_are_other(sender: str) -> None:
+    # The intake address and every +tag of it, in any case: answering would mail ourselves.
+    result = run(mail(sender=sender))
     assert (result.kind, result.may_answer) == (Kind.OTHER, False)
+
+
+def test_a_lookalike_of_the_intake_address_is_not_ours() -> None:
+    assert run(mail(sender="applyx+bounce@mailbot.localhost")).kind == Kind.REQUEST
+    assert run(mail(sender="apply+bounce@mailbot.example.net")).kind == Kind.REQUEST
 
 
 def test_no_sender_is_other() -> None:
