@@ -217,7 +217,7 @@ def test_foreign_delivered_to_from_an_earlier_hop_is_ignored() -> None:
         INTAKE,
         "apply+bounce@mailbot.localhost",
         "APPLY+t12345@MAILBOT.LOCALHOST",
-        "申込 <Apply+Bounce@Mailbot.Localhost>",
+        "Mailbot <Apply+Bounce@Mailbot.Localhost>",
     ],
 )
 def test_own_addresses_as_sender_are_other(sender: str) -> None:
