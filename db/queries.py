@@ -114,20 +114,45 @@ def _offices_by_code(session: Session, codes: Iterable[str]) -> dict[str, Office
     }
 
 
-def claim_pending_inbound(session: Session, limit: int) -> list[InboundMessage]:
-    """Lock the oldest pending messages (up to ``limit``) for this transaction.
+# Every message of a claimed batch is in memory (its raw bytes) until the batch commits, so
+# large messages are claimed fewer at a time: a batch stops before this many bytes, but always
+# takes one message (bench/memory.py, docs/performance.md).
+CLAIM_MAX_BYTES = 16 * 1024 * 1024
+
+
+def claim_pending_inbound(
+    session: Session, limit: int, max_bytes: int = CLAIM_MAX_BYTES
+) -> list[InboundMessage]:
+    """Lock the oldest pending messages (up to ``limit``, and up to ``max_bytes`` of them
+    unless the first alone is larger) for this transaction.
 
     On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets several workers take different messages;
     the rows stay locked until the processing transaction commits (status done) or rolls back
     (pending again), so a crash mid-way loses nothing and repeats nothing. SQLite's
-    BEGIN IMMEDIATE already serialises writers, so the plain select is enough there.
+    BEGIN IMMEDIATE already serialises writers, so the plain select is enough there. Sizes are
+    read first, so that the bytes of messages left for the next batch are never loaded.
     """
-    query = (
-        select(InboundMessage)
+    sizes = (
+        select(InboundMessage.id, InboundMessage.size)
         .where(InboundMessage.status == INBOUND_PENDING)
         .order_by(col(InboundMessage.id))
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+        sizes = sizes.with_for_update(skip_locked=True)
+    chosen: list[int] = []
+    total = 0
+    for row_id, size in session.exec(sizes):
+        assert row_id is not None  # a stored row has its id
+        if chosen and total + size > max_bytes:
+            break
+        chosen.append(row_id)
+        total += size
+    if not chosen:
+        return []
+    query = (
+        select(InboundMessage)
+        .where(col(InboundMessage.id).in_(chosen))
+        .order_by(col(InboundMessage.id))
+    )
     return list(session.exec(query))

@@ -36,6 +36,7 @@ from mailbot.gateway.smtp import SmtpGateway
 from mailbot.gateway.tls import server_tls_context
 from mailbot.intake import IntakeContext
 from mailbot.keys import ensure_signing_key
+from mailbot.memory import return_large_blocks_to_the_os
 from mailbot.outbox import run_outbox
 from mailbot.runtime import Runtime
 from mailbot.web import start_web
@@ -55,6 +56,7 @@ def serve(rt: Runtime, only: Sequence[str] | None = None) -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every sweep at INFO
     roles = roles_to_run(only, rt.settings)
+    return_large_blocks_to_the_os()  # a burst of large messages must not keep their memory
     if "smtp" in roles:
         # A certificate problem stops start-up here, before the database is touched.
         server_tls_context(rt.settings)

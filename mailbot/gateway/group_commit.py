@@ -51,12 +51,23 @@ class GroupCommitter:
         self._start_lock = threading.Lock()
 
     async def store(
-        self, raw: bytes, *, channel: str, envelope_from: str | None, envelope_to: Sequence[str]
+        self,
+        raw: bytes | bytearray,
+        *,
+        channel: str,
+        envelope_from: str | None,
+        envelope_to: Sequence[str],
+        trace_length: int = 0,
     ) -> StoreResult:
-        """Store one message durably (committed when this returns); raises StoreError."""
+        """Store one message durably (committed when this returns); raises StoreError.
+
+        ``raw`` is stored as it is, not copied: it must not change until this returns. Its
+        first ``trace_length`` bytes are the gateway's trace header (see ``Incoming``).
+        """
         self._ensure_writer()
         future: asyncio.Future[StoreResult] = asyncio.get_running_loop().create_future()
-        self._queue.put((Incoming(raw, channel, envelope_from, envelope_to), future))
+        incoming = Incoming(raw, channel, envelope_from, envelope_to, trace_length)
+        self._queue.put((incoming, future))
         return await future
 
     def _ensure_writer(self) -> None:
@@ -69,20 +80,30 @@ class GroupCommitter:
 
     def _write_loop(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is _STOP:
+            batch = self._next_batch()
+            if not batch:
                 return
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    self._queue.put(_STOP)  # finish this batch, then stop
-                    break
-                batch.append(item)
             self._commit(batch)
+            # Let go of the messages now: waiting for the next one with this batch still in
+            # hand would keep up to max_batch messages' bytes alive while the gateway idles.
+            del batch
+
+    def _next_batch(self) -> list[_Pending]:
+        """Everything queued (at least one, waiting for it), up to max_batch; [] to stop."""
+        first = self._queue.get()
+        if first is _STOP:
+            return []
+        batch = [first]
+        while len(batch) < self.max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                self._queue.put(_STOP)  # finish this batch, then stop
+                break
+            batch.append(item)
+        return batch
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:

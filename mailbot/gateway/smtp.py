@@ -11,6 +11,17 @@ Policy, all of it:
   event loop keeps serving other sessions meanwhile) and only then does the client hear
   ``250 2.0.0 Ok: stored as <id>``. Any failure is ``451 4.3.0`` (the client keeps the message
   and retries; a retry of bytes already stored is answered 250 with the same id).
+* Trace: the stored bytes start with the gateway's own ``Received:`` header
+  (``mailbot.gateway.trace``): the client's HELO name and address, this host, ESMTP/ESMTPS,
+  an id and the date. The redelivery check (SHA-256) leaves it out.
+* Limits (``mailbot.gateway.limits``): more sessions than ``MAILBOT_SMTP_MAX_SESSIONS`` (in all)
+  or ``…_PER_CLIENT`` (from one address) get ``421`` at connect; DATA beyond
+  ``MAILBOT_SMTP_MAX_DATA`` / ``…_PER_CLIENT`` waits up to ``MAILBOT_SMTP_DATA_WAIT_SECONDS``
+  for a slot, then gets ``451`` before any of the message is sent. Either way the client
+  retries later.
+* Memory: a message in DATA is read into one buffer (aiosmtpd keeps a list of lines and joins
+  them: about three times the message), which is the very object the store hashes and writes;
+  on SQLite the bytes go into the row through the blob API, without a copy.
 * The null return path ``MAIL FROM:<>`` is stored as ``""``.
 * STARTTLS is offered when ``MAILBOT_SMTP_TLS_CERT`` and ``MAILBOT_SMTP_TLS_KEY`` are set
   (``tls.server_tls_context``); with ``MAILBOT_SMTP_REQUIRE_TLS`` every command but EHLO, NOOP,
@@ -30,10 +41,12 @@ Two ways to run it:
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 import weakref
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -44,8 +57,10 @@ from mailbot.addresses import is_own_address
 from mailbot.config import Settings
 from mailbot.errors import StoreError
 from mailbot.gateway.group_commit import GroupCommitter
+from mailbot.gateway.limits import Admission, client_address
 from mailbot.gateway.store import envelope_sender
 from mailbot.gateway.tls import server_tls_context
+from mailbot.gateway.trace import new_trace_id, received_header
 
 log = logging.getLogger("mailbot.gateway.smtp")
 
@@ -58,6 +73,8 @@ SESSION_TIMEOUT_SECONDS = 300.0  # RFC 5321 §4.5.3.2: servers wait at least 5 m
 
 TEMPFAIL = "451 4.3.0 temporary storage failure, try again later"
 SHUTTING_DOWN = b"421 4.3.2 mailbot shutting down, try again later\r\n"
+TOO_MANY_SESSIONS = b"421 4.7.0 too many connections, try again later\r\n"
+TOO_MANY_DATA = "451 4.3.2 too many messages being received, try again later"
 # aiosmtpd's own AUTH mechanisms (LOGIN, PLAIN), all switched off.
 BUILTIN_AUTH_MECHANISMS = [
     name.removeprefix("auth_") for name in dir(SMTP) if name.startswith("auth_")
@@ -65,7 +82,8 @@ BUILTIN_AUTH_MECHANISMS = [
 
 
 class IntakeHandler:
-    """aiosmtpd handler hooks (``handle_RCPT``, ``handle_DATA``) for the intake address."""
+    """aiosmtpd handler hooks (``handle_EHLO``, ``handle_RCPT``) for the intake address, and
+    the store behind :class:`GatewaySMTP`'s DATA."""
 
     def __init__(
         self,
@@ -85,6 +103,8 @@ class IntakeHandler:
         self.in_flight = 0
         # Concurrent sessions' stores share one transaction and one fsync (group commit).
         self.committer = GroupCommitter(engine)
+        # Sessions and messages in DATA at once; shared by every session of this handler.
+        self.admission = Admission.from_settings(settings)
 
     async def handle_EHLO(
         self,
@@ -115,17 +135,22 @@ class IntakeHandler:
             envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Ok"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = _raw_bytes(envelope)
+    async def store(
+        self, session: Session, envelope: Envelope, data: bytearray, trace_length: int
+    ) -> str:
+        """Commit one received message and return the reply to DATA (``250`` only after the
+        commit). ``data`` is the gateway's trace header (its first ``trace_length`` bytes) and
+        then the message exactly as the client sent it."""
         self.in_flight += 1
         try:
             # Committed by the writer thread together with the other sessions' messages; the
             # event loop keeps serving sessions meanwhile.
             result = await self.committer.store(
-                raw,
+                data,
                 channel=CHANNEL,
                 envelope_from=envelope_sender(envelope.mail_from),
                 envelope_to=list(envelope.rcpt_tos),
+                trace_length=trace_length,
             )
         except StoreError as exc:
             log.error("%r: %s; answered 451", session.peer, exc)
@@ -139,7 +164,7 @@ class IntakeHandler:
         log.info(
             "%r: stored %d bytes as inbound %d%s",
             session.peer,
-            len(raw),
+            len(data) - trace_length,
             result.inbound_id,
             " (duplicate)" if result.duplicate else "",
         )
@@ -174,13 +199,137 @@ class IntakeHandler:
         return self.in_flight == 0
 
 
-def _raw_bytes(envelope: Envelope) -> bytes:
-    content: bytes | str | None = envelope.original_content
-    if content is None:
-        content = envelope.content
-    if isinstance(content, str):  # only with decode_data=True, which we never use
-        return content.encode("utf-8", errors="surrogateescape")
-    return bytes(content or b"")
+class _DataState(enum.Enum):
+    NOMINAL = "nominal"
+    TOO_LONG = "too long"  # a line over RFC 5321's limit
+    TOO_MUCH = "too much"  # more than data_size_limit
+
+
+class GatewaySMTP(SMTP):
+    """aiosmtpd's SMTP session with the gateway's admission at connect and its own DATA.
+
+    DATA is aiosmtpd's own loop (the same line handling, size and line-length answers) except
+    that the lines go straight into one buffer that starts with the trace header, and that a
+    session must first get a DATA slot from :class:`~mailbot.gateway.limits.Admission`.
+    """
+
+    event_handler: IntakeHandler
+
+    def __init__(self, handler: IntakeHandler, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._client: str | None = None  # set once the connection is admitted
+        self._counted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._client is not None:  # STARTTLS: the same connection, now encrypted
+            super().connection_made(transport)
+            return
+        client = client_address(transport.get_extra_info("peername"))
+        over = self.event_handler.admission.open_session(client)
+        if over is not None:
+            log.warning("%s: connection answered 421: %s", client, over)
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.write(TOO_MANY_SESSIONS)
+            transport.close()
+            return
+        self._client = client
+        self._counted = True
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._client is None:  # refused at connect: aiosmtpd never started
+            return
+        if self._counted:
+            self._counted = False
+            self.event_handler.admission.close_session(self._client)
+        super().connection_lost(error)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None and self._client is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        admission = self.event_handler.admission
+        over = await admission.enter_data(self._client)
+        if over is not None:
+            log.warning("%s: DATA answered 451: %s", self._client, over)
+            # The transaction ends here, as after any answer to DATA: a client that does not
+            # send RSET (smtplib) can start the next one with MAIL.
+            self.envelope = self._create_envelope()
+            await self.push(TOO_MANY_DATA)
+            return
+        try:
+            await self._receive_and_store()
+        finally:
+            admission.leave_data(self._client)
+
+    async def _receive_and_store(self) -> None:
+        assert self.envelope is not None and self.session is not None
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        data = bytearray(self._trace_header())
+        trace_length = len(data)
+        limit = self.data_size_limit
+        size = 0
+        state = _DataState.NOMINAL
+        in_long_line = False  # reading the rest of a line longer than the reader's limit
+        while self.transport is not None:  # pragma: no branch (eof cancels this coroutine)
+            try:
+                line: bytes = await self._reader.readuntil(b"\r\n")
+            except asyncio.CancelledError:
+                log.info("%r: connection lost during DATA", self.session.peer)
+                self._writer.close()
+                raise
+            except asyncio.LimitOverrunError as exc:
+                # Drain the over-long line piece by piece; answer once the data has ended.
+                await self._reader.read(exc.consumed)
+                size += exc.consumed
+                in_long_line = True
+                state, data = _DataState.TOO_LONG, bytearray()
+                continue
+            if not in_long_line and line == b".\r\n":
+                break
+            size += len(line)
+            in_long_line = False
+            if state is not _DataState.NOMINAL:
+                continue
+            if limit and size > limit:
+                state, data = _DataState.TOO_MUCH, bytearray()  # free it at once
+            elif len(line) > self.line_length_limit:
+                state, data = _DataState.TOO_LONG, bytearray()
+            elif line.startswith(b"."):  # dot-stuffing, RFC 5321 §4.5.2
+                data += memoryview(line)[1:]
+            else:
+                data += line
+        if state is _DataState.TOO_LONG:
+            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
+        elif state is _DataState.TOO_MUCH:
+            await self.push("552 Error: Too much mail data")
+        else:
+            status = await self.event_handler.store(self.session, self.envelope, data, trace_length)
+            del data  # this session's reference: the buffer is freed before the reply is sent
+            self.envelope = self._create_envelope()  # aiosmtpd's post-DATA state
+            await self.push(status)
+            return
+        self.envelope = self._create_envelope()  # aiosmtpd's post-DATA state
+
+    def _trace_header(self) -> bytes:
+        assert self.session is not None and self._client is not None
+        return received_header(
+            helo=self.session.host_name,
+            client=self._client,
+            by=self.hostname,
+            esmtp=self.session.extended_smtp,
+            tls=self.session.ssl is not None,
+            trace_id=new_trace_id(),
+            when=datetime.now().astimezone(),
+        )
 
 
 def smtp_options(settings: Settings, hostname: str | None = None) -> dict[str, Any]:
@@ -209,11 +358,11 @@ def make_controller(
     """A threaded aiosmtpd Controller on ``settings.smtp_address``; call ``start()``/``stop()``.
 
     ``hostname`` is the name in the greeting and EHLO reply (default ``settings.domain``); the
-    listening address always comes from ``settings.smtp_listen``.
+    listening address always comes from ``settings.smtp_address``.
     """
     address = settings.smtp_address
     options = smtp_options(settings, hostname)
-    return Controller(
+    return _GatewayController(
         IntakeHandler(engine, settings),
         hostname=address.host,
         port=address.port,
@@ -221,6 +370,11 @@ def make_controller(
         server_hostname=options.pop("hostname"),
         **options,
     )
+
+
+class _GatewayController(Controller):
+    def factory(self) -> SMTP:
+        return GatewaySMTP(self.handler, **self.SMTP_kwargs)
 
 
 class SmtpGateway:
@@ -297,7 +451,7 @@ class SmtpGateway:
         await self.stop()
 
     def _new_session(self) -> SMTP:
-        session = SMTP(self.handler, loop=asyncio.get_running_loop(), **self._options)
+        session = GatewaySMTP(self.handler, loop=asyncio.get_running_loop(), **self._options)
         self._sessions.add(session)
         return session
 

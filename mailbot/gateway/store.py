@@ -4,6 +4,16 @@
 pipe exit 0, IMAP move) as soon as it returns. The same bytes delivered again (an MTA retrying
 after a lost 250, a pipe re-run, an IMAP rescan) find the existing row through the unique
 ``sha256`` and get its id back with ``duplicate=True``; no second row is ever written.
+
+The SHA-256 is that of the message as the client handed it over. The SMTP gateway stores its
+own ``Received:`` header in front of it (``mailbot.gateway.trace``) and leaves it out of the
+hash (``Incoming.trace_length``): that header differs on every delivery attempt, the message
+does not. The row keeps the first attempt's header.
+
+Memory: the bytes are handed to the driver as they are (a ``bytearray`` from the gateway is
+not copied to ``bytes``). On SQLite the row is inserted with a ``zeroblob`` of the right size
+and the bytes written into it through the blob API: binding a parameter would make SQLite
+copy them twice (the bound value, then the record it builds).
 """
 
 from __future__ import annotations
@@ -59,19 +69,24 @@ def envelope_sender(address: str | None) -> str | None:
 
 def header_block(raw: bytes) -> bytes:
     """The bytes before the first blank line (all of ``raw`` when there is no body)."""
+    return raw[: header_end(raw)]
+
+
+def header_end(raw: bytes | bytearray) -> int:
+    """Where the header block of ``raw`` ends (the offset of the first blank line)."""
     if raw.startswith((b"\n", b"\r\n")):
-        return b""
+        return 0
     end = _HEADER_END.search(raw)
-    return raw if end is None else raw[: end.start()]
+    return len(raw) if end is None else end.start()
 
 
-def extract_message_id(raw: bytes) -> str | None:
+def extract_message_id(raw: bytes | bytearray) -> str | None:
     """The first Message-ID header's value, found without parsing the MIME structure.
 
     The full parse belongs to the intake worker; here a malformed message must still be stored,
     so this never raises and returns None when there is nothing usable.
     """
-    found = _MESSAGE_ID.search(header_block(raw))
+    found = _MESSAGE_ID.search(raw, 0, header_end(raw))  # no copy of the header block
     if found is None:
         return None
     # Unfolding = dropping the line breaks; "replace" because a broken 8-bit header must not
@@ -85,27 +100,40 @@ def extract_message_id(raw: bytes) -> str | None:
 
 def store_message(
     engine: Engine,
-    raw: bytes,
+    raw: bytes | bytearray,
     *,
     channel: str,
     envelope_from: str | None,
     envelope_to: Sequence[str],
+    trace_length: int = 0,
 ) -> StoreResult:
     """Insert ``raw`` as a pending inbound message and commit; raise StoreError on any failure.
 
     Blocking (it waits for the commit): call it from a worker thread in async code.
     """
-    return store_messages(engine, [Incoming(raw, channel, envelope_from, envelope_to)])[0]
+    incoming = Incoming(raw, channel, envelope_from, envelope_to, trace_length)
+    return store_messages(engine, [incoming])[0]
 
 
 @dataclass(frozen=True)
 class Incoming:
-    """One message to store: the bytes and the envelope, as a gateway received them."""
+    """One message to store: the bytes and the envelope, as a gateway received them.
 
-    raw: bytes
+    ``raw`` is stored as it is. Its first ``trace_length`` bytes are a trace header the gateway
+    put in front (stored, but not part of the message's identity, so not hashed).
+    """
+
+    raw: bytes | bytearray
     channel: str
     envelope_from: str | None
     envelope_to: Sequence[str]
+    trace_length: int = 0
+
+    @property
+    def sha256(self) -> str:
+        """The identity of the message as received: its SHA-256 without the trace header."""
+        with memoryview(self.raw) as view:
+            return hashlib.sha256(view[self.trace_length :]).hexdigest()
 
 
 def store_messages(engine: Engine, batch: Sequence[Incoming]) -> list[StoreResult]:
@@ -121,7 +149,7 @@ def store_messages(engine: Engine, batch: Sequence[Incoming]) -> list[StoreResul
     transaction; the SELECT after it (a new snapshot under READ COMMITTED) then sees its row.
     On SQLite BEGIN IMMEDIATE serialises writers, so the same holds.
     """
-    rows = [_row_values(i.raw, i.channel, i.envelope_from, i.envelope_to) for i in batch]
+    rows = [_row_values(incoming) for incoming in batch]
     dialect = engine.dialect
     # The driver's own errors come straight from its cursor; TimeoutError from the turnstile.
     failures: tuple[type[Exception], ...] = (
@@ -150,19 +178,17 @@ def _describe(exc: Exception) -> str:
     return f"{type(cause).__name__}: {lines[0] if lines else 'no detail'}"
 
 
-def _row_values(
-    raw: bytes, channel: str, envelope_from: str | None, envelope_to: Sequence[str]
-) -> dict[str, Any]:
-    sender = envelope_sender(envelope_from)
+def _row_values(incoming: Incoming) -> dict[str, Any]:
+    sender = envelope_sender(incoming.envelope_from)
     return {
         "received_at": utcnow(),
-        "channel": channel,
+        "channel": incoming.channel,
         "envelope_from": sender[:ENVELOPE_FROM_MAX] if sender is not None else None,
-        "envelope_to": list(envelope_to),
-        "message_id": extract_message_id(raw),
-        "sha256": hashlib.sha256(raw).hexdigest(),
-        "size": len(raw),
-        "raw": raw,
+        "envelope_to": list(incoming.envelope_to),
+        "message_id": extract_message_id(incoming.raw),
+        "sha256": incoming.sha256,
+        "size": len(incoming.raw),
+        "raw": incoming.raw,
         "status": INBOUND_PENDING,
         "attempts": 0,
     }
@@ -184,6 +210,8 @@ def _insert_many_or_find(
         tuple(convert(row[name]) for row in rows for name, convert in _converters(dialect)),
     )
     new = {sha: row_id for row_id, sha in cursor.fetchall()}
+    if dialect.name == "sqlite":
+        _write_blobs(cursor, rows, new)
     missing = sorted({row["sha256"] for row in rows} - set(new))
     old: dict[str, int] = {}
     if missing:
@@ -199,6 +227,17 @@ def _insert_many_or_find(
         else:  # stored before, or twice in this very batch
             results.append(StoreResult(inbound_id=new.get(sha) or old[sha], duplicate=True))
     return results
+
+
+def _write_blobs(cursor: Any, rows: list[dict[str, Any]], new: dict[str, int]) -> None:
+    """SQLite: write each new row's bytes into the zeroblob its INSERT made (no copies)."""
+    written: set[str] = set()
+    for row in rows:
+        sha = row["sha256"]
+        if sha in new and sha not in written:
+            written.add(sha)
+            with cursor.connection.blobopen(_TABLE.name, "raw", new[sha]) as blob:
+                blob.write(row["raw"])
 
 
 # The columns a stored message fills, in the order of the driver SQL's placeholders.
@@ -217,6 +256,7 @@ _COLUMNS = (
 
 
 _JSON_COLUMN = "envelope_to"
+_BLOB_COLUMN = "raw"
 
 
 def _json_text(value: Any) -> str:
@@ -241,12 +281,17 @@ def _converters(dialect: Dialect) -> list[_Converter]:
     (PostgreSQL gets a ``::json`` cast on its placeholder)."""
     cached = _CONVERTERS.get(dialect.name)
     if cached is None:
-        cached = [
-            (name, _json_text if name == _JSON_COLUMN else _processor(name, dialect))
-            for name in _COLUMNS
-        ]
+        cached = [(name, _converter(name, dialect)) for name in _COLUMNS]
         _CONVERTERS[dialect.name] = cached
     return cached
+
+
+def _converter(name: str, dialect: Dialect) -> Callable[[Any], Any]:
+    if name == _JSON_COLUMN:
+        return _json_text
+    if name == _BLOB_COLUMN and dialect.name == "sqlite":
+        return len  # the size of the zeroblob the bytes are then written into
+    return _processor(name, dialect)
 
 
 _CONVERTERS: dict[str, list[_Converter]] = {}
@@ -257,8 +302,12 @@ def _batch_insert_sql(dialect: Dialect, count: int) -> str:
     """``INSERT … VALUES (…), (…) ON CONFLICT (sha256) DO NOTHING RETURNING id, sha256`` for
     ``count`` rows, in the driver's placeholder style (SQLite ``?``, psycopg ``%s``)."""
     mark = _placeholder(dialect)
-    json_mark = mark if dialect.name == "sqlite" else f"{mark}::json"
-    marks = [json_mark if name == _JSON_COLUMN else mark for name in _COLUMNS]
+    sqlite = dialect.name == "sqlite"
+    special = {
+        _JSON_COLUMN: mark if sqlite else f"{mark}::json",
+        _BLOB_COLUMN: f"zeroblob({mark})" if sqlite else mark,
+    }
+    marks = [special.get(name, mark) for name in _COLUMNS]
     one_row = "(" + ", ".join(marks) + ")"
     return (
         f"INSERT INTO {_TABLE.name} ({', '.join(_COLUMNS)}) VALUES "

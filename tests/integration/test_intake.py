@@ -25,6 +25,7 @@ from tests.support.requests import (
     html_mail,
     mail,
 )
+from tests.support.smtp import as_sent
 
 START = date(2026, 12, 15)  # a registration date, far enough ahead of the harness clock
 
@@ -344,7 +345,7 @@ def test_failing_message_is_quarantined_and_the_worker_goes_on(harness: Harness)
     harness.deliver()
     first, second = harness.inbound()
     assert first.status == "quarantined" and first.error
-    assert bytes(first.raw).startswith(b"From:")  # raw bytes kept
+    assert as_sent(bytes(first.raw)).startswith(b"From:")  # raw bytes kept
     assert second.status == "done" and second.kind == "accepted"
     assert harness.applications()[0].receipt_no == "260001A"
 

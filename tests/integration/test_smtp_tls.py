@@ -31,7 +31,7 @@ from db.models import InboundMessage
 from mailbot.config import load_settings
 from mailbot.gateway.smtp import SmtpGateway
 from tests.support.loop import LoopThread
-from tests.support.smtp import wait_for
+from tests.support.smtp import as_sent, split_trace, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = "mailbot.test"
@@ -138,6 +138,11 @@ def transaction(client: smtplib.SMTP, raw: bytes) -> tuple[int, bytes]:
 
 
 def stored(engine: Engine) -> list[bytes]:
+    """The stored messages as the client sent them (without the gateway's Received header)."""
+    return [as_sent(raw) for raw in stored_with_trace(engine)]
+
+
+def stored_with_trace(engine: Engine) -> list[bytes]:
     with Session(engine) as session:
         rows = session.exec(select(InboundMessage).order_by(col(InboundMessage.id)))
         return [bytes(row.raw) for row in rows]
@@ -165,6 +170,10 @@ def test_starttls_is_offered_and_a_message_over_it_is_stored(
     assert code == 250
     assert reply.startswith(b"2.0.0 Ok: stored as ")
     assert stored(engine) == [raw]
+    # The gateway's trace header records the TLS (RFC 3848: ESMTPS) and the client's name.
+    (trace, _) = split_trace(stored_with_trace(engine)[0])
+    assert trace.startswith(b"Received: from client.example.co.jp ([127.0.0.1])\r\n")
+    assert b" with ESMTPS id " in trace
 
 
 def test_auth_is_refused_before_and_after_starttls(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 import threading
@@ -18,6 +19,25 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+# The gateway's own Received header, three lines (mailbot.gateway.trace), at the very top.
+GATEWAY_TRACE = re.compile(
+    rb"\AReceived: from [^\r\n]*\r\n\tby [^\r\n]* \(mailbot\) [^\r\n]*\r\n\t[^\r\n]*\r\n"
+)
+
+
+def split_trace(stored: bytes) -> tuple[bytes, bytes]:
+    """A message stored by the SMTP gateway: its Received header and the bytes the client
+    sent. Fails when the stored bytes do not start with the gateway's header."""
+    found = GATEWAY_TRACE.match(stored)
+    assert found is not None, f"no gateway Received header on top: {stored[:200]!r}"
+    return found.group(0), stored[found.end() :]
+
+
+def as_sent(stored: bytes) -> bytes:
+    """The message as the client sent it, without the gateway's Received header."""
+    return split_trace(stored)[1]
 
 
 def send(
