@@ -138,6 +138,10 @@ class SystemConfig:
         self.file.chmod(0o640)
 
     def settings(self, monkeypatch: pytest.MonkeyPatch) -> Settings:
+        """What the pipe reads: this file and nothing else (`make` exports MAILBOT_HOME)."""
+        for name in os.environ:
+            if name.startswith("MAILBOT_"):
+                monkeypatch.delenv(name)
         monkeypatch.setenv("MAILBOT_CONFIG", str(self.file))
         return load_settings()
 
