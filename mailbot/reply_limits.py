@@ -3,8 +3,9 @@
 Anybody can write any address into From, so every automatic reply may land on an innocent
 third party (backscatter). mailbot therefore answers:
 
-* **never** the null sender (``MAIL FROM:<>``: bounces and other reports) nor one of its own
-  addresses (the intake address and every ``+tag`` of it, in any case), whatever the caller
+* **never** the null sender (``MAIL FROM:<>``: bounces and other reports), one of its own
+  addresses (the intake address and every ``+tag`` of it, in any case), or something that is
+  no address at all (a From written as one undecodable encoded-word), whatever the caller
   thought;
 * a **known sender** (a registered contact of an office, or a staff member) up to
   ``MAILBOT_AUTOREPLY_PER_DAY`` times a day, with the blank form attached where the reply
@@ -31,7 +32,7 @@ from sqlmodel import Session, select
 
 from db.models import InboundMessage, Staff
 from db.queries import is_registered_contact
-from mailbot.addresses import is_null_sender, is_own_address
+from mailbot.addresses import is_null_sender, is_own_address, split_address
 from mailbot.config import Settings
 from mailbot.outbox import count_autoreply
 
@@ -88,6 +89,9 @@ def _never_answered(
 ) -> str | None:
     if is_null_sender(to):
         return "no address to answer (null sender)"
+    local, domain = split_address(to)
+    if not local or not domain:
+        return f"{to!r} is no mail address (an undecoded word, a bare name)"
     if is_own_address(to, settings):
         return f"{to} is mailbot's own address"
     inbound = session.get(InboundMessage, inbound_id) if inbound_id is not None else None

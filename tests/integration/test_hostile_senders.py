@@ -151,6 +151,19 @@ def test_mail_from_our_own_address_is_never_answered(harness: Harness, sender: s
     assert {m.kind for m in harness.inbound()} == {"ignored"}
 
 
+def test_a_from_that_is_one_encoded_word_hiding_our_address_is_not_answered(
+    harness: Harness,
+) -> None:
+    # "申込 <Apply+Bounce@Mailbot.Localhost>" encoded whole, address included: no address.
+    raw = (
+        b"From: =?utf-8?b?55Sz6L68IDxBcHBseStCb3VuY2VATWFpbGJvdC5Mb2NhbGhvc3Q+?=\r\n"
+        b"To: apply@mailbot.localhost\r\nSubject: x\r\n\r\nbody\r\n"
+    )
+    harness.round_trip(raw, mail_from=OUTSIDER)
+    assert queued(harness) == []
+    assert harness.inbound()[0].status == "done"
+
+
 def test_the_null_sender_is_never_answered(harness: Harness) -> None:
     for raw in (mail("x", sender=OUTSIDER), HELP_FROM_OUTSIDER, mail("x", sender=YAMADA)):
         harness.round_trip(raw, mail_from="")  # MAIL FROM:<>
@@ -164,6 +177,7 @@ def test_the_null_sender_is_never_answered(harness: Harness) -> None:
         "APPLY+t12345@MAILBOT.LOCALHOST",
         "apply+bounce@mailbot.localhost",
         "",
+        "=?utf-8?b?55sz6l68idxbchbsestcb3vuy2vatwfpbgjvdc5mb2nhbghvc3q+?=",
     ],
 )
 def test_the_reply_gate_refuses_our_own_addresses_whoever_calls_it(
