@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -113,7 +113,17 @@ def find_application(session: Session, receipt_no: str) -> Application:
     return application
 
 
-def application_summary(session: Session, application: Application) -> dict[str, Any]:
+def application_summary(
+    session: Session, application: Application, zone: tzinfo | None = None
+) -> dict[str, Any]:
+    """The application for the CLI (JSON-ready); times in ``zone`` when given, else UTC."""
+
+    def when(moment: datetime | None) -> str | None:
+        if moment is None:
+            return None
+        aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return (aware.astimezone(zone) if zone is not None else aware).isoformat()
+
     items = session.exec(
         select(ApplicationItem)
         .where(ApplicationItem.application_id == application.id)
@@ -143,10 +153,15 @@ def application_summary(session: Session, application: Application) -> dict[str,
         "manager": {"name": application.manager_name, "email": application.manager_email},
         "reason": application.reason,
         "remarks": application.remarks,
-        "received_at": application.received_at.isoformat(),
+        "received_at": when(application.received_at),
         "received_on": application.received_on.isoformat(),
+        "decision": {
+            "by": application.decided_by,
+            "at": when(application.decided_at),
+            "reason": application.decision_reason,
+        },
         "events": [
-            {"at": e.at.isoformat(), "event": e.event, "actor": e.actor, "detail": e.detail}
+            {"at": when(e.at), "event": e.event, "actor": e.actor, "detail": e.detail}
             for e in events
         ],
     }

@@ -10,17 +10,23 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy.exc import DBAPIError
 
 from mailbot.config import load_settings
 from mailbot.errors import MailbotError
 from mailbot.runtime import Runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The statuses `--status` accepts (a wrong one is a usage error listing these, exit 2).
+APPLICATION_STATUSES = ("under_review", "approved", "rejected", "withdrawn", "cancelled", "applied")
+INBOUND_STATUSES = ("pending", "processing", "done", "quarantined")
+OUTBOUND_STATUSES = ("pending", "sent", "failed", "bounced")
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
@@ -30,6 +36,15 @@ def emit(data: Any, as_json: bool, text: Callable[[Any], str]) -> None:
         click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
     else:
         click.echo(text(data))
+
+
+def in_zone(moment: datetime | str | None, zone: tzinfo) -> str | None:
+    """A stored time (UTC) as ISO 8601 in MAILBOT_TIMEZONE, with its offset."""
+    if moment is None:
+        return None
+    value = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return aware.astimezone(zone).isoformat(timespec="seconds")
 
 
 def runtime(ctx: click.Context) -> Runtime:
@@ -337,21 +352,32 @@ def status(ctx: click.Context, receipt_no: str, as_json: bool) -> None:
     """Show one application with its audit events."""
     from mailbot.applications import application_summary, find_application
 
-    with runtime(ctx).session() as session:
-        data = application_summary(session, find_application(session, receipt_no))
+    rt = runtime(ctx)
+    with rt.session() as session:
+        application = find_application(session, receipt_no)
+        data = application_summary(session, application, rt.settings.zone)
     emit(data, as_json, _format_application)
 
 
 @cli.command("list")
-@click.option("--status", "status_filter", help="Only this status (e.g. under_review).")
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice(APPLICATION_STATUSES),
+    help="Only applications in this status.",
+)
 @json_option
 @click.pass_context
 def list_command(ctx: click.Context, status_filter: str | None, as_json: bool) -> None:
     """List applications, oldest first."""
     from mailbot.applications import application_summary, list_applications
 
-    with runtime(ctx).session() as session:
-        data = [application_summary(session, a) for a in list_applications(session, status_filter)]
+    rt = runtime(ctx)
+    with rt.session() as session:
+        data = [
+            application_summary(session, a, rt.settings.zone)
+            for a in list_applications(session, status_filter)
+        ]
     emit(
         data,
         as_json,
@@ -372,12 +398,49 @@ def list_command(ctx: click.Context, status_filter: str | None, as_json: bool) -
 @click.option(
     "--start-date", default=None, help="Confirmed start date (default: the proposed one)."
 )
+@click.option("--force", is_flag=True, help="Approve with a start date that is not a business day.")
 @click.pass_context
-def approve(ctx: click.Context, receipt_no: str, by: str, start_date: str | None) -> None:
+def approve(
+    ctx: click.Context, receipt_no: str, by: str, start_date: str | None, force: bool
+) -> None:
     """Approve an application under review (same rules and audit as a reply by mail)."""
     from mailbot.decisions import Action, Decision
 
+    if start_date is not None:
+        _check_start_date(runtime(ctx), start_date, force)
     _decide(ctx, receipt_no, by, Decision(Action.APPROVE, start_date_text=start_date))
+
+
+def _check_start_date(rt: Runtime, text: str, force: bool) -> None:
+    """A start date on a weekend, holiday or the year-end closure is refused without --force;
+    one that is no system registration date is allowed, with a warning."""
+    from mailbot.calendar import next_registration_date
+    from mailbot.dates import InvalidDate, parse_date
+    from mailbot.schedule_table import registration_dates
+
+    try:
+        day = parse_date(text)
+    except InvalidDate:
+        return  # the decision itself says what is wrong with it
+    weekday = day.strftime("%A")
+    if not rt.calendar.is_business_day(day):
+        if not force:
+            raise MailbotError(
+                f"{day} is a {weekday} that is not a business day (weekend, holiday or the "
+                "12/29–1/3 closure); give a business day, or add --force to approve with it"
+            )
+        click.echo(
+            f"warning: {day} ({weekday}) is not a business day; approved with --force", err=True
+        )
+    with rt.session() as session:
+        dates = registration_dates(session, on_or_after=None)
+    if day not in dates:
+        nearest = next_registration_date(dates, day)
+        hint = f"; the next one is {nearest}" if nearest else "; the schedule has none after it"
+        click.echo(
+            f"warning: {day} ({weekday}) is not a system registration date in the schedule{hint}",
+            err=True,
+        )
 
 
 @cli.command()
@@ -505,21 +568,27 @@ def inbound() -> None:
 
 
 @inbound.command("list")
-@click.option("--status", "status_filter", help="pending, done or quarantined.")
+@click.option(
+    "--status", "status_filter", type=click.Choice(INBOUND_STATUSES), help="Only this status."
+)
 @click.option("--limit", default=100, show_default=True)
 @json_option
 @click.pass_context
 def inbound_list(ctx: click.Context, status_filter: str | None, limit: int, as_json: bool) -> None:
+    """Received messages, newest first (times in MAILBOT_TIMEZONE)."""
     from mailbot.worker import list_inbound
 
-    with runtime(ctx).session() as session:
-        rows = [_inbound_dict(m) for m in list_inbound(session, status_filter, limit)]
+    rt = runtime(ctx)
+    with rt.session() as session:
+        rows = [
+            _inbound_dict(m, rt.settings.zone) for m in list_inbound(session, status_filter, limit)
+        ]
     emit(
         rows,
         as_json,
         lambda rs: (
             "\n".join(
-                f"{r['id']:>6}  {r['status']:<11} {r['kind'] or '-':<11} {r['received_at'][:19]}  "
+                f"{r['id']:>6}  {r['status']:<11} {r['kind'] or '-':<11} {r['received_at']}  "
                 f"{r['envelope_from'] or '<>'}  {(r['error'] or '').splitlines()[-1:] or ''}"
                 for r in rs
             )
@@ -536,31 +605,52 @@ def inbound_list(ctx: click.Context, status_filter: str | None, limit: int, as_j
 def inbound_show(ctx: click.Context, inbound_id: int, raw: bool, as_json: bool) -> None:
     from mailbot.worker import get_inbound
 
-    with runtime(ctx).session() as session:
+    rt = runtime(ctx)
+    with rt.session() as session:
         message = get_inbound(session, inbound_id)
         if raw:
+            if message.raw_removed_at is not None:
+                raise MailbotError(
+                    f"the raw bytes of message {inbound_id} were removed on "
+                    f"{in_zone(message.raw_removed_at, rt.settings.zone)} (retention, see "
+                    "MAILBOT_RETAIN_RAW_DAYS); `mailbot inbound show` has what was kept"
+                )
             sys.stdout.buffer.write(bytes(message.raw))
             return
-        data = _inbound_dict(message)
+        data = _inbound_dict(message, rt.settings.zone)
     emit(data, as_json, _format_mapping)
 
 
 @inbound.command("reprocess")
-@click.argument("inbound_id", type=int)
+@click.argument("inbound_id", type=int, required=False)
+@click.option("--quarantined", "all_quarantined", is_flag=True, help="Every quarantined message.")
 @click.pass_context
-def inbound_reprocess(ctx: click.Context, inbound_id: int) -> None:
-    """Queue a quarantined message again; the running worker picks it up."""
+def inbound_reprocess(ctx: click.Context, inbound_id: int | None, all_quarantined: bool) -> None:
+    """Queue a quarantined message (or all of them) again; the running worker picks it up."""
+    from sqlmodel import col, select
+
+    from db.models import INBOUND_QUARANTINED, InboundMessage
     from mailbot.worker import requeue
 
+    if (inbound_id is None) == (not all_quarantined):
+        raise click.UsageError("give a message ID or --quarantined (not both)")
     with runtime(ctx).session() as session:
-        requeue(session, inbound_id)
-    click.echo(f"message {inbound_id} queued again")
+        if inbound_id is not None:
+            wanted = [inbound_id]
+        else:
+            query = select(InboundMessage.id).where(InboundMessage.status == INBOUND_QUARANTINED)
+            wanted = [i for i in session.exec(query.order_by(col(InboundMessage.id))) if i]
+        ids = [requeue(session, wanted_id).id for wanted_id in wanted]
+    if not ids:
+        click.echo("no quarantined messages")
+    for queued in ids:
+        click.echo(f"message {queued} queued again")
 
 
-def _inbound_dict(message: Any) -> dict[str, Any]:
+def _inbound_dict(message: Any, zone: tzinfo) -> dict[str, Any]:
     return {
         "id": message.id,
-        "received_at": message.received_at.isoformat(),
+        "received_at": in_zone(message.received_at, zone),
         "channel": message.channel,
         "envelope_from": message.envelope_from,
         "envelope_to": message.envelope_to,
@@ -570,6 +660,9 @@ def _inbound_dict(message: Any) -> dict[str, Any]:
         "kind": message.kind,
         "attempts": message.attempts,
         "error": message.error,
+        "processed_at": in_zone(message.processed_at, zone),
+        "raw_removed_at": in_zone(message.raw_removed_at, zone),
+        "headers": message.headers,
     }
 
 
@@ -580,14 +673,18 @@ def outbox() -> None:
 
 
 @outbox.command("list")
-@click.option("--status", "status_filter", help="pending, sent, failed or bounced.")
+@click.option(
+    "--status", "status_filter", type=click.Choice(OUTBOUND_STATUSES), help="Only this status."
+)
 @json_option
 @click.pass_context
 def outbox_list(ctx: click.Context, status_filter: str | None, as_json: bool) -> None:
+    """Outgoing mail, oldest first (times in MAILBOT_TIMEZONE)."""
     from mailbot.outbox import list_outbox
 
-    with runtime(ctx).session() as session:
-        rows = list_outbox(session, status_filter)
+    rt = runtime(ctx)
+    with rt.session() as session:
+        rows = [_zoned_outbox(r, rt.settings.zone) for r in list_outbox(session, status_filter)]
     emit(
         rows,
         as_json,
@@ -602,16 +699,45 @@ def outbox_list(ctx: click.Context, status_filter: str | None, as_json: bool) ->
     )
 
 
-@outbox.command("retry")
+@outbox.command("show")
 @click.argument("outbound_id", type=int)
+@json_option
 @click.pass_context
-def outbox_retry(ctx: click.Context, outbound_id: int) -> None:
-    """Send a failed message again."""
-    from mailbot.outbox import retry_outbox
+def outbox_show(ctx: click.Context, outbound_id: int, as_json: bool) -> None:
+    """One outgoing message: its state, attempts, last error and times."""
+    from mailbot.outbox import outbox_row
 
+    rt = runtime(ctx)
+    with rt.session() as session:
+        data = _zoned_outbox(outbox_row(session, outbound_id), rt.settings.zone)
+    emit(data, as_json, _format_mapping)
+
+
+def _zoned_outbox(row: dict[str, Any], zone: tzinfo) -> dict[str, Any]:
+    times = ("next_attempt_at", "created_at", "sent_at", "requeued_at", "raw_removed_at")
+    return {key: in_zone(value, zone) if key in times else value for key, value in row.items()}
+
+
+@outbox.command("retry")
+@click.argument("outbound_id", type=int, required=False)
+@click.option("--failed", "all_failed", is_flag=True, help="Every failed message.")
+@click.pass_context
+def outbox_retry(ctx: click.Context, outbound_id: int | None, all_failed: bool) -> None:
+    """Send a failed message (or all of them) again, with a fresh give-up time."""
+    from mailbot.outbox import retry_failed, retry_outbox
+
+    if (outbound_id is None) == (not all_failed):
+        raise click.UsageError("give an outbox message ID or --failed (not both)")
     with runtime(ctx).session() as session:
-        retry_outbox(session, outbound_id)
-    click.echo(f"outgoing message {outbound_id} queued again")
+        if outbound_id is not None:
+            retry_outbox(session, outbound_id)
+            ids = [outbound_id]
+        else:
+            ids = retry_failed(session)
+    if not ids:
+        click.echo("no failed messages")
+    for queued in ids:
+        click.echo(f"outgoing message {queued} queued again")
 
 
 # --- imap --------------------------------------------------------------------------------------
@@ -722,6 +848,23 @@ def demo_send(ctx: click.Context) -> None:
     click.echo(f"demo request sent to {rt.settings.intake_address}; see: mailbot outbox list")
 
 
+# --- config ------------------------------------------------------------------------------------
+@cli.group()
+def config() -> None:
+    """mailbot's settings."""
+
+
+@config.command("show")
+@json_option
+@click.pass_context
+def config_show(ctx: click.Context, as_json: bool) -> None:
+    """Every setting's effective value and where it came from (secrets hidden)."""
+    from mailbot.settings_report import effective_settings, format_settings
+
+    rows = effective_settings(runtime(ctx).settings)
+    emit([row.as_dict() for row in rows], as_json, lambda _: format_settings(rows))
+
+
 # --- serve -------------------------------------------------------------------------------------
 @cli.command()
 @click.option(
@@ -752,10 +895,17 @@ def _format_application(data: dict[str, Any]) -> str:
         f"applicant:     {data['applicant']['name']} <{data['applicant']['email']}> "
         f"{data['applicant']['phone']}",
         f"manager:       {data['manager']['name']} <{data['manager']['email']}>",
+        f"reason:        {data['reason']}",
+        f"remarks:       {data['remarks'] or '-'}",
         f"received:      {data['received_at']}",
-        "events:",
     ]
-    lines += [f"  {e['at'][:19]}  {e['event']:<20} {e['actor']}" for e in data["events"]]
+    decision = data["decision"]
+    if decision["by"]:
+        lines.append(f"decided:       {decision['at']} by {decision['by']}")
+    if decision["reason"]:
+        lines.append(f"decision note: {decision['reason']}")
+    lines.append("events:")
+    lines += [f"  {e['at']}  {e['event']:<20} {e['actor']}" for e in data["events"]]
     return "\n".join(lines)
 
 
@@ -773,6 +923,34 @@ def _format_mapping(data: Any, indent: str = "") -> str:
         else:
             lines.append(f"{indent}{key}: {'' if value is None else value}")
     return "\n".join(lines)
+
+
+def _schema_behind() -> str | None:
+    """After a database error: if the schema is not this version's, what to do about it."""
+    from db.engine import make_engine
+    from db.migrate import current_revision, head_revision
+
+    try:
+        engine = make_engine(load_settings().database_url)
+        try:
+            current = current_revision(engine)
+        finally:
+            engine.dispose()
+    except Exception:  # the database itself is the problem; say that instead
+        return None
+    head = head_revision()
+    if current == head:
+        return None
+    found = f"at revision {current}" if current else "without mailbot's tables"
+    return (
+        f"the database is {found}, and this mailbot needs revision {head}: "
+        "run `mailbot db upgrade` (serve does it too)"
+    )
+
+
+def _database_failure(exc: DBAPIError) -> str:
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    return f"database error: {reason} (set MAILBOT_DEBUG=1 to see the traceback)"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -793,6 +971,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except DBAPIError as exc:
+        not_upgraded = _schema_behind()
+        if not_upgraded is None and os.environ.get("MAILBOT_DEBUG"):
+            raise
+        click.echo(f"mailbot: {not_upgraded or _database_failure(exc)}", err=True)
+        sys.exit(1)
     except Exception as exc:  # the boundary: an operator gets one line, not a traceback
         if os.environ.get("MAILBOT_DEBUG"):
             raise
