@@ -294,7 +294,9 @@ def test_postfix_relays_the_domain_to_the_gateway(
     harness_factory: HarnessFactory, postfixes: list[Postfix]
 ) -> None:
     _require(postfix_available())
-    harness = harness_factory(domain=DOMAIN)
+    harness = harness_factory(
+        domain=DOMAIN, **tomllib.loads(doc_block("mailbot.toml to the gateway"))
+    )
     main_cf = substitute(doc_block("main.cf to the gateway"), ":2525", f":{harness.gateway.port}")
     postfix = Postfix(main_cf=main_cf + doc_block("main.cf mynetworks")).start()
     postfixes.append(postfix)
