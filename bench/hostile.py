@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from db.engine import make_engine
 from db.migrate import upgrade
-from mailbot import reply_limits
 from mailbot.config import load_settings
 from mailbot.keys import ensure_signing_key
 from mailbot.parsers.xlsx_form import parse_xlsx
@@ -131,14 +130,14 @@ def smtp_attacks(h: Harness) -> list[Row]:
     h.now += timedelta(days=1)
 
     def flood() -> None:
-        for n in range(reply_limits.OUTSIDER_REPLIES_PER_HOUR + 40):
+        for n in range(h.settings.outsider_replies_per_hour + 40):
             sender = f"forged{n}@example.net"
             h.send(mail("申込", sender=sender), mail_from=sender)
 
     rows.append(
         measure(
             h,
-            f"{reply_limits.OUTSIDER_REPLIES_PER_HOUR + 40} requests from distinct forged outsiders in one hour",
+            f"{h.settings.outsider_replies_per_hour + 40} requests from distinct forged outsiders in one hour",
             flood,
         )
     )

@@ -136,6 +136,8 @@ class Settings(BaseSettings):
     max_attachments: int = Field(default=5, ge=1)
     max_attachment_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     autoreply_per_day: int = Field(default=10, ge=0)
+    # All outsiders together, per clock hour: a flood of forged senders cannot make a mail cannon
+    outsider_replies_per_hour: int = Field(default=60, ge=0)
     sender_name: str = "NACCSセンター (mailbot)"
     organisation: str = "輸出入・港湾関連情報処理センター株式会社（NACCSセンター）"
     subject_prefix: str = "【NSS】"
@@ -147,6 +149,9 @@ class Settings(BaseSettings):
     link_token_days: float = Field(default=90.0, gt=0)
     approvals_required: int = Field(default=1, ge=1, le=5)
     trusted_authserv_id: str = ""
+    # A staff reply whose envelope sender is another mailbox than its From is refused
+    # (mailbot.return_path); false only where staff mail leaves with a rewritten return path.
+    review_envelope_check: bool = True
     # Start dates and the scheduler (times are wall-clock times in MAILBOT_TIMEZONE)
     apply_time: time = time(0, 0)
     sweep_seconds: float = Field(default=60.0, gt=0)

@@ -12,7 +12,7 @@ third party (backscatter). mailbot therefore answers:
   offers one;
 * anyone else (an **outsider**) at most :data:`OUTSIDER_REPLIES_PER_DAY` short text reply a
   day (no attachment, at most :data:`OUTSIDER_REPLY_MAX_BYTES` as queued), and all outsiders
-  together at most :data:`OUTSIDER_REPLIES_PER_HOUR` replies per clock hour (UTC), so a flood
+  together at most ``MAILBOT_cap`` replies per clock hour (UTC), so a flood
   of forged mail cannot make mailbot a mail cannon. The first reply the hourly cap holds back
   in an hour is logged at WARNING.
 
@@ -40,9 +40,6 @@ log = logging.getLogger(__name__)
 
 OUTSIDER_REPLIES_PER_DAY = 1
 OUTSIDER_REPLY_MAX_BYTES = 8 * 1024
-# TODO(settings): MAILBOT_OUTSIDER_REPLIES_PER_HOUR, Settings.outsider_replies_per_hour: int =
-# Field(default=60, ge=0); read it here instead of this constant.
-OUTSIDER_REPLIES_PER_HOUR = 60
 
 
 @dataclass(frozen=True)
@@ -79,7 +76,9 @@ def take_reply_allowance(
         reason = f"{to} has had its {limit} automatic repl{'y' if limit == 1 else 'ies'} today"
         log.info("not answering message %s: %s", inbound_id, reason)
         return ReplyAllowance(granted=False, outsider=outsider, reason=reason)
-    if outsider and not _outsider_hour_allows(session, now, inbound_id):
+    if outsider and not _outsider_hour_allows(
+        session, now, inbound_id, settings.outsider_replies_per_hour
+    ):
         return ReplyAllowance(granted=False, outsider=True, reason="hourly cap on outsiders")
     return ReplyAllowance(granted=True, outsider=outsider)
 
@@ -100,21 +99,23 @@ def _never_answered(
     return None
 
 
-def _outsider_hour_allows(session: Session, now: datetime, inbound_id: int | None) -> bool:
+def _outsider_hour_allows(
+    session: Session, now: datetime, inbound_id: int | None, cap: int
+) -> bool:
     hour = now.astimezone(UTC)
     # Stored beside the per-address counts under a key no address can take (it has spaces).
     key = f"<replies to outsiders {hour:%H}:00 UTC>"
     sent = count_autoreply(session, key, hour.date(), fold=False)
-    if sent <= OUTSIDER_REPLIES_PER_HOUR:
+    if sent <= cap:
         return True
     # One WARNING per hour in which the cap bites; the rest would only flood the log.
-    level = logging.WARNING if sent == OUTSIDER_REPLIES_PER_HOUR + 1 else logging.INFO
+    level = logging.WARNING if sent == cap + 1 else logging.INFO
     log.log(
         level,
         "not answering message %s: %d replies to outsiders this hour (%s), the cap; "
         "a flood of mail from unregistered (possibly forged) senders?",
         inbound_id,
-        OUTSIDER_REPLIES_PER_HOUR,
+        cap,
         f"{hour:%Y-%m-%d %H}:00 UTC",
     )
     return False

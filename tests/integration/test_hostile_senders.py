@@ -7,7 +7,7 @@
   null sender, whoever asks it to.
 * No backscatter: an outsider (not a registered contact, not staff) gets at most one short text
   reply a day per mailbox (``+tag`` removed, case folded), never the form; all outsiders
-  together at most OUTSIDER_REPLIES_PER_HOUR an hour. Sizes are measured on the raw bytes
+  together at most MAILBOT_OUTSIDER_REPLIES_PER_HOUR an hour. Sizes are measured on the raw bytes
   queued in the outbox.
 """
 
@@ -25,11 +25,11 @@ import pytest
 
 from db.engine import session_scope
 from db.models import OutboundMessage
-from mailbot import reply_limits
 from mailbot.cli import main
 from mailbot.mime import parse_mail
 from mailbot.notify import Reply, send_reply
 from mailbot.reply_limits import OUTSIDER_REPLY_MAX_BYTES
+from tests.integration.conftest import HarnessFactory
 from tests.support.harness import STAFF, Harness, body_text
 from tests.support.requests import INTAKE, OUTSIDER, YAMADA, mail
 
@@ -260,9 +260,9 @@ def test_each_outsider_reply_is_short_text(harness: Harness) -> None:
 
 
 def test_replies_to_outsiders_are_capped_per_hour(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    harness_factory: HarnessFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(reply_limits, "OUTSIDER_REPLIES_PER_HOUR", 3)
+    harness = harness_factory(outsider_replies_per_hour=3)
     for n in range(6):
         sender = f"forged{n}@example.net"
         harness.send(mail("申込", sender=sender), mail_from=sender)

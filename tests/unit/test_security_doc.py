@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from mailbot.config import Settings
 from mailbot.mime import FREE_BOUNDARIES, MAX_BOUNDARY_CHECKS
-from mailbot.reply_limits import (
-    OUTSIDER_REPLIES_PER_DAY,
-    OUTSIDER_REPLIES_PER_HOUR,
-    OUTSIDER_REPLY_MAX_BYTES,
-)
+from mailbot.reply_limits import OUTSIDER_REPLIES_PER_DAY, OUTSIDER_REPLY_MAX_BYTES
+
+OUTSIDER_REPLIES_PER_HOUR = Settings.model_fields["outsider_replies_per_hour"].default
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
