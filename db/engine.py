@@ -116,7 +116,8 @@ def check_sqlite_access(database: Path) -> None:
         raise ConfigError(
             f"the database {database} is not writable by {process_user()}: "
             f"{', '.join(map(str, unwritable))} must be writable by that user. Run mailbot as "
-            "the user that owns them (the install makes that user mailbot), or fix the owner"
+            "the user that owns them (the install makes that user mailbot), or fix their owner "
+            "or mode"
         )
 
 

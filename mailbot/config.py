@@ -352,7 +352,7 @@ def config_file() -> Path | None:
             )
         return path.resolve()
     for candidate in (LOCAL_CONFIG, SYSTEM_CONFIG):
-        if candidate.is_file():
+        if _is_file(candidate):
             if not os.access(candidate, os.R_OK):
                 raise ConfigError(
                     f"{candidate.resolve()} is not readable by {process_user()}: give that user "
@@ -360,6 +360,15 @@ def config_file() -> Path | None:
                 )
             return candidate.resolve()
     return None
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; a working directory this user may not look into (a command
+    run with ``runuser -u mailbot`` from /root) simply has no ./mailbot.toml."""
+    try:
+        return path.is_file()
+    except PermissionError:
+        return False
 
 
 class _TomlFile(TomlConfigSettingsSource):

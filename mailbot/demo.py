@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from db.models import Office, RegistrationDate
 from mailbot.calendar import BusinessCalendar
 from mailbot.config import Settings
+from mailbot.errors import NotFoundError
 from mailbot.registry import import_registry
 from mailbot.staff import add_staff
 
@@ -35,6 +36,13 @@ def init_demo(session: Session, today: date, calendar: BusinessCalendar) -> bool
     """Load the demo data into an empty registry; return False when there was data already."""
     if session.exec(select(Office)).first() is not None:
         return False
+    if not DEMO_REGISTRY.is_file():
+        # The demo data is part of the source checkout, not of an installed mailbot.
+        raise NotFoundError(
+            f"the demo registry {DEMO_REGISTRY} is not here: demo data comes with the source "
+            "checkout (make run); an installed mailbot imports real data with `mailbot "
+            "registry import` and `mailbot schedule import`"
+        )
     import_registry(session, DEMO_REGISTRY)
     existing = set(session.exec(select(col(RegistrationDate.day))))
     for day in upcoming_registration_dates(today, calendar):

@@ -203,3 +203,14 @@ def test_apply_due_takes_a_batch_size_and_refuses_a_silly_one(cli: Cli) -> None:
     assert isinstance(nothing, dict) and nothing["applied"] == [] and nothing["failed"] == {}
     refused = cli("apply-due", "--batch", "0")
     assert refused.returncode == 2 and "--batch" in refused.stderr
+
+
+def test_demo_init_outside_a_checkout_says_where_demo_data_comes_from(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # An installed mailbot has no examples/ folder beside its package.
+    monkeypatch.setattr("mailbot.demo.DEMO_REGISTRY", tmp_path / "nowhere" / "registry-demo.csv")
+    assert cli("db", "upgrade").returncode == 0
+    result = cli("demo", "init")
+    assert result.returncode == 1
+    assert "source checkout" in result.stderr and "registry import" in result.stderr

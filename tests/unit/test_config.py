@@ -154,3 +154,21 @@ def test_smtp_relay_url_parses_credentials() -> None:
     ).relay_target
     assert (target.kind, target.host, target.port) == ("smtp", "relay.example.jp", 587)
     assert (target.username, target.password, target.starttls) == ("user@x", "p:ss", True)
+
+
+def test_a_working_directory_the_user_cannot_look_into_has_no_local_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `runuser -u mailbot -- mailbot …` from /root: ./mailbot.toml cannot even be looked at.
+    system = tmp_path / "system.toml"
+    system.write_text('domain = "system.example.jp"\n')
+    monkeypatch.setattr("mailbot.config.SYSTEM_CONFIG", system)
+    real_is_file = Path.is_file
+
+    def is_file(path: Path) -> bool:
+        if path == Path("mailbot.toml"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_is_file(path)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+    assert load_settings().domain == "system.example.jp"
