@@ -3,7 +3,9 @@
 Approving by email is the most dangerous thing mailbot does: a forged approval abolishes a
 company's IDs. So a reply acts only when every one of these holds, checked here and nowhere
 else: the token in the reply address is ours, unused, unexpired and for review; the From
-address is the staff member the token was issued to; that member is still active; the
+address is the staff member the token was issued to; the envelope sender, where the channel
+has one, is that same mailbox (``mailbot.return_path``, unless
+``MAILBOT_REVIEW_ENVELOPE_CHECK`` is false); that member is still active; the
 application is still under review at the version the token was issued for; and, when
 ``MAILBOT_TRUSTED_AUTHSERV_ID`` is set, the trusted server saw DKIM or DMARC pass for the From
 domain. A refused reply changes nothing, is written to the audit log with its reason, and gets
@@ -67,6 +69,7 @@ from mailbot.notify import (
     send_to_applicants,
     status_url,
 )
+from mailbot.return_path import envelope_agrees
 from mailbot.rules import RegistryView
 from mailbot.schedule_table import registration_dates
 from mailbot.staff import active_staff
@@ -287,7 +290,7 @@ def _authorise(
     keys = _keys_for(session, ctx, token_text)
     check = check_reply_token(session, keys, token_text, purpose=purpose, now=ctx.now)
     sender = (mail.from_address or "").lower()
-    refusal = _authority_problem(session, ctx, check, sender, bytes(inbound.raw))
+    refusal = _authority_problem(session, ctx, check, sender, inbound)
     if refusal is not None:
         return _refuse(session, ctx, inbound, mail, check, sender, refusal)
     assert check.token is not None
@@ -298,7 +301,7 @@ def _authorise(
 
 
 def _authority_problem(
-    session: Session, ctx: ReviewContext, check: TokenCheck, sender: str, raw: bytes
+    session: Session, ctx: ReviewContext, check: TokenCheck, sender: str, inbound: InboundMessage
 ) -> str | None:
     if not check.ok:
         return f"token_{check.refusal}"
@@ -308,16 +311,24 @@ def _authority_problem(
         return "from_is_not_the_token_holder"
     if not staff.active:
         return "staff_inactive"
-    if ctx.settings.trusted_authserv_id and not _authenticated(ctx.settings, raw, sender):
+    if ctx.settings.review_envelope_check and not envelope_agrees(inbound.envelope_from, sender):
+        return "envelope_sender_differs"
+    if ctx.settings.trusted_authserv_id and not _authenticated(ctx.settings, inbound, sender):
         return "not_authenticated"
     return None
 
 
-def _authenticated(settings: Settings, raw: bytes, sender: str) -> bool:
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw).items()
+def _authenticated(settings: Settings, inbound: InboundMessage, sender: str) -> bool:
+    """DKIM or DMARC pass for the From's domain, in a header the trusted server added (which
+    ones those are depends on the channel: mailbot.authres)."""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(bytes(inbound.raw)).items()
     domain = sender.rpartition("@")[2]
     return authenticated(
-        [(name, str(value)) for name, value in headers], settings.trusted_authserv_id, domain
+        [(name, str(value)) for name, value in headers],
+        settings.trusted_authserv_id,
+        domain,
+        channel=inbound.channel,
+        trusted_relays=settings.trusted_relay_networks,
     )
 
 
@@ -404,6 +415,14 @@ REFUSAL_ADVICE: dict[str, tuple[str, str]] = {
     "staff_inactive": (
         "このアドレスは現在、審査担当者として登録されていません。",
         "This address is not active staff any more.",
+    ),
+    "envelope_sender_differs": (
+        "このメールは、差出人（From）とは別のアドレスから送られていました（エンベロープの"
+        "送信者が異なります）。ご自分のメールソフトから返信してください。心当たりがない場合は、"
+        "誰かがあなたの名前で返信しようとした可能性があります。運用担当者にお知らせください。",
+        "This mail was sent from another address than its From (the envelope sender differs). "
+        "Reply from your own mail program. If you did not send it, somebody may have tried to "
+        "answer in your name: please tell the operator.",
     ),
     "not_authenticated": (
         "送信元の認証（DKIM または DMARC）が確認できませんでした。"

@@ -324,7 +324,11 @@ def test_approve_only_in_the_quoted_part_is_no_decision(h: Harness) -> None:
 def test_forged_authentication_results_placed_by_the_sender(
     harness_factory: HarnessFactory,
 ) -> None:
-    h = harness_factory(trusted_authserv_id="mx.mailbot.localhost")
+    h = harness_factory(
+        # The test's SMTP client plays the trusted MTA in front (its Received, its A-R).
+        trusted_authserv_id="mx.mailbot.localhost",
+        trusted_relays="127.0.0.1",
+    )
     sent = submit(h)
     forged = [
         ("Authentication-Results", "mx.mailbot.localhost; dkim=pass header.d=mailbot.localhost")

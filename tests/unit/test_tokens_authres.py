@@ -42,8 +42,8 @@ def test_trusted_dkim_or_dmarc_pass_above_received_counts() -> None:
         ("Authentication-Results", f"{TRUSTED}; spf=pass; dmarc=pass (p=none) header.from=corp.jp"),
         RECEIVED,
     ]
-    assert authenticated(dkim, TRUSTED, "corp.jp")
-    assert authenticated(dmarc, TRUSTED, "corp.jp")
+    assert authenticated(dkim, TRUSTED, "corp.jp", channel="pipe")
+    assert authenticated(dmarc, TRUSTED, "corp.jp", channel="pipe")
 
 
 def test_untrusted_or_failing_or_foreign_results_do_not_count() -> None:
@@ -56,4 +56,4 @@ def test_untrusted_or_failing_or_foreign_results_do_not_count() -> None:
         [],
     ]
     for headers in cases:
-        assert not authenticated(headers, TRUSTED, "corp.jp"), headers
+        assert not authenticated(headers, TRUSTED, "corp.jp", channel="pipe"), headers
