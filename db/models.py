@@ -137,7 +137,9 @@ class InboundMessage(SQLModel, table=True):
     processed_at: datetime | None = None
     raw_removed_at: datetime | None = None
     # From, To, Cc, Subject, Date as decoded text, kept when ``raw`` is removed.
-    headers: dict[str, str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    headers: dict[str, str] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
 
 
 class Application(SQLModel, table=True):

@@ -647,6 +647,33 @@ def inbound_reprocess(ctx: click.Context, inbound_id: int | None, all_quarantine
         click.echo(f"message {queued} queued again")
 
 
+@inbound.command("purge")
+@click.option(
+    "--before",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="All processed mail from before this day (in MAILBOT_TIMEZONE); "
+    "default: what MAILBOT_RETAIN_RAW_DAYS and MAILBOT_RETAIN_OUTSIDER_DAYS say.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+@json_option
+@click.pass_context
+def inbound_purge(ctx: click.Context, before: Any, dry_run: bool, as_json: bool) -> None:
+    """Remove the raw bytes of processed mail (headers, hash and audit trail stay); quarantined
+    and unprocessed mail is kept. The scheduler does this daily."""
+    from mailbot.retention import RetentionPolicy, purge
+
+    rt = runtime(ctx)
+    now = datetime.now(UTC)
+    if before is None:
+        policy = RetentionPolicy.from_settings(rt.settings, now)
+    else:
+        day_start = datetime.combine(before.date(), datetime.min.time(), rt.settings.zone)
+        policy = RetentionPolicy.everything_before(day_start.astimezone(UTC))
+    report = purge(rt.engine, policy, now=now, notices=before is None, dry_run=dry_run, actor="cli")
+    text = ("would have " if dry_run else "") + report.describe()
+    emit({**report.as_dict(), "dry_run": dry_run}, as_json, lambda _: text)
+
+
 def _inbound_dict(message: Any, zone: tzinfo) -> dict[str, Any]:
     return {
         "id": message.id,

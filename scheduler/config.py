@@ -1,7 +1,8 @@
 """The scheduler's settings, passed in explicitly (nothing here reads the environment).
 
 The entry point builds one :class:`ScheduleConfig` from ``Settings`` (``MAILBOT_APPLY_TIME``,
-``MAILBOT_SWEEP_SECONDS``, ``MAILBOT_REMINDER_TIME``, ``MAILBOT_SCHEDULER_POLL_SECONDS``) and
+``MAILBOT_SWEEP_SECONDS``, ``MAILBOT_REMINDER_TIME``, ``MAILBOT_RETENTION_TIME``,
+``MAILBOT_SCHEDULER_POLL_SECONDS``) and
 hands it to :func:`scheduler.service.run_scheduler`; tests build their own.
 """
 
@@ -23,6 +24,8 @@ class ScheduleConfig:
     sweep_seconds: float = 60.0
     # The review reminder digest goes out at this time of each business day.
     reminder_time: time = time(9, 0)
+    # Retention (mailbot.retention) removes the raw bytes that are due at this time each day.
+    retention_time: time = time(3, 30)
     # How often a process without the scheduler tries to take it over, and how often the
     # process with it checks that it still holds it. A takeover after the holder dies takes
     # at most this long (PostgreSQL frees a dead session's lock at once).
@@ -50,5 +53,6 @@ def schedule_config(settings: Settings) -> ScheduleConfig:
         apply_time=settings.apply_time,
         sweep_seconds=settings.sweep_seconds,
         reminder_time=settings.reminder_time,
+        retention_time=settings.retention_time,
         leader_poll_seconds=settings.scheduler_poll_seconds,
     )

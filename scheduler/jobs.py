@@ -23,6 +23,7 @@ from mailbot.applying import ApplyReport, apply_due
 from mailbot.calendar import BusinessCalendar
 from mailbot.config import Settings
 from mailbot.reminders import reminders_due, send_review_reminders
+from mailbot.retention import PurgeReport, RetentionPolicy, purge
 from scheduler.config import ScheduleConfig
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,15 @@ def remind(context: JobContext) -> int:
     return queued
 
 
+def retain(context: JobContext) -> PurgeReport:
+    """Remove the raw bytes of processed mail (and sent notices) that retention says are due."""
+    now = context.clock()
+    return purge(context.engine, RetentionPolicy.from_settings(context.settings, now), now=now)
+
+
 def catch_up(context: JobContext) -> None:
-    """At start-up: what a stopped mailbot missed (start dates, today's reminders)."""
+    """At start-up: what a stopped mailbot missed (start dates, today's reminders, the daily
+    retention run)."""
     report = run_apply(context, via="startup")
     if report.applied:
         log.info("catch-up: applied %d application(s) that came due", len(report.applied))
@@ -106,3 +114,4 @@ def catch_up(context: JobContext) -> None:
     zone = context.settings.zone
     if reminders_due(now, zone, context.config.reminder_time, context.calendar):
         remind(context)
+    retain(context)  # idempotent: whatever is due now, once

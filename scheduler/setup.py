@@ -14,11 +14,12 @@ from sqlalchemy import Engine, create_engine
 
 from db.engine import SQLITE_BUSY_TIMEOUT_MS
 from db.models import SchedulerJob
-from scheduler.jobs import JobContext, remind
+from scheduler.jobs import JobContext, remind, retain
 from scheduler.sync import APPLY_STORE, sweep
 
 SWEEP_JOB = "sweep"
 REMINDER_JOB = "reminders"
+RETENTION_JOB = "retention"
 
 
 def store_engine(engine: Engine) -> Engine:
@@ -73,5 +74,16 @@ def add_service_jobs(scheduler: AsyncIOScheduler, context: JobContext) -> None:
         name="review reminder digests",
         replace_existing=True,
         # A loop busy at 09:00 still sends them; a day missed while down is caught up at start.
+        misfire_grace_time=None,
+    )
+    scheduler.add_job(
+        retain,
+        CronTrigger(
+            hour=config.retention_time.hour, minute=config.retention_time.minute, timezone=zone
+        ),
+        args=[context],
+        id=RETENTION_JOB,
+        name="remove raw mail past its retention",
+        replace_existing=True,
         misfire_grace_time=None,
     )
