@@ -4,6 +4,11 @@ The same for every input format (body, CSV, XLSX, JSON): parsers only find label
 this module normalises it with :mod:`mailbot.normalize` and :mod:`mailbot.dates`. It collects
 every problem before answering, so the applicant fixes the request in one round trip.
 Registry checks (does the ID exist, may this sender apply) are :mod:`mailbot.rules`' job.
+
+:func:`read_draft` keeps every value that could be read beside the problems
+(:class:`PartialDraft`), so the rules can still check the good values of a request that has
+bad ones: a missing reason must not hide an unknown user ID (issue 14, "every problem in one
+reply"). :func:`build_draft` is the all-or-nothing form of it.
 """
 
 from __future__ import annotations
@@ -53,6 +58,54 @@ class RequestDraft:
     source: str
 
 
+@dataclass(frozen=True)
+class PartialDraft:
+    """Whatever could be typed of a request, and every problem met typing it.
+
+    A value is None when its field is missing or could not be read (a problem says which);
+    ``user_ids`` and ``abolish_user_codes`` hold the entries that were well formed. With no
+    problems, :meth:`complete` gives the :class:`RequestDraft`.
+    """
+
+    office_code: str | None
+    user_ids: tuple[str, ...]
+    abolish_user_codes: tuple[str, ...]
+    desired_start_date: date | None
+    reason: str | None
+    applicant_name: str | None
+    applicant_phone: str | None
+    applicant_email: str | None
+    manager_name: str | None
+    manager_email: str | None
+    remarks: str
+    source: str
+    problems: tuple[Problem, ...] = ()
+
+    def complete(self) -> RequestDraft | None:
+        """The typed request when nothing was wrong with it, else None."""
+        if self.problems:
+            return None
+        # Each None below comes with a problem, so these only narrow the types for mypy.
+        assert self.desired_start_date is not None and self.applicant_phone is not None
+        assert self.manager_email is not None and self.applicant_email is not None
+        assert self.reason is not None and self.applicant_name is not None
+        assert self.manager_name is not None
+        return RequestDraft(
+            office_code=self.office_code,
+            user_ids=self.user_ids,
+            abolish_user_codes=self.abolish_user_codes,
+            desired_start_date=self.desired_start_date,
+            reason=self.reason,
+            applicant_name=self.applicant_name,
+            applicant_phone=self.applicant_phone,
+            applicant_email=self.applicant_email,
+            manager_name=self.manager_name,
+            manager_email=self.manager_email,
+            remarks=self.remarks,
+            source=self.source,
+        )
+
+
 T = TypeVar("T")
 
 
@@ -75,11 +128,10 @@ class _Collector:
         raw = self.form.fields.get(name)
         return (normalise_office_code(raw.value) or None) if raw is not None else None
 
-    def required_text(self, name: str) -> str:
+    def required_text(self, name: str) -> str | None:
         value = self.text(name)
         if value is None:
             self.problems.append(_missing(name, self.location(name)))
-            return ""
         return value
 
     def typed(self, name: str, convert: Callable[[str], T], *, required: bool) -> T | None:
@@ -123,6 +175,14 @@ def build_draft(form: RawForm, sender: str) -> RequestDraft | list[Problem]:
     silently dropped, and a reply is how they are reported. ``applicant_email`` defaults to
     ``sender``.
     """
+    partial = read_draft(form, sender)
+    draft = partial.complete()
+    return draft if draft is not None else list(partial.problems)
+
+
+def read_draft(form: RawForm, sender: str) -> PartialDraft:
+    """Type every field of ``form`` that can be typed, and gather every problem (the parser's
+    first). ``applicant_email`` defaults to ``sender``."""
     fields = _Collector(form)
     office_code = fields.identifier("office_code")
     user_ids = fields.id_list("user_ids", 8)
@@ -134,13 +194,7 @@ def build_draft(form: RawForm, sender: str) -> RequestDraft | list[Problem]:
     phone = fields.typed("applicant_phone", normalise_phone, required=True)
     manager_email = fields.typed("manager_email", normalise_email, required=True)
     applicant_email = _applicant_email(fields, form, sender)
-    remarks = fields.text("remarks") or ""
-    if fields.problems:
-        return fields.problems
-    # Each None above came with a problem, so these only narrow the types for mypy.
-    assert desired is not None and phone is not None and manager_email is not None
-    assert applicant_email is not None
-    return RequestDraft(
+    return PartialDraft(
         office_code=office_code,
         user_ids=user_ids,
         abolish_user_codes=abolish_user_codes,
@@ -151,8 +205,9 @@ def build_draft(form: RawForm, sender: str) -> RequestDraft | list[Problem]:
         applicant_email=applicant_email,
         manager_name=texts["manager_name"],
         manager_email=manager_email,
-        remarks=remarks,
+        remarks=fields.text("remarks") or "",
         source=form.source,
+        problems=tuple(fields.problems),
     )
 
 

@@ -19,7 +19,7 @@ from mailbot.applications import create_application
 from mailbot.calendar import BusinessCalendar
 from mailbot.classify import Kind, bounced_message_ids, classify
 from mailbot.config import Settings
-from mailbot.draft import RequestDraft, build_draft
+from mailbot.draft import read_draft
 from mailbot.mime import ParsedMail, parse_headers, parse_mail
 from mailbot.notify import (
     APPLICANT_TAG,
@@ -43,8 +43,16 @@ from mailbot.review import (
     handle_review_reply,
     send_review_requests,
 )
-from mailbot.rules import NOT_AUTHORIZED, Plan, RegistryView, evaluate
+from mailbot.rules import (
+    NOT_AUTHORIZED,
+    OfficeInfo,
+    Plan,
+    RegistryView,
+    check_request,
+    which_office,
+)
 from mailbot.schedule_table import registration_dates
+from mailbot.upcoming import Upcoming, load_upcoming
 
 # Outcomes, stored as the inbound message's ``kind``.
 BOUNCE = "bounce"
@@ -90,7 +98,7 @@ def process_message(
     reply = Reply(inbound_id=_id(inbound), mail=mail, to=sender)
     if kind is Kind.HELP:
         if is_known_sender(session, sender):
-            send_help(session, ctx.settings, reply, now=now)
+            send_help(session, ctx.settings, reply, schedule=_upcoming(session, ctx, now), now=now)
         else:
             _send_outsider_help(session, ctx.settings, reply, now)
         return HELP
@@ -140,6 +148,12 @@ def answer_unreadable(
         body=render("unreadable.txt.j2", organisation=ctx.settings.organisation),
         now=now,
     )
+
+
+def _upcoming(session: Session, ctx: IntakeContext, now: datetime) -> Upcoming:
+    """The next registration dates as of ``now``'s Japanese date, for a reply."""
+    today = now.astimezone(ctx.settings.zone).date()
+    return load_upcoming(session, ctx.calendar, today, ctx.settings.lead_business_days)
 
 
 def _id(inbound: InboundMessage) -> int:
@@ -199,12 +213,20 @@ def _request(
     if not form.fields and form.problems:
         # Nothing readable (a garbage file, a zip bomb, a refused format): say only that, not
         # that every field is missing.
-        send_problems(session, ctx.settings, reply, form.problems, name=None, office=None, now=now)
+        send_problems(
+            session,
+            ctx.settings,
+            reply,
+            form.problems,
+            name=None,
+            office=None,
+            schedule=_upcoming(session, ctx, now),
+            now=now,
+        )
         return INVALID
-    draft = build_draft(form, sender)  # parser problems come back first, with the draft's own
-    if not isinstance(draft, RequestDraft):
-        send_problems(session, ctx.settings, reply, draft, name=None, office=None, now=now)
-        return INVALID
+    # Every value that could be read is checked against the registry too, so one reply names
+    # every problem (parser problems first, then the draft's, then the rules').
+    draft = read_draft(form, sender)
     today = now.astimezone(ctx.settings.zone).date()
     view = registry_view(
         session,
@@ -213,7 +235,7 @@ def _request(
         user_ids=draft.user_ids,
         user_codes=draft.abolish_user_codes,
     )
-    outcome = evaluate(
+    outcome = check_request(
         draft,
         sender,
         view,
@@ -227,9 +249,18 @@ def _request(
     if any(problem.code == NOT_AUTHORIZED.code for problem in outcome):
         send_refusal(session, ctx.settings, reply, now=now)
         return REFUSED
-    office = view.offices.get(draft.office_code) if draft.office_code else None
+    # Addressed to the office only when it is the sender's own: naming another office's name
+    # would tell the sender it exists.
+    office = which_office(draft.office_code, sender, view)
     send_problems(
-        session, ctx.settings, reply, outcome, name=draft.applicant_name, office=office, now=now
+        session,
+        ctx.settings,
+        reply,
+        outcome,
+        name=draft.applicant_name,
+        office=office if isinstance(office, OfficeInfo) else None,
+        schedule=_upcoming(session, ctx, now),
+        now=now,
     )
     return INVALID
 

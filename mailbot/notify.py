@@ -39,6 +39,7 @@ from mailbot.outbox import enqueue
 from mailbot.problems import Problem
 from mailbot.reply_limits import OUTSIDER_REPLY_MAX_BYTES, take_reply_allowance
 from mailbot.tokens import Purpose, issue_reply_token, link_token
+from mailbot.upcoming import Upcoming
 
 APPLICANT_TAG = "a"  # apply+a<token>@domain: the applicant's or manager's replies
 
@@ -200,6 +201,28 @@ def send_reply(
     )
 
 
+def problems_body(
+    organisation: str,
+    problems: Sequence[Problem],
+    *,
+    name: str | None,
+    office: Any,
+    schedule: Upcoming,
+) -> str:
+    """Every problem in one reply, numbered; notes (``note.…``: a check left out because it
+    depends on a broken value) after them; the next registration dates; the blank form."""
+    return render(
+        "request_problems.txt.j2",
+        organisation=organisation,
+        problems=[problem for problem in problems if not problem.code.startswith("note.")],
+        notes=[problem for problem in problems if problem.code.startswith("note.")],
+        name=name,
+        office=office,
+        schedule=schedule,
+        blank_form=blank_form_text(),
+    )
+
+
 def send_problems(
     session: Session,
     settings: Settings,
@@ -208,15 +231,11 @@ def send_problems(
     *,
     name: str | None,
     office: Any,
+    schedule: Upcoming,
     now: datetime,
 ) -> bool:
-    body = render(
-        "request_problems.txt.j2",
-        organisation=settings.organisation,
-        problems=problems,
-        name=name,
-        office=office,
-        blank_form=blank_form_text(),
+    body = problems_body(
+        settings.organisation, problems, name=name, office=office, schedule=schedule
     )
     return send_reply(
         session,
@@ -246,12 +265,15 @@ def send_refusal(session: Session, settings: Settings, reply: Reply, *, now: dat
 HELP_SUBJECT = "利用者IDの廃止申込の方法"
 
 
-def send_help(session: Session, settings: Settings, reply: Reply, *, now: datetime) -> bool:
+def send_help(
+    session: Session, settings: Settings, reply: Reply, *, schedule: Upcoming, now: datetime
+) -> bool:
     body = render(
         "help.txt.j2",
         organisation=settings.organisation,
         intake_address=settings.intake_address,
         lead_business_days=settings.lead_business_days,
+        schedule=schedule,
         blank_form=blank_form_text(),
     )
     return send_reply(

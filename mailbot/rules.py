@@ -19,7 +19,7 @@ from typing import Literal
 
 from mailbot.calendar import BusinessCalendar, next_registration_date
 from mailbot.dates import ja_date
-from mailbot.draft import RequestDraft
+from mailbot.draft import PartialDraft, RequestDraft
 from mailbot.normalize import USER_CODE_LENGTH, InvalidEmail, nfkc, normalise_email
 from mailbot.problems import Problem
 
@@ -104,23 +104,54 @@ def evaluate(
     today: date,
     lead_business_days: int = DEFAULT_LEAD_BUSINESS_DAYS,
 ) -> Plan | list[Problem]:
-    """Check ``draft`` against every rule; a Plan, or all problems.
-
-    Who may apply is checked first and alone: an outsider gets exactly one neutral problem and
-    no hint from rules 1–5 about what the registry holds.
-    """
-    office = who_may_apply(draft, sender, view)
-    if isinstance(office, Problem):
-        return [office]
-    problems = rule1_unknown_or_foreign_ids(draft.user_ids, office.code, view)
-    problems += rule2_abolished_or_open_ids(draft.user_ids, office.code, view)
-    problems += rule3_code_abolition_needs_every_id(draft, office.code, view)
-    start = rule5_start_date(
-        draft.desired_start_date, registration_dates, calendar, today, lead_business_days
+    """Check a fully typed ``draft`` against every rule; a Plan, or all problems."""
+    return check_request(
+        _as_partial(draft), sender, view, registration_dates, calendar, today, lead_business_days
     )
-    if isinstance(start, Problem):
-        problems.append(start)
-    if problems or isinstance(start, Problem):
+
+
+def check_request(
+    request: PartialDraft,
+    sender: str,
+    view: RegistryView,
+    registration_dates: Iterable[date],
+    calendar: BusinessCalendar,
+    today: date,
+    lead_business_days: int = DEFAULT_LEAD_BUSINESS_DAYS,
+) -> Plan | list[Problem]:
+    """Check what could be read of a request against every rule; a Plan, or all problems.
+
+    The request's own problems (from typing it) come first, then the rules' over the values
+    that were good: an unknown ID is named beside a missing reason, a bad date beside a foreign
+    ID. What needs the office (rules 1–3, the contacts' addresses) is checked only when the
+    office is known; when it is not, a note says those checks were left out.
+
+    A sender who is a contact of no office gets exactly one neutral problem and no hint about
+    what the registry holds (intake refuses them before parsing; this is the rules' own guard).
+    """
+    if not any(is_contact(info, sender) for info in view.offices.values()):
+        return [NOT_AUTHORIZED]
+    problems = list(request.problems)
+    office = which_office(request.office_code, sender, view)
+    if isinstance(office, Problem):
+        problems.append(office)
+        problems.append(OFFICE_CHECKS_SKIPPED)
+    else:
+        problems += contact_address_problems(request, office)
+        problems += rule1_unknown_or_foreign_ids(request.user_ids, office.code, view)
+        problems += rule2_abolished_or_open_ids(request.user_ids, office.code, view)
+        problems += rule3_code_abolition_needs_every_id(
+            request.user_ids, request.abolish_user_codes, office.code, view
+        )
+    start: date | Problem | None = None
+    if request.desired_start_date is not None:
+        start = rule5_start_date(
+            request.desired_start_date, registration_dates, calendar, today, lead_business_days
+        )
+        if isinstance(start, Problem):
+            problems.append(start)
+    draft = request.complete()
+    if problems or draft is None or isinstance(office, Problem) or not isinstance(start, date):
         return problems
     completed = codes_completed(draft.user_ids, office.code, view)
     codes_abolished, pending = rule4_shared_codes(completed, office.code, view)
@@ -140,6 +171,23 @@ def evaluate(
         manager_email=draft.manager_email,
         reason=draft.reason,
         remarks=draft.remarks,
+    )
+
+
+def _as_partial(draft: RequestDraft) -> PartialDraft:
+    return PartialDraft(
+        office_code=draft.office_code,
+        user_ids=draft.user_ids,
+        abolish_user_codes=draft.abolish_user_codes,
+        desired_start_date=draft.desired_start_date,
+        reason=draft.reason,
+        applicant_name=draft.applicant_name,
+        applicant_phone=draft.applicant_phone,
+        applicant_email=draft.applicant_email,
+        manager_name=draft.manager_name,
+        manager_email=draft.manager_email,
+        remarks=draft.remarks,
+        source=draft.source,
     )
 
 
@@ -180,29 +228,107 @@ def is_contact(office: OfficeInfo, address: str) -> bool:
     return any(address_key(contact) == key for contact in office.contact_emails)
 
 
-def who_may_apply(draft: RequestDraft, sender: str, view: RegistryView) -> OfficeInfo | Problem:
-    """ "Who may apply": the office applied for, or one problem (normally the neutral refusal).
+def which_office(office_code: str | None, sender: str, view: RegistryView) -> OfficeInfo | Problem:
+    """The office applied for: the form's ``office_code``, else the single office the sender is
+    a contact of; or the problem with the office code.
 
-    The office is the form's ``office_code``, else the single office the sender is a contact
-    of. The sender, the manager's address and the applicant's address must be contacts of
-    that office. A sender
-    who is a contact of several offices and gave no code is asked for it: they are a known
-    contact, so naming their own offices reveals nothing to an outsider.
+    The sender is a known contact (checked before), so naming their own offices reveals
+    nothing. A code that is not one of theirs reads the same whether another office has it or
+    no office does.
     """
-    if draft.office_code is not None:
-        office = view.offices.get(draft.office_code)
-    else:
-        own = sorted(code for code, info in view.offices.items() if is_contact(info, sender))
+    own = sorted(code for code, info in view.offices.items() if is_contact(info, sender))
+    if office_code is None:
         if len(own) > 1:
             return _office_code_required(own)
-        office = view.offices[own[0]] if own else None
+        return view.offices[own[0]] if own else NOT_AUTHORIZED
+    office = view.offices.get(office_code)
     if office is None or not is_contact(office, sender):
-        return NOT_AUTHORIZED
-    # Every notice must reach people the contract names: the manager's and the applicant's
-    # addresses (the latter defaults to the sender) must be contacts of the office too.
-    if not is_contact(office, draft.manager_email) or not is_contact(office, draft.applicant_email):
-        return NOT_AUTHORIZED
+        return _office_code_not_yours(office_code, own)
     return office
+
+
+def contact_address_problems(request: PartialDraft, office: OfficeInfo) -> list[Problem]:
+    """Every notice must reach people the contract names: the manager's and the applicant's
+    addresses (the latter defaults to the sender) must be contacts of the office too."""
+    problems: list[Problem] = []
+    for field, address in (
+        ("manager_email", request.manager_email),
+        ("applicant_email", request.applicant_email),
+    ):
+        if address is not None and not is_contact(office, address):
+            problems.append(_not_a_contact(field, address, office))
+    return problems
+
+
+def who_may_apply(draft: RequestDraft, sender: str, view: RegistryView) -> OfficeInfo | Problem:
+    """ "Who may apply": the office applied for, or the first problem with it."""
+    if not any(is_contact(info, sender) for info in view.offices.values()):
+        return NOT_AUTHORIZED
+    office = which_office(draft.office_code, sender, view)
+    if isinstance(office, Problem):
+        return office
+    problems = contact_address_problems(_as_partial(draft), office)
+    return problems[0] if problems else office
+
+
+# Left out when the office is unknown: said in the reply, so a clean second try is expected.
+OFFICE_CHECKS_SKIPPED = Problem(
+    code="note.office_checks_skipped",
+    field=None,
+    value=None,
+    message_ja=(
+        "事業所が確定できないため、利用者ID・利用者コードが貴事業所に登録されているか、"
+        "管理責任者・申込担当者のメールアドレスが登録連絡先かの確認は行っていません。"
+        "事業所コードを直して送り直すと、あわせて確認します。"
+    ),
+    message_en=(
+        "As the office could not be determined, whether the user IDs and codes are your "
+        "office's, and whether the manager's and applicant's addresses are its registered "
+        "contacts, was not checked. They are checked when you send the request again with the "
+        "office code corrected."
+    ),
+)
+
+
+def _office_code_not_yours(office_code: str, own: list[str]) -> Problem:
+    choice_ja = own[0] if len(own) == 1 else "、".join(own) + " のいずれか"
+    choice_en = own[0] if len(own) == 1 else "one of " + ", ".join(own)
+    return Problem(
+        code="office_code.not_yours",
+        field="office_code",
+        value=office_code,
+        message_ja=(
+            f"事業所コード『{office_code}』は、このメールアドレスが連絡先として登録されている"
+            f"事業所のコードではありません。「事業所コード」を {choice_ja} にするか、"
+            "申込む事業所の登録連絡先のアドレスから送信してください。"
+        ),
+        message_en=(
+            f"Office code '{office_code}' is not the code of an office this address is a "
+            f"registered contact of. Please write {choice_en}, or send the request from a "
+            "registered contact address of the office you apply for."
+        ),
+    )
+
+
+def _not_a_contact(field: str, address: str, office: OfficeInfo) -> Problem:
+    label_ja = (
+        "管理責任者メールアドレス" if field == "manager_email" else "申込担当者メールアドレス"
+    )
+    return Problem(
+        code=f"{field}.not_a_contact",
+        field=field,
+        value=address,
+        message_ja=(
+            f"{label_ja}『{address}』は、事業所 {office.code} の登録連絡先ではありません。"
+            "お知らせは申込担当者と管理責任者にお送りするため、登録連絡先のアドレスを記入して"
+            "ください（連絡先の登録・変更はご契約の担当窓口へ）。"
+        ),
+        message_en=(
+            f"{field} '{address}' is not a registered contact of office {office.code}. Notices go "
+            "to the applicant and the manager, so please give a registered contact's address "
+            "(contacts are registered or changed through the service desk of your contract)."
+        ),
+    )
 
 
 def _office_code_required(office_codes: list[str]) -> Problem:
@@ -253,7 +379,7 @@ def rule2_abolished_or_open_ids(
 
 
 def rule3_code_abolition_needs_every_id(
-    draft: RequestDraft, office_code: str, view: RegistryView
+    user_ids: Iterable[str], user_codes: Iterable[str], office_code: str, view: RegistryView
 ) -> list[Problem]:
     """Rule 3: a code in ``abolish_user_codes`` needs every active ID of it in the request.
 
@@ -262,9 +388,9 @@ def rule3_code_abolition_needs_every_id(
     abolishes its last IDs, never ahead of an application that may still be rejected.
     A code the office does not hold reads like rule 1's unknown ID.
     """
-    requested = set(draft.user_ids)
+    requested = set(user_ids)
     problems: list[Problem] = []
-    for code in draft.abolish_user_codes:
+    for code in user_codes:
         own = [info for info in view.ids_of_code(code) if info.office_code == office_code]
         active = [info for info in own if info.is_active]
         if not own:

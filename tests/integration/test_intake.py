@@ -251,16 +251,13 @@ def test_outsider_gets_the_same_refusal_whatever_ids(harness: Harness) -> None:
     assert harness.applications() == []
 
 
-def test_manager_outside_the_contract_is_refused_neutrally(harness: Harness) -> None:
+def test_manager_outside_the_contract_is_a_problem_not_an_application(harness: Harness) -> None:
+    # A registered contact is told what is wrong (issue 14): the manager's address must be a
+    # contact of the office; the reply is a problem reply, not the outsiders' refusal.
     raw = mail(form("1ANACA0A", start=START, manager_email="boss@example.net"))
-    text = refusal_text(harness, raw, YAMADA)
-    assert "登録されている連絡先" in text
+    text = problem_reply(harness, raw)
+    assert "管理責任者メールアドレス『boss@example.net』は、事業所 TYO01 の登録連絡先" in text
     assert harness.applications() == []
-
-
-def test_contact_of_another_office_is_refused_neutrally(harness: Harness) -> None:
-    raw = mail(form("1ANACA0A", start=START, manager_email=KATO), sender=KATO)
-    assert "登録されている連絡先" in refusal_text(harness, raw, KATO)
 
 
 # --- robots, duplicates, help ------------------------------------------------------------------

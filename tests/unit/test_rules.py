@@ -140,24 +140,51 @@ def test_who_may_apply_refusal_hides_every_other_problem() -> None:
     assert run(bad, sender=OUTSIDER) == [NOT_AUTHORIZED]
 
 
-def test_who_may_apply_contact_of_another_office_is_refused_neutrally() -> None:
-    # Kato is Osaka's contact: applying for Tokyo's IDs looks like any outsider.
-    assert run(draft("1ANACA0A", manager_email=KATO), sender=KATO) == [NOT_AUTHORIZED]
-    assert run(draft("1ANACA0A"), sender=KATO) == [NOT_AUTHORIZED]
+def codes(result: Plan | list[Problem]) -> list[str]:
+    assert isinstance(result, list), result
+    return [problem.code for problem in result]
 
 
-def test_who_may_apply_unknown_office_code_is_refused_neutrally() -> None:
-    assert run(draft("1ANACA0A", office_code="TYO99")) == [NOT_AUTHORIZED]
+def test_who_may_apply_another_office_code_reads_like_an_unknown_one() -> None:
+    # Kato is Osaka's contact: naming Tokyo's office (or one that does not exist) is a problem
+    # with the office code, worded alike, so the reply tells nothing about other offices.
+    tokyo = run(draft("1ANACA0A", manager_email=KATO), sender=KATO)
+    nowhere = run(draft("1ANACA0A", manager_email=KATO, office_code="TYO99"), sender=KATO)
+    assert codes(tokyo) == ["office_code.not_yours", "note.office_checks_skipped"]
+    assert isinstance(tokyo, list) and isinstance(nowhere, list)
+    assert [p.message_ja.replace("TYO01", "X") for p in tokyo] == [
+        p.message_ja.replace("TYO99", "X") for p in nowhere
+    ]
+    assert "OSK01" in tokyo[0].message_ja  # the sender's own office, which they may know
+    for secret in ("東京", "yamada", "1ANACA0A"):
+        assert secret not in tokyo[0].message_ja + tokyo[0].message_en
+
+
+def test_who_may_apply_unknown_office_code_is_named_and_id_checks_wait_for_it() -> None:
+    result = run(draft("1ANACA0A", "9ZZZZ999", office_code="TYO99"))
+    assert codes(result) == ["office_code.not_yours", "note.office_checks_skipped"]
+
+
+def test_who_may_apply_unknown_office_code_does_not_hide_a_bad_date() -> None:
+    result = run(draft("1ANACA0A", office_code="TYO99", desired_start_date=date(2020, 1, 1)))
+    assert codes(result) == [
+        "office_code.not_yours",
+        "note.office_checks_skipped",
+        "desired_start_date.past",
+    ]
 
 
 def test_who_may_apply_manager_must_be_a_registered_contact() -> None:
-    assert run(draft("4GHIJA01", manager_email="boss@example.co.jp")) == [NOT_AUTHORIZED]
-    assert run(draft("4GHIJA01", manager_email=KATO)) == [NOT_AUTHORIZED]
+    for address in ("boss@example.co.jp", KATO):
+        (problem,) = problems_of(draft("4GHIJA01", manager_email=address))
+        assert (problem.code, problem.value) == ("manager_email.not_a_contact", address)
+        assert "TYO01" in problem.message_ja
 
 
 def test_who_may_apply_applicant_address_must_be_a_registered_contact() -> None:
     # Notices go to the applicant too (rule 7): only people the contract names may get them.
-    assert run(draft("4GHIJA01", applicant_email="someone@example.net")) == [NOT_AUTHORIZED]
+    (problem,) = problems_of(draft("4GHIJA01", applicant_email="someone@example.net"))
+    assert problem.code == "applicant_email.not_a_contact"
     assert isinstance(run(draft("4GHIJA01", applicant_email=SATO)), Plan)
 
 
@@ -165,7 +192,8 @@ def test_who_may_apply_contact_of_several_offices_is_asked_for_the_office_code()
     offices = {**OFFICES, "OSK01": office("OSK01", "大阪事業所", KATO, YAMADA)}
     result = run(draft("4GHIJA01", office_code=None), registry=view(offices=offices))
     assert isinstance(result, list)
-    (problem,) = result
+    problem, note = result
+    assert note.code == "note.office_checks_skipped"
     assert problem.code == "office_code.required" and problem.field == "office_code"
     assert "OSK01" in problem.message_ja and "TYO01" in problem.message_ja
     # With the code, the same request goes through.
