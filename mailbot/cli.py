@@ -223,16 +223,54 @@ def schedule_import(ctx: click.Context, file: Path, replace: bool) -> None:
 
 @schedule.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include dates in the past.")
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Mark the earliest date for a request sent on this day (default: today).",
+)
 @json_option
 @click.pass_context
-def schedule_list(ctx: click.Context, show_all: bool, as_json: bool) -> None:
-    """List registration dates (from today on, unless --all)."""
+def schedule_list(ctx: click.Context, show_all: bool, as_of: Any, as_json: bool) -> None:
+    """List registration dates (from today on, unless --all), marking the earliest one a
+    request sent today can get (MAILBOT_LEAD_BUSINESS_DAYS)."""
     from mailbot.schedule_table import registration_dates
+    from mailbot.upcoming import upcoming
 
     rt = runtime(ctx)
+    today: date = as_of.date() if as_of else rt.today()
+    lead = rt.settings.lead_business_days
     with rt.session() as session:
-        days = registration_dates(session, on_or_after=None if show_all else rt.today())
-    emit([d.isoformat() for d in days], as_json, lambda xs: "\n".join(xs) or "(no dates)")
+        days = registration_dates(session, on_or_after=None if show_all else today)
+    marked = upcoming(days, rt.calendar, today, lead, count=len(days))
+    past = [{"date": d.isoformat(), "earliest": False, "too_soon": True} for d in days if d < today]
+    data = {
+        "as_of": today.isoformat(),
+        "lead_business_days": lead,
+        "earliest_start": marked.earliest_start.isoformat(),
+        "earliest_registration_date": (
+            marked.earliest_registration.isoformat() if marked.earliest_registration else None
+        ),
+        "dates": past
+        + [
+            {"date": e.day.isoformat(), "earliest": e.earliest, "too_soon": e.too_soon}
+            for e in marked.dates
+        ],
+    }
+    emit(data, as_json, _format_schedule)
+
+
+def _format_schedule(data: dict[str, Any]) -> str:
+    lines = []
+    for entry in data["dates"]:
+        mark = ""
+        if entry["earliest"]:
+            mark = f"  <- earliest for a request sent {data['as_of']}"
+        elif entry["too_soon"]:
+            mark = "  (too soon)"
+        lines.append(entry["date"] + mark)
+    if data["earliest_registration_date"] is None:
+        lines.append(f"(no date on or after {data['earliest_start']}, the earliest start date)")
+    return "\n".join(lines) or "(no dates)"
 
 
 @schedule.command("jobs")

@@ -96,7 +96,8 @@ def test_bad_registry_file_exits_1_with_the_line(cli: Cli, tmp_path: Path) -> No
 def test_schedule_import_and_list(cli: Cli) -> None:
     assert cli("schedule", "import", str(EXAMPLES / "schedule-demo.txt")).returncode == 0
     listed = cli.json("schedule", "list", "--all")
-    assert listed == [
+    assert isinstance(listed, dict)
+    assert [entry["date"] for entry in listed["dates"]] == [
         "2026-12-01",
         "2026-12-08",
         "2026-12-15",
@@ -105,6 +106,34 @@ def test_schedule_import_and_list(cli: Cli) -> None:
         "2027-01-19",
         "2027-01-26",
     ]
+
+
+def test_schedule_list_marks_the_earliest_date_a_request_can_get(cli: Cli) -> None:
+    assert cli("schedule", "import", str(EXAMPLES / "schedule-demo.txt")).returncode == 0
+    # Friday 2026-11-27 with the default lead of 4 business days: the earliest start date is
+    # Thursday 12/3, so 12/1 is too soon and 12/8 the first registration date to get.
+    listed = cli.json("schedule", "list", "--as-of", "2026-11-27")
+    assert isinstance(listed, dict)
+    assert listed["earliest_start"] == "2026-12-03"
+    assert listed["earliest_registration_date"] == "2026-12-08"
+    assert listed["dates"][:3] == [
+        {"date": "2026-12-01", "earliest": False, "too_soon": True},
+        {"date": "2026-12-08", "earliest": True, "too_soon": False},
+        {"date": "2026-12-15", "earliest": False, "too_soon": False},
+    ]
+    text = cli("schedule", "list", "--as-of", "2026-11-27").stdout.splitlines()
+    assert text[:3] == [
+        "2026-12-01  (too soon)",
+        "2026-12-08  <- earliest for a request sent 2026-11-27",
+        "2026-12-15",
+    ]
+    # Across the year-end closure: from Friday 12/25 the 4 business days are 12/28, 1/4, 1/5,
+    # 1/6, so 1/12 is the earliest and 12/22 is already past (not listed without --all).
+    text = cli("schedule", "list", "--as-of", "2026-12-25").stdout.splitlines()
+    assert text[0] == "2027-01-12  <- earliest for a request sent 2026-12-25"
+    # After the schedule ends, the list says so.
+    late = cli("schedule", "list", "--as-of", "2027-01-22").stdout.splitlines()
+    assert late == ["2027-01-26  (too soon)", "(no date on or after 2027-01-28, the earliest start date)"]
 
 
 def test_staff_add_list_remove(cli: Cli) -> None:
