@@ -50,6 +50,7 @@ GATEWAY_TARGET = 0.8
 END_TO_END_TARGET = 0.25
 END_TO_END_TIMEOUT_SECONDS = 600.0
 ROOT = Path(__file__).resolve().parents[1]
+CLIENT_ADDRESS = "127.0.0.1"
 
 
 # --- servers (run as child processes of this script) --------------------------------------
@@ -99,7 +100,11 @@ def run_gateway_server(port: int, home: str) -> None:
     from mailbot.config import load_settings
     from mailbot.gateway.smtp import SmtpGateway
 
-    settings = load_settings(home=Path(home), smtp_listen=f"127.0.0.1:{port}")
+    # The bench's one client plays the MTA in front (docs/operations.md, "Postfix in front"):
+    # a trusted relay, held to the gateway's total limits only.
+    settings = load_settings(
+        home=Path(home), smtp_listen=f"127.0.0.1:{port}", trusted_relays=CLIENT_ADDRESS
+    )
     engine = make_engine(settings.database_url)
     upgrade(engine)
 
@@ -319,7 +324,11 @@ def bench_end_to_end(count: int, sessions: int, workdir: Path) -> EndToEnd:
     port = free_port()
     home = workdir / "serve"
     home.mkdir()
-    env = _clean_env() | {"MAILBOT_HOME": str(home), "MAILBOT_SMTP_LISTEN": f"127.0.0.1:{port}"}
+    env = _clean_env() | {
+        "MAILBOT_HOME": str(home),
+        "MAILBOT_SMTP_LISTEN": f"127.0.0.1:{port}",
+        "MAILBOT_TRUSTED_RELAYS": CLIENT_ADDRESS,  # as in (b)
+    }
     user_ids = [f"B{n // 10:04d}A0{n % 10}" for n in range(count)]
     today = datetime.now(ZoneInfo("Asia/Tokyo")).date()
     start = BusinessCalendar().add_business_days(today, 4 + 5)  # lead time plus margin
