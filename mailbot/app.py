@@ -24,19 +24,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sqlalchemy import Engine
+
 from db.migrate import upgrade
 from mailbot.config import SERVE_ROLES, Settings
 from mailbot.errors import ConfigError
-from mailbot.gateway.imap import run_imap
-from mailbot.gateway.smtp import SmtpGateway
+from mailbot.gateway.imap import DrainResult, ImapIntake, run_imap
+from mailbot.gateway.imap_mailbox import ImapFatalError, Mailbox, parse_imap_url, read_password
+from mailbot.gateway.smtp import IntakeHandler, SmtpGateway
 from mailbot.gateway.tls import server_tls_context
 from mailbot.intake import IntakeContext
 from mailbot.keys import ensure_signing_key
+from mailbot.logs import configure_logging
 from mailbot.memory import return_large_blocks_to_the_os
+from mailbot.metrics import observe_smtp_store
+from mailbot.monitor import CONNECTED, REFUSED, RUNNING, UNREACHABLE, Monitor, Part
 from mailbot.outbox import run_outbox
 from mailbot.runtime import Runtime
 from mailbot.web import start_web
@@ -49,17 +56,17 @@ log = logging.getLogger("mailbot")
 
 def serve(rt: Runtime, only: Sequence[str] | None = None) -> None:
     """Run the roles ``only`` names (all when None) until SIGINT or SIGTERM."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # aiosmtpd logs every SMTP command at INFO; keep its warnings, not the chatter.
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every sweep at INFO
+    settings = rt.settings
+    configure_logging(settings.log_level, settings.log_format, settings.zone)
     roles = roles_to_run(only, rt.settings)
     return_large_blocks_to_the_os()  # a burst of large messages must not keep their memory
     if "smtp" in roles:
         # A certificate problem stops start-up here, before the database is touched.
         server_tls_context(rt.settings)
+    if "imap" in roles:
+        # So does a mailbox that cannot be read at all (no password, a bad URL).
+        parse_imap_url(settings.imap_url)
+        read_password(settings)
     upgrade(rt.engine)
     ensure_signing_key(rt.engine, rt.settings)  # the first key, shared by every process
     asyncio.run(run_services(rt, roles))
@@ -103,6 +110,7 @@ class Shared:
 
     rt: Runtime
     stop: asyncio.Event
+    monitor: Monitor  # what /healthz and /metrics say about this process's parts
     # A message was stored: the worker, if in this process, looks at once.
     stored: asyncio.Event = field(default_factory=asyncio.Event)
     # Notices were committed: the outbox, if in this process, looks at once.
@@ -116,12 +124,31 @@ class Listener(Protocol):
 async def _start_smtp(shared: Shared) -> Listener:
     rt = shared.rt
     gateway = SmtpGateway(rt.engine, rt.settings, on_stored=shared.stored.set)
+    _time_stores(gateway.handler)
     await gateway.start()
+    shared.monitor.smtp_port = gateway.port
+    shared.monitor.part("smtp").report(RUNNING)
     return gateway
 
 
+def _time_stores(handler: IntakeHandler) -> None:
+    """Observe how long each DATA takes to be answered (``mailbot_smtp_store_seconds``): the
+    handler's store is what commits the bytes and returns the 250 (or 451)."""
+    store = handler.store
+
+    async def timed(*args: Any, **kwargs: Any) -> str:
+        started = time.perf_counter()
+        reply = await store(*args, **kwargs)
+        observe_smtp_store(reply, time.perf_counter() - started)
+        return reply
+
+    handler.store = timed  # type: ignore[method-assign]
+
+
 async def _start_web(shared: Shared) -> Listener:
-    return await start_web(shared.rt.engine, shared.rt.settings)
+    server = await start_web(shared.rt.engine, shared.rt.settings, monitor=shared.monitor)
+    shared.monitor.part("web").report(RUNNING)
+    return server
 
 
 def _worker(shared: Shared) -> Coroutine[Any, Any, None]:
@@ -137,11 +164,52 @@ def _outbox(shared: Shared) -> Coroutine[Any, Any, None]:
 def _scheduler(shared: Shared) -> Coroutine[Any, Any, None]:
     rt = shared.rt
     config = schedule_config(rt.settings)
-    return run_scheduler(rt.engine, rt.settings, shared.stop, config=config, calendar=rt.calendar)
+    return run_scheduler(
+        rt.engine,
+        rt.settings,
+        shared.stop,
+        config=config,
+        calendar=rt.calendar,
+        report=shared.monitor.part("scheduler").succeeded,
+    )
 
 
 def _imap(shared: Shared) -> Coroutine[Any, Any, None]:
-    return run_imap(shared.rt.engine, shared.rt.settings, shared.stop, shared.stored)
+    rt = shared.rt
+    intake = WatchedImapIntake(rt.engine, rt.settings, part=shared.monitor.part("imap"))
+    return run_imap(rt.engine, rt.settings, shared.stop, shared.stored, intake=intake)
+
+
+class WatchedImapIntake(ImapIntake):
+    """The IMAP intake, telling its part how the mailbox answers: connected (and each pass
+    over the folder), login refused (or another fault an operator must fix), unreachable."""
+
+    def __init__(self, engine: Engine, settings: Settings, *, part: Part) -> None:
+        super().__init__(engine, settings)
+        self.part = part
+
+    def connect(self) -> Mailbox:
+        try:
+            mailbox = super().connect()
+        except ImapFatalError:
+            self.part.report(REFUSED)
+            raise
+        except Exception:
+            self.part.report(UNREACHABLE)
+            raise
+        self.part.succeeded(CONNECTED)
+        return mailbox
+
+    def drain(
+        self, mailbox: Mailbox, should_stop: Callable[[], bool] = lambda: False
+    ) -> DrainResult:
+        try:
+            result = super().drain(mailbox, should_stop)
+        except Exception:
+            self.part.report(UNREACHABLE)
+            raise
+        self.part.succeeded(CONNECTED)
+        return result
 
 
 # Listeners bind when started (a busy port stops start-up) and are stopped first, in this order:
@@ -168,17 +236,20 @@ async def run_services(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    shared = Shared(rt, stop)
+    shared = Shared(rt, stop, Monitor(roles))
     listeners: list[Listener] = []
     tasks: list[asyncio.Task[None]] = []
     try:
         for role in (role for role in LISTENERS if role in roles):
             listeners.append(await LISTENERS[role](shared))
         for role in (role for role in TASKS if role in roles):
-            tasks.append(asyncio.create_task(TASKS[role](shared), name=role))
+            task = asyncio.create_task(TASKS[role](shared), name=role)
+            shared.monitor.watch(role, task)
+            tasks.append(task)
         log.info("mailbot running: %s", _summary(rt, roles))
         await stop.wait()
     finally:
+        shared.monitor.stopping = True
         for listener in listeners:
             await listener.stop()
         stop.set()

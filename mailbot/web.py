@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 import uvicorn
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
@@ -55,10 +56,14 @@ from mailbot.documents import (
 )
 from mailbot.errors import ConfigError, NotFoundError
 from mailbot.keys import Keyring, verifying_keyring
+from mailbot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from mailbot.metrics import make_registry
+from mailbot.metrics import render as render_metrics
+from mailbot.monitor import Monitor
 from mailbot.normalize import ident_of, user_code_of
 from mailbot.notify import network_ja
 from mailbot.tokens import TokenRefusal, link_refusal
-from mailbot.web_health import check_database, check_relay
+from mailbot.web_health import check_health
 
 log = logging.getLogger("mailbot.web")
 
@@ -99,6 +104,8 @@ class WebContext:
     engine: Engine
     settings: Settings
     clock: Clock
+    monitor: Monitor
+    metrics: CollectorRegistry
 
 
 @dataclass(frozen=True)
@@ -110,19 +117,25 @@ class Opened:
     now: datetime
 
 
-def make_app(engine: Engine, settings: Settings, *, clock: Clock = utc_now) -> Starlette:
-    """The ASGI app: status page, documents and health check."""
+def make_app(
+    engine: Engine, settings: Settings, *, clock: Clock = utc_now, monitor: Monitor | None = None
+) -> Starlette:
+    """The ASGI app: status page, documents, health check and metrics. ``monitor`` holds the
+    parts of the process it runs in (none: only the database is checked)."""
     app = Starlette(
         routes=[
             Route("/a/{receipt_no}", application_page),
             Route("/a/{receipt_no}/approval-notice.pdf", approval_notice),
             Route("/a/{receipt_no}/application-form.pdf", application_form),
             Route("/healthz", healthz),
+            Route("/metrics", metrics),
         ],
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={HTTPException: _http_error},
     )
-    app.state.web = WebContext(engine, settings, clock)
+    monitor = monitor if monitor is not None else Monitor()
+    registry = make_registry(engine, monitor, clock)
+    app.state.web = WebContext(engine, settings, clock, monitor, registry)
     return app
 
 
@@ -165,18 +178,17 @@ def application_form(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     web = _web(request)
-    database, relay = await asyncio.gather(
-        check_database(web.engine), check_relay(web.settings.relay_target)
-    )
-    healthy = database.ok and relay.ok
+    health = await check_health(web.engine, web.settings, web.monitor, web.clock())
     return JSONResponse(
-        {
-            "status": "ok" if healthy else "unavailable",
-            "database": database.as_json(),
-            "relay": relay.as_json(),
-        },
-        status_code=HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE,
+        health.body,
+        status_code=HTTPStatus.OK if health.ok else HTTPStatus.SERVICE_UNAVAILABLE,
     )
+
+
+def metrics(request: Request) -> Response:
+    # A plain function: Starlette runs it on its thread pool, so the database reads of the
+    # scrape never block the event loop.
+    return Response(render_metrics(_web(request).metrics), media_type=METRICS_CONTENT_TYPE)
 
 
 def refusal(status: int = HTTPStatus.NOT_FOUND) -> Response:
@@ -418,9 +430,12 @@ def _bind(address: HostPort) -> socket.socket:
     return sock
 
 
-async def start_web(engine: Engine, settings: Settings, *, clock: Clock = utc_now) -> WebServer:
+async def start_web(
+    engine: Engine, settings: Settings, *, clock: Clock = utc_now, monitor: Monitor | None = None
+) -> WebServer:
     """Start the status pages on MAILBOT_WEB_LISTEN; ``await server.stop()`` to end."""
-    server = WebServer(make_app(engine, settings, clock=clock), settings.web_address)
+    app = make_app(engine, settings, clock=clock, monitor=monitor)
+    server = WebServer(app, settings.web_address)
     await server.start()
     log.info("status pages on http://%s (links use %s)", settings.web_address, settings.base_url)
     return server

@@ -20,7 +20,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,17 +29,19 @@ from mailbot.applying import DEFAULT_BATCH, apply_due, format_report
 from mailbot.config import load_settings
 from mailbot.errors import MailbotError
 from mailbot.keys import ensure_signing_key
+from mailbot.logs import configure_logging
 from mailbot.runtime import Runtime
 from scheduler.config import ScheduleConfig, parse_clock_time
 from scheduler.listing import format_jobs, jobs_as_dict, list_scheduled
 from scheduler.service import run_scheduler
 
 
-def _config(args: argparse.Namespace) -> ScheduleConfig:
+def _config(args: argparse.Namespace, retention_time: time) -> ScheduleConfig:
     return ScheduleConfig(
         apply_time=parse_clock_time(args.apply_time),
         sweep_seconds=args.sweep_seconds,
         reminder_time=parse_clock_time(args.reminder_time),
+        retention_time=retention_time,
         leader_poll_seconds=args.poll_seconds,
     )
 
@@ -67,13 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--batch", type=int, default=DEFAULT_BATCH, help="applications per transaction"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     rt = Runtime(load_settings())
+    configure_logging(rt.settings.log_level, rt.settings.log_format, rt.settings.zone)
     try:
-        config = _config(args)
+        config = _config(args, rt.settings.retention_time)
         if args.command == "run":
             upgrade(rt.engine)
             ensure_signing_key(rt.engine, rt.settings)  # as serve does: reminders carry links

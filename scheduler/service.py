@@ -12,18 +12,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 
 from mailbot.calendar import BusinessCalendar
 from mailbot.config import Settings
+from mailbot.monitor import FAILING, LEADER, STANDBY
 from scheduler.config import ScheduleConfig
 from scheduler.jobs import Clock, JobContext, bind, catch_up, unbind, utc_clock
 from scheduler.leader import LeaderLock, leader_lock_for
 from scheduler.setup import add_service_jobs, build_scheduler
 
 JOB_STOP_GRACE_SECONDS = 30.0
+Report = Callable[[str], None]
+
+
+def _ignore(state: str) -> None:
+    pass
+
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +45,11 @@ async def run_scheduler(
     calendar: BusinessCalendar | None = None,
     clock: Clock = utc_clock,
     lock: LeaderLock | None = None,
+    report: Report = _ignore,
 ) -> None:
-    """Lead the scheduler whenever this process holds the lock, until ``stop`` is set."""
+    """Lead the scheduler whenever this process holds the lock, until ``stop`` is set.
+
+    ``report`` hears ``leader``, ``standby`` or ``failing`` at every check (for /healthz)."""
     context = JobContext(
         engine=engine,
         settings=settings,
@@ -56,12 +67,16 @@ async def run_scheduler(
                         "scheduler: this process holds the scheduler lock and runs the scheduler"
                     )
                     announced = False
-                    await _lead(context, leader, stop)
+                    report(LEADER)
+                    await _lead(context, leader, stop, report)
                     await asyncio.to_thread(leader.release)
-                elif not announced:
-                    log.info("scheduler: another process runs the scheduler; standing by")
-                    announced = True
+                else:
+                    report(STANDBY)
+                    if not announced:
+                        log.info("scheduler: another process runs the scheduler; standing by")
+                        announced = True
             except Exception:  # the loop boundary: the rest of serve keeps running
+                report(FAILING)
                 log.exception(
                     "scheduler: failed; trying again in %.0f s", config.leader_poll_seconds
                 )
@@ -71,7 +86,9 @@ async def run_scheduler(
         await asyncio.to_thread(leader.release)
 
 
-async def _lead(context: JobContext, leader: LeaderLock, stop: asyncio.Event) -> None:
+async def _lead(
+    context: JobContext, leader: LeaderLock, stop: asyncio.Event, report: Report
+) -> None:
     bind(context)
     scheduler: AsyncIOScheduler | None = None
     try:
@@ -89,7 +106,9 @@ async def _lead(context: JobContext, leader: LeaderLock, stop: asyncio.Event) ->
                 break
             if not await _still_held(leader, timeout=poll):
                 log.error("scheduler: lost the scheduler lock; stopping the scheduler here")
+                report(STANDBY)
                 break
+            report(LEADER)
     finally:
         if scheduler is not None and scheduler.running:
             # No job starts anew; jobs already running in threads finish their transaction

@@ -369,8 +369,10 @@ async def run_imap(
 ) -> None:
     """Serve the IMAP mailbox until ``stop`` is set; set ``wake`` after new messages.
 
-    Returns early, after one ERROR line, when the mailbox cannot be used without an operator
-    (bad settings, login refused, untrusted certificate, missing folder).
+    When the mailbox cannot be used without an operator (login refused, untrusted certificate,
+    missing folder) it logs one ERROR line and tries again only after
+    ``MAILBOT_IMAP_REFUSED_RETRY_SECONDS``: slowly enough not to lock the account, and without a
+    restart once the cause is fixed. Returns early on bad settings.
     """
     try:
         intake = intake or ImapIntake(engine, settings)
@@ -382,12 +384,14 @@ async def run_imap(
         try:
             await _serve_mailbox(intake, stop, wake, retry)
         except ImapFatalError as exc:
+            wait = settings.imap_refused_retry_seconds
             log.error(
                 "IMAP intake stopped: %s. The rest of mailbot keeps running; fix the cause "
-                "and restart mailbot serve",
+                "(`mailbot imap check` tests it): mailbot tries again in %.0f s",
                 exc,
+                wait,
             )
-            return
+            await _sleep_unless_stopped(stop, wait)
         except Exception as exc:  # the loop boundary: whatever broke, reconnect after a pause
             delay = retry.next()
             _log_lost(intake.target, exc, delay)

@@ -511,16 +511,38 @@ def test_wrong_password_stops_the_imap_side_without_a_retry_storm(
     settings = imap_settings(tmp_path, dovecot.url(), imap_password="wrong")
     engine = make_engine(f"sqlite:///{tmp_path / 'unused.db'}")  # never reached
     with serving(loop_thread, engine, settings) as poller:
-        poller.future.result(timeout=5)  # returns by itself
+        wait_until(lambda: "IMAP intake stopped" in caplog.text, 10, "the refusal logged")
+        time.sleep(1.0)  # the reconnect backoff (0.05 s here) must not retry a refused login
+        assert not poller.future.done()  # it waits MAILBOT_IMAP_REFUSED_RETRY_SECONDS (15 min)
     engine.dispose()
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
     assert "IMAP intake stopped" in errors[0].getMessage()
     assert "[AUTHENTICATIONFAILED]" in errors[0].getMessage()
+    assert "tries again in 900 s" in errors[0].getMessage()
     assert dovecot.log().count("auth failed") == 1
 
     with pytest.raises(ImapFatalError, match=r"refused: \[AUTHENTICATIONFAILED\]"):
         check_mailbox(settings)
+
+
+def test_a_refused_login_is_tried_again_later_and_intake_resumes(
+    dovecot: Dovecot,
+    tmp_path: Path,
+    loop_thread: LoopThread,
+    caplog: pytest.LogCaptureFixture,
+    engine: Engine,
+    database_url: str,
+) -> None:
+    """The operator fixes the password on the server; no restart is needed."""
+    dovecot.set_password("changed")
+    settings = imap_settings(tmp_path, dovecot.url(), database_url, imap_refused_retry_seconds=1.0)
+    dovecot.append(message(1))
+    with serving(loop_thread, engine, settings):
+        wait_until(lambda: "IMAP intake stopped" in caplog.text, 10, "the refusal logged")
+        dovecot.set_password(PASSWORD)
+        wait_until(lambda: len(rows(engine)) == 1, 15, "the message stored once it logs in")
+    assert dovecot.log().count("auth failed") >= 1
 
 
 def test_check_shows_folder_counts_and_changes_nothing(dovecot: Dovecot, tmp_path: Path) -> None:

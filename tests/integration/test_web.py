@@ -7,6 +7,7 @@ The helpers at the top (``submit``, ``approve``, ``link_in``, ``fetch``, ``visib
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import urllib.error
@@ -24,6 +25,7 @@ import pytest
 from db.engine import make_engine, session_scope
 from mailbot.config import HostPort, Settings, load_settings
 from mailbot.keys import keyring
+from mailbot.monitor import RUNNING, Monitor
 from mailbot.tokens import link_token
 from mailbot.web import WebServer, make_app
 from tests.integration.conftest import HarnessFactory
@@ -142,10 +144,11 @@ def serve_web(
     settings: Settings | None = None,
     port: int = 0,
     engine_url: str | None = None,
+    monitor: Monitor | None = None,
 ) -> Site:
     """The app on a loopback port, on the harness's clock (``h.now`` may be moved)."""
     engine = make_engine(engine_url) if engine_url else h.engine
-    app = make_app(engine, settings or h.settings, clock=lambda: h.now)
+    app = make_app(engine, settings or h.settings, clock=lambda: h.now, monitor=monitor)
     server = WebServer(app, HostPort("127.0.0.1", port))
     loop.run(server.start())
     return Site(server)
@@ -363,11 +366,30 @@ def test_a_rejected_application_has_no_approval_notice(
 # --- health --------------------------------------------------------------------------------------
 
 
-def test_healthz_with_a_maildir_relay(h: Harness, site_factory: SiteFactory) -> None:
+def outbox_here() -> Monitor:
+    """A process that runs the outbox (its task running), as serve would tell the web app."""
+    monitor = Monitor(["outbox"])
+    monitor.part("outbox").report(RUNNING)
+    return monitor
+
+
+def test_healthz_of_a_web_only_process_checks_the_database(
+    h: Harness, site_factory: SiteFactory
+) -> None:
     health = site_factory(h).get("/healthz")
     assert health.status == 200
     assert health.headers["content-type"] == "application/json"
-    assert health.body == b'{"status":"ok","database":{"ok":true},"relay":{"ok":true}}'
+    body = json.loads(health.body)
+    assert body["status"] == "ok" and body["database"] == {"ok": True}
+    assert "outbox" not in body  # not this process's part: its relay is not its business
+    assert body["waiting"]["messages"] == 0 and body["waiting"]["quarantined"] == 0
+
+
+def test_healthz_with_a_maildir_relay(h: Harness, site_factory: SiteFactory) -> None:
+    health = site_factory(h, monitor=outbox_here()).get("/healthz")
+    assert health.status == 200
+    body = json.loads(health.body)
+    assert body["outbox"] == {"ok": True, "state": "running", "relay": "reachable", "failed": 0}
 
 
 def test_healthz_with_an_smtp_relay(
@@ -380,17 +402,18 @@ def test_healthz_with_an_smtp_relay(
         up = load_settings(
             home=tmp_path / "home", database_url=database_url, relay=f"smtp://127.0.0.1:{port}"
         )
-        assert site_factory(h, settings=up).get("/healthz").status == 200
+        assert site_factory(h, settings=up, monitor=outbox_here()).get("/healthz").status == 200
     closed = free_port()  # nothing listens there now
     down = load_settings(
         home=tmp_path / "home", database_url=database_url, relay=f"smtp://127.0.0.1:{closed}"
     )
-    health = site_factory(h, settings=down).get("/healthz")
+    health = site_factory(h, settings=down, monitor=outbox_here()).get("/healthz")
     assert health.status == 503
-    assert health.body == (
-        b'{"status":"unavailable","database":{"ok":true},'
-        b'"relay":{"ok":false,"error":"unreachable"}}'
-    )
+    body = json.loads(health.body)
+    assert (body["status"], body["failing"]) == ("unavailable", ["outbox"])
+    assert body["outbox"]["relay"] == "unreachable"
+    assert body["outbox"]["error"] == "relay unreachable"
+    assert str(closed).encode() not in health.body  # no detail of the deployment to strangers
 
 
 def test_healthz_when_the_maildir_cannot_be_written(
@@ -401,9 +424,9 @@ def test_healthz_when_the_maildir_cannot_be_written(
     broken = load_settings(
         home=tmp_path / "home", database_url=database_url, relay=f"maildir:{blocker / 'sent'}"
     )
-    health = site_factory(h, settings=broken).get("/healthz")
+    health = site_factory(h, settings=broken, monitor=outbox_here()).get("/healthz")
     assert health.status == 503
-    assert b'"relay":{"ok":false,"error":"maildir not writable"}' in health.body
+    assert json.loads(health.body)["outbox"]["error"] == "relay maildir not writable"
 
 
 def test_healthz_when_the_database_is_unreachable(
@@ -412,7 +435,9 @@ def test_healthz_when_the_database_is_unreachable(
     # A directory where the database file should be: SQLite cannot open it.
     health = site_factory(h, engine_url=f"sqlite:///{tmp_path}").get("/healthz")
     assert health.status == 503
-    assert b'"database":{"ok":false,"error":"unreachable"}' in health.body
+    body = json.loads(health.body)
+    assert body["database"] == {"ok": False, "error": "unreachable"}
+    assert body["failing"] == ["database"] and "waiting" not in body
 
 
 def test_a_busy_port_is_a_clear_error(h: Harness, loop_thread: LoopThread) -> None:

@@ -182,6 +182,14 @@ class Dovecot:
             self.tls_port = self.tls_port or free_port()
         self.config_path.write_text(self._config(uid, gid))
 
+    def set_password(self, password: str) -> None:
+        """Change the user's password on the server (read at the next login, no restart):
+        the password mailbot has is then refused until it is set back."""
+        self.password = password
+        passwd = self.root / "passwd"
+        passwd.write_text(f"{self.user}:{{PLAIN}}{password}\n")
+        passwd.chmod(0o600)
+
     def _make_certificate(self) -> None:
         subprocess.run(
             [
