@@ -18,19 +18,29 @@ Decisions:
 * XLSX: one sheet ``申込書``, input cells (column B) yellow, bordered and formatted as text
   so Excel keeps ``0312345678`` and ``00100001`` as typed; ten rows for user IDs and three
   for user codes; a note in column C and an input message on each input cell.
+
+The **pre-filled form** (:class:`Prefill`, attached to the contract reply) is the vertical form
+with the office, the applicant's address (the sender's) and name, and the earliest start
+date filled in, and below it a mark table: one row per user ID the office can abolish, with
+an empty 「廃止」 column to mark (the guide's screen ⑦), like the parsers' "mark table"
+(:mod:`mailbot.parsers.csv_form`). It is built as rows once and written as XLSX or CSV, so
+both read back the same.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, Final, Literal
 
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.worksheet.datavalidation import DataValidation
 
+from mailbot.normalize import ident_of, network_of, user_code_of
 from mailbot.parsers.labels import CANONICAL_LABEL_JA, FIELD_ORDER
 
 # What goes after each label in the blank text form: an example or a hint, never a real value.
@@ -172,3 +182,148 @@ def write_blank_form(fmt: BlankFormat) -> tuple[str, str, bytes]:
     if fmt == "text":
         return "廃止申込書.txt", "text/plain", blank_form_text().encode("utf-8")
     raise ValueError(f"unknown blank form format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+# --- the pre-filled form of the contract reply ----------------------------------------------
+
+MARK_HEADING: Final = "廃止"
+MARK_TABLE_HEADINGS: Final = (
+    MARK_HEADING,
+    CANONICAL_LABEL_JA["user_ids"],
+    "利用者コード",
+    "識別番号",
+    "区分",
+)
+# The vertical part: every field but the ID lists (the table below takes the IDs; marking all
+# of a code's IDs abolishes the code too, DOMAIN.md rule 3).
+PREFILL_FIELDS: Final = tuple(f for f in FIELD_ORDER if f not in ("user_ids", "abolish_user_codes"))
+PREFILL_NOTES: Final = {
+    **NOTES,
+    "office_code": "記入済み。変更しないでください。",
+    "desired_start_date": (
+        "必須。記入済みの日付は、この申込書の作成時点で指定できる最短のシステム登録日です。"
+        "変更する場合はスケジュール表のシステム登録日を記入してください。"
+    ),
+    "applicant_email": "記入済み（この申込書の請求元アドレス）。",
+}
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """What the contract reply fills in for one office."""
+
+    office_code: str
+    office_line: str  # 「○○株式会社 東京事業所 通関部」, for the title
+    applicant_name: str
+    applicant_email: str
+    desired_start_date: date | None
+    user_ids: Sequence[str]  # the office's IDs that can be abolished now, in order
+    contacts: Sequence[str] = ()  # the office's registered contacts, for the manager's note
+
+
+def prefilled_rows(prefill: Prefill) -> list[list[str]]:
+    """The pre-filled form as rows of cells (the same for XLSX and CSV)."""
+    values = {
+        "office_code": prefill.office_code,
+        "desired_start_date": (
+            prefill.desired_start_date.strftime("%Y/%m/%d") if prefill.desired_start_date else ""
+        ),
+        "applicant_name": prefill.applicant_name,
+        "applicant_email": prefill.applicant_email,
+    }
+    notes = dict(PREFILL_NOTES)
+    if prefill.contacts:
+        notes["manager_email"] = "必須。この事業所の登録連絡先のいずれか: " + "、".join(
+            prefill.contacts
+        )
+    rows: list[list[str]] = [
+        ["利用者ID 廃止申込書（記入済み）"],
+        [f"事業所: {prefill.office_line}（{prefill.office_code}）"],
+        [
+            "廃止する利用者IDの「廃止」欄に○を記入し、黄色の欄を記入して、このファイルのまま返信に添付してください。"
+        ],
+        ["項目名と利用者IDは変えないでください。廃止しない利用者IDの行は空欄のままにします。"],
+        [],
+        list(HEADINGS),
+        *([CANONICAL_LABEL_JA[name], values.get(name, ""), notes[name]] for name in PREFILL_FIELDS),
+        [],
+        list(MARK_TABLE_HEADINGS),
+        *(
+            ["", user_id, user_code_of(user_id), ident_of(user_id), _network_ja(user_id)]
+            for user_id in prefill.user_ids
+        ),
+    ]
+    return rows
+
+
+def _network_ja(user_id: str) -> str:
+    return "netNACCS" if network_of(user_id) == "netnaccs" else "一般NACCS"
+
+
+def prefilled_form_csv(prefill: Prefill) -> bytes:
+    """The pre-filled form as CSV (UTF-8 with BOM, CRLF), for those without Excel."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerows(prefilled_rows(prefill))
+    return buffer.getvalue().encode("utf-8-sig")
+
+
+def prefilled_form_xlsx(prefill: Prefill) -> bytes:
+    """The pre-filled form as XLSX: input cells yellow and formatted as text, marks boxed."""
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = SHEET_TITLE
+    rows = prefilled_rows(prefill)
+    heading_row = rows.index(list(HEADINGS)) + 1
+    table_row = rows.index(list(MARK_TABLE_HEADINGS)) + 1
+    for number, cells in enumerate(rows, start=1):
+        for column, value in enumerate(cells, start=1):
+            cell = sheet.cell(number, column, value)
+            cell.number_format = "@"
+            if number in (heading_row, table_row):
+                cell.font = Font(bold=True)
+                cell.fill = _HEAD_FILL
+                cell.border = _BOX
+            elif heading_row < number < table_row - 1:
+                _style_vertical(cell, column)
+            elif number > table_row:
+                cell.border = _BOX
+                if column == 1:
+                    cell.fill = _INPUT_FILL
+                    cell.alignment = Alignment(horizontal="center")
+    sheet["A1"].font = Font(bold=True, size=14)
+    mark = DataValidation(allow_blank=True, showInputMessage=True)
+    mark.promptTitle = "廃止"
+    mark.prompt = "廃止する利用者IDには○を記入してください（x、1、✓も可）。廃止しない場合は空欄。"
+    sheet.add_data_validation(mark)
+    if prefill.user_ids:
+        mark.add(f"A{table_row + 1}:A{table_row + len(prefill.user_ids)}")
+    # C holds the vertical part's notes and the table's user codes.
+    for letter, width in zip("ABCDE", (30, 40, 56, 10, 12), strict=True):
+        sheet.column_dimensions[letter].width = width
+    workbook.properties.creator = "mailbot"
+    workbook.properties.created = workbook.properties.modified = _EPOCH
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def _style_vertical(cell: Any, column: int) -> None:
+    if column == 1:
+        cell.font = Font(bold=True)
+        cell.border = _BOX
+    elif column == 2:
+        cell.fill = _INPUT_FILL
+        cell.border = _BOX
+    elif column == 3:
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+        cell.font = Font(color="FF595959", size=9)
+
+
+def prefilled_attachments(prefill: Prefill) -> list[tuple[str, str, bytes]]:
+    """(file name, content type, bytes) of the XLSX and the CSV, named after the office."""
+    stem = f"廃止申込書_{prefill.office_code}"
+    return [
+        (f"{stem}.xlsx", XLSX_CONTENT_TYPE, prefilled_form_xlsx(prefill)),
+        (f"{stem}.csv", "text/csv", prefilled_form_csv(prefill)),
+    ]

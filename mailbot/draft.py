@@ -186,7 +186,7 @@ def read_draft(form: RawForm, sender: str) -> PartialDraft:
     fields = _Collector(form)
     office_code = fields.identifier("office_code")
     user_ids = fields.id_list("user_ids", 8)
-    if not user_ids and not _has_value(form, "user_ids"):
+    if not user_ids and not _has_value(form, "user_ids") and not _said(form, "user_ids"):
         fields.problems.append(_no_user_ids(fields.location("user_ids")))
     abolish_user_codes = fields.id_list("abolish_user_codes", 5)
     desired = fields.typed("desired_start_date", parse_date, required=True)
@@ -209,6 +209,12 @@ def read_draft(form: RawForm, sender: str) -> PartialDraft:
         source=form.source,
         problems=tuple(fields.problems),
     )
+
+
+def _said(form: RawForm, name: str) -> bool:
+    """Whether the parser already reported a problem with this field (nothing marked in the
+    pre-filled form's 「廃止」 column, say): it is not missing on top of that."""
+    return any(problem.field == name for problem in form.problems)
 
 
 def _has_value(form: RawForm, name: str) -> bool:

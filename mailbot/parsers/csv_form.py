@@ -19,6 +19,12 @@ layouts of DOMAIN.md, and their mix:
   fields filled in the first row or repeated identically. A repeated value that differs is
   a problem naming both cells. A vertical block may sit above the table (a common Excel
   form: contact details on top, the ID table below).
+* **mark table** (the pre-filled form of the contract reply, like the guide's screen ⑦ with
+  its 「識別番号の廃止」 check column): a header with 「廃止する利用者ID」 and a 「廃止」 column,
+  one row per ID the office holds. Only rows whose 「廃止」 cell holds a mark (○ ✓ 1 x and the
+  like, see ``MARKS``) are read; an empty cell (or ``-``, ``0``, ``no``) keeps the ID; anything
+  else (``×``, which many read as "no") is a problem naming the cell rather than a guess.
+  Its information columns (利用者コード, 識別番号, 区分, 状態) are not read.
 
 Values are kept as typed, only trimmed (no NFKC: ㈱ ① 髙 stay), and every field and problem
 carries its cell (``申込書.csv B4``). Rows above the first label (a title, an instruction line)
@@ -280,6 +286,45 @@ _ROW_NUMBER_WORDS: Final = frozenset(
 )
 
 
+# The check column of the pre-filled form, and what people write into it.
+_MARK_HEADINGS: Final = frozenset(
+    _word_key(word)
+    for word in (
+        "廃止", "廃止する", "廃止対象", "廃止チェック", "識別番号の廃止", "利用者IDの廃止",
+        "廃止印", "選択", "チェック", "abolish", "mark",
+    )
+)  # fmt: skip
+# Columns of a mark table that only inform (what mailbot wrote beside each ID): not read.
+_INFO_HEADINGS: Final = frozenset(
+    _word_key(word)
+    for word in (
+        "利用者コード", "識別番号", "区分", "種別", "利用区分", "状態", "user code", "ident",
+        "network", "status",
+    )
+)  # fmt: skip
+# After NFKC and case folding. 1 and x because Excel users type them; ✓/レ as on the guide's
+# screen ⑦ (レ点). Not × (batsu), which in Japanese forms usually means "no": it is unclear.
+MARKS: Final = frozenset(
+    {"○", "◯", "〇", "●", "◎", "✓", "✔", "☑", "✅", "レ", "1", "x", "v", "*", "yes", "y",
+     "true", "廃止", "する"}
+)  # fmt: skip
+UNMARKED: Final = frozenset({"", "-", "ー", "0", "no", "n", "false", "しない", "残す"})
+
+
+def mark_of(text: str) -> bool | None:
+    """True for a mark, False for an empty or "no" cell, None when it is neither."""
+    key = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text).casefold())
+    if key in MARKS:
+        return True
+    if key in UNMARKED:
+        return False
+    return None
+
+
+def is_mark_heading(text: str) -> bool:
+    return bool(text) and _word_key(text) in _MARK_HEADINGS
+
+
 def is_note_word(text: str) -> bool:
     return _word_key(text) in _NOTE_WORDS
 
@@ -363,6 +408,7 @@ class _GridReader:
         self.fields = FieldCollector(source)
         self.problems: list[tuple[int, int, Problem]] = []  # (row, column, problem)
         self._labels: dict[tuple[int, int], str | None] = {}
+        self._unclear_marks = 0
 
     def cell(self, row: int, column: int) -> str:
         return f"{self.prefix}{column_letter(column)}{row}"
@@ -392,7 +438,7 @@ class _GridReader:
         while index < len(self.rows):
             row = self.rows[index]
             labelled = self._row_fields(row)
-            if len(set(labelled.values())) >= 2:
+            if len(set(labelled.values())) >= 2 or self._mark_column(row, labelled) is not None:
                 first = min(labelled)
                 end = index + 1
                 while end < len(self.rows) and self.label(self.rows[end], first) is None:
@@ -409,6 +455,19 @@ class _GridReader:
             out.append(row)
             index += 1
         return out
+
+    def _mark_column(self, row: GridRow, labelled: dict[int, str]) -> int | None:
+        """The 「廃止」 column of a header row that also labels 「廃止する利用者ID」, if any."""
+        if "user_ids" not in labelled.values():
+            return None
+        return next(
+            (
+                col
+                for col, text in enumerate(row.cells)
+                if col not in labelled and is_mark_heading(text)
+            ),
+            None,
+        )
 
     def label_column(self, rows: Iterable[GridRow]) -> int | None:
         """The column where vertical labels stand: where most rows have their first label
@@ -442,13 +501,16 @@ class _GridReader:
     def _read_table(self, table: _Table) -> None:
         header = table.header
         columns: dict[int, str] = {}
+        mark = self._mark_column(header, self._row_fields(header))
         for col, text in enumerate(header.cells):
-            if not text:
+            if not text or col == mark:
                 continue
             name = self.label(header, col)
             if name is not None:
                 columns[col] = name
-            elif not _ignorable_heading(text):
+            elif not _ignorable_heading(text) and not (
+                mark is not None and _word_key(text) in _INFO_HEADINGS
+            ):
                 self.report(
                     header.number, col, unknown_label_problem(text, self.cell(header.number, col))
                 )
@@ -456,15 +518,31 @@ class _GridReader:
         for col, name in columns.items():  # a column left empty is still the field, found empty
             self.fields.add(name, "", self.cell(below, col))
         ignored = {c for c, t in enumerate(header.cells) if t and c not in columns}
+        marked = 0
         for row in table.rows:
             filled = [(c, t) for c, t in enumerate(row.cells) if t]
             if len(filled) == 1 and filled[0][1].startswith("※"):
                 continue  # a note under the table
+            if mark is not None:
+                if not self._row_is_marked(row, mark):
+                    continue  # an ID the office keeps (or an unclear mark, reported)
+                marked += 1
             for col, text in filled:
                 if col in columns:
                     self.fields.add(columns[col], text, self.cell(row.number, col))
                 elif col not in ignored and not text.isdigit():  # digits: row numbers
                     self.report(row.number, col, _unlabelled(text, self.cell(row.number, col)))
+        if mark is not None and not marked and not self._unclear_marks:
+            where = self.cell(header.number, mark)
+            self.report(header.number, mark, _nothing_marked(where))
+
+    def _row_is_marked(self, row: GridRow, mark: int) -> bool:
+        text = row.cells[mark] if mark < len(row.cells) else ""
+        found = mark_of(text)
+        if found is None:
+            self._unclear_marks += 1
+            self.report(row.number, mark, _unclear_mark(text, self.cell(row.number, mark)))
+        return bool(found)
 
 
 # An ID or user code as people type it (any width, with separators): never a heading.
@@ -730,6 +808,40 @@ def _extra_values(name: str, values: list[str], cells: list[str]) -> Problem:
             "to no label. Put the value in one cell or empty the others."
         ),
         location=cells[0],
+    )
+
+
+def _unclear_mark(text: str, location: str) -> Problem:
+    return Problem(
+        code="form.unclear_mark",
+        field="user_ids",
+        value=text,
+        message_ja=(
+            f"{location}の「{text}」は「廃止」欄の印として読み取れません。廃止する利用者IDの行には"
+            "○を記入し、廃止しない行は空欄にしてください。"
+        ),
+        message_en=(
+            f'"{text}" ({location}) is not a mark we can read in the 廃止 (abolish) column. Put '
+            "○ (or x, 1, ✓) on the rows of the user IDs to abolish and leave the others empty."
+        ),
+        location=location,
+    )
+
+
+def _nothing_marked(location: str) -> Problem:
+    return Problem(
+        code="user_ids.nothing_marked",
+        field="user_ids",
+        value=None,
+        message_ja=(
+            "「廃止」欄に印のある利用者IDがありません。廃止する利用者IDの行の「廃止」欄に○を"
+            "記入してください。"
+        ),
+        message_en=(
+            "No user ID is marked in the 廃止 (abolish) column. Put ○ (or x, 1, ✓) on the rows "
+            "of the user IDs to abolish."
+        ),
+        location=location,
     )
 
 
