@@ -416,6 +416,13 @@ class SmtpGateway:
         host = self.settings.smtp_address.host
         self._server = await loop.create_server(self._new_session, host=host, port=self._port)
         log.info("SMTP gateway listening on %s:%d; %s", host, self.port, self.tls_summary)
+        if self.settings.trusted_authserv_id and not self.settings.trusted_relays:
+            log.warning(
+                "MAILBOT_TRUSTED_AUTHSERV_ID is set but MAILBOT_TRUSTED_RELAYS is not: no "
+                "Authentication-Results of mail received over SMTP count, so staff replies that "
+                "come this way are refused as not authenticated (docs/operations.md, "
+                '"Trusted relays and Authentication-Results")'
+            )
 
     @property
     def tls_summary(self) -> str:

@@ -217,3 +217,13 @@ def test_the_envelope_check_can_be_turned_off(harness_factory: HarnessFactory) -
     raw = reply_to(review, sender=STAFF, body="承認")
     deliver(h, raw, mail_from="bounces-17@mailer.example", rcpt_to=reply_address(review))
     assert status(h) == "approved"
+
+
+def test_the_log_says_at_start_when_no_reply_over_smtp_can_be_authenticated(
+    harness_factory: HarnessFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness_factory(trusted_authserv_id=AUTHSERV)
+    assert "MAILBOT_TRUSTED_RELAYS is not" in caplog.text
+    caplog.clear()
+    harness_factory(trusted_authserv_id=AUTHSERV, trusted_relays=RELAY)
+    assert "MAILBOT_TRUSTED_RELAYS is not" not in caplog.text
