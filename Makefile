@@ -49,9 +49,10 @@ typecheck: install
 # Postfix is preseeded to "No configuration": no /etc/postfix/main.cf, so the package starts no
 # system Postfix on port 25; the tests run private ones (tests/support/postfix.py). python3-venv
 # and systemd (systemd-analyze) are for the tests of deploy/; openssl makes the STARTTLS tests'
-# self-signed certificates.
+# self-signed certificates; prometheus brings promtool, which checks and unit-tests the example
+# alert rules (deploy/prometheus-alerts.yml) and lints /metrics (its server is not used).
 DEBIAN_PACKAGES := dovecot-imapd chromium fonts-ipaexfont-gothic poppler-utils postfix \
-  python3-venv systemd openssl
+  python3-venv systemd openssl prometheus
 system-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

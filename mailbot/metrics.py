@@ -50,6 +50,9 @@ SMTP_STORE_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
     registry=None,  # registered in each app's registry (make_registry)
 )
+# Both replies exist from the start, so that a first 451 is a change a rate() can see.
+for _reply in ("250", "451"):
+    SMTP_STORE_SECONDS.labels(reply=_reply)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
