@@ -263,3 +263,19 @@ def test_the_rules_use_metrics_that_mailbot_exports(engine: Engine) -> None:
 def test_metrics_pass_promtool_s_lint(engine: Engine) -> None:
     linted = run("check", "metrics", stdin=scrape(engine).encode())
     assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+def test_the_scrape_configuration_in_the_docs_is_valid(tmp_path: Path) -> None:
+    """docs/operations.md's Prometheus configuration, with its rule file pointing at ours."""
+    doc = (RULES.parents[1] / "docs" / "operations.md").read_text()
+    marker = "<!-- monitoring-test: prometheus.yml -->\n```yaml\n"
+    start = doc.index(marker) + len(marker)
+    config = doc[start : doc.index("```", start)]
+    assert "/etc/prometheus/mailbot-alerts.yml" in config
+    rules = tmp_path / "mailbot-alerts.yml"
+    rules.write_bytes(RULES.read_bytes())
+    written = tmp_path / "prometheus.yml"
+    written.write_text(config.replace("/etc/prometheus/mailbot-alerts.yml", str(rules)))
+    checked = run("check", "config", str(written))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 12 rules found" in checked.stdout
