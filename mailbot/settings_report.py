@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,14 +49,12 @@ class EffectiveSetting:
 
 
 def effective_settings(
-    settings: Settings,
-    environ: dict[str, str] | None = None,
-    file: Path | None | bool = True,
+    settings: Settings, environ: Mapping[str, str] | None = None, file: Path | None = None
 ) -> list[EffectiveSetting]:
     """Each setting of ``settings`` in declaration order. ``environ`` defaults to the
-    process's environment, ``file`` to the file the settings were read from (False: none)."""
-    env = {key.upper(): value for key, value in (environ or dict(os.environ)).items()}
-    path = config_file() if file is True else (file or None)
+    process's environment, ``file`` to the file the settings were read from."""
+    env = {key.upper(): value for key, value in (environ or os.environ).items()}
+    path = file if file is not None else config_file()
     from_file = _read_toml(path) if path is not None else {}
     rows = []
     for name in Settings.model_fields:
