@@ -1,10 +1,14 @@
-"""Queries that need care: the registry slice the rules see, and claiming work across processes."""
+"""Queries that need care: the registry slice the rules see, an office's contract and
+applications (the contract reply and the office page), and claiming work across processes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
 
-from sqlalchemy import Table, or_
+from sqlalchemy import Table, func, or_
+from sqlalchemy import desc as sql_desc
 from sqlalchemy import select as core_select
 from sqlmodel import Session, SQLModel, col, select
 
@@ -112,6 +116,127 @@ def _offices_by_code(session: Session, codes: Iterable[str]) -> dict[str, Office
             core_select(o.code, o.company, o.office_name, o.department).where(o.code.in_(wanted))
         )
     }
+
+
+# --- an office's contract and applications ---------------------------------------------------
+
+
+def contact_office_codes(session: Session, sender: str) -> list[str]:
+    """The offices ``sender`` is a registered contact of, by code."""
+    return sorted(_contact_offices(session, sender))
+
+
+def office_infos(session: Session, codes: Iterable[str]) -> dict[str, OfficeInfo]:
+    """Offices by code, with their contacts (two queries, whatever the number)."""
+    return _offices_by_code(session, codes)
+
+
+@dataclass(frozen=True)
+class ContractIdRow:
+    """One registered user ID with the open application (under review or approved) holding it."""
+
+    user_id: str
+    user_code: str
+    office_code: str
+    network: str
+    status: str
+    abolished_on: date | None
+    receipt_no: str | None
+    application_status: str | None
+    proposed_start_date: date | None
+    start_date: date | None
+
+
+def contract_id_rows(session: Session, office_codes: Sequence[str]) -> list[ContractIdRow]:
+    """Every user ID of the offices, and every ID (in any office) of a user code they hold, so
+    that shared codes show who else holds them and who has applied. One query (the IDs by the
+    ``office_code`` and ``user_code`` indexes, the holders by the open-item index)."""
+    if not office_codes:
+        return []
+    u, i, a = _USER_ID.c, _ITEM.c, _APPLICATION.c
+    holder = (
+        core_select(i.key, a.receipt_no, a.status, a.proposed_start_date, a.start_date)
+        .join(_APPLICATION, a.id == i.application_id)
+        .where(i.open.is_(True), i.kind == "user_id")
+        .where(a.status.in_(OPEN_STATUSES))
+        .subquery()
+    )
+    own_codes = core_select(u.user_code).where(u.office_code.in_(list(office_codes)))
+    rows = session.execute(
+        core_select(
+            u.user_id,
+            u.user_code,
+            u.office_code,
+            u.network,
+            u.status,
+            u.abolished_on,
+            holder.c.receipt_no,
+            holder.c.status,
+            holder.c.proposed_start_date,
+            holder.c.start_date,
+        )
+        .outerjoin(holder, holder.c.key == u.user_id)
+        .where(or_(u.office_code.in_(list(office_codes)), u.user_code.in_(own_codes)))
+        .order_by(u.office_code, u.user_id)
+    ).all()
+    return [ContractIdRow(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class OfficeApplicationRow:
+    receipt_no: str
+    status: str
+    received_on: date
+    desired_start_date: date
+    proposed_start_date: date
+    start_date: date | None
+    user_ids: tuple[str, ...]
+
+
+def office_applications(
+    session: Session, office_code: str, limit: int
+) -> tuple[list[OfficeApplicationRow], int]:
+    """The office's newest ``limit`` applications, newest first, with their user IDs; and how
+    many it has in all. Three queries (by the ``office_code`` and ``application_id`` indexes)."""
+    a, i = _APPLICATION.c, _ITEM.c
+    total = session.execute(
+        core_select(func.count()).select_from(_APPLICATION).where(a.office_code == office_code)
+    ).scalar_one()
+    found = session.execute(
+        core_select(
+            a.id,
+            a.receipt_no,
+            a.status,
+            a.received_on,
+            a.desired_start_date,
+            a.proposed_start_date,
+            a.start_date,
+        )
+        .where(a.office_code == office_code)
+        .order_by(sql_desc(a.received_at), sql_desc(a.id))
+        .limit(limit)
+    ).all()
+    ids: dict[int, list[str]] = {row[0]: [] for row in found}
+    if ids:
+        for application_id, key in session.execute(
+            core_select(i.application_id, i.key)
+            .where(i.application_id.in_(list(ids)), i.kind == "user_id")
+            .order_by(i.id)
+        ):
+            ids[application_id].append(key)
+    applications = [
+        OfficeApplicationRow(
+            receipt_no=receipt_no,
+            status=status,
+            received_on=received_on,
+            desired_start_date=desired,
+            proposed_start_date=proposed,
+            start_date=start,
+            user_ids=tuple(ids[row_id]),
+        )
+        for row_id, receipt_no, status, received_on, desired, proposed, start in found
+    ]
+    return applications, int(total)
 
 
 # Every message of a claimed batch is in memory (its raw bytes) until the batch commits, so

@@ -22,11 +22,12 @@ class Kind(StrEnum):
     AUTO_REPLY = "auto_reply"  # auto-responder, list or receipt mail: never answer
     REPLY = "reply"  # to another address of our domain (staff decision hook)
     HELP = "help"  # asks for instructions: answer with the form
+    CONTRACT = "contract"  # 契約内容確認: answer a registered contact with their contract
     REQUEST = "request"  # to the intake address: parse as an application
     OTHER = "other"  # cannot or must not be answered (our own mail, no sender)
 
 
-_ANSWERABLE = frozenset({Kind.REPLY, Kind.HELP, Kind.REQUEST})
+_ANSWERABLE = frozenset({Kind.REPLY, Kind.HELP, Kind.CONTRACT, Kind.REQUEST})
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,13 @@ def classify(
     recipient = _other_own_address(mail, intake, domain)
     if recipient:
         return Classification(Kind.REPLY, f"addressed to {recipient}, not the intake address")
+    # A help subject first, then 契約内容確認 (subject or first line, so its empty body does not
+    # read as a request for help), then an empty body.
+    if normalise_subject(mail.subject) in _HELP_WORDS:
+        return Classification(Kind.HELP, "subject asks for help")
+    reason = _contract(mail)
+    if reason:
+        return Classification(Kind.CONTRACT, reason)
     reason = _help(mail)
     if reason:
         return Classification(Kind.HELP, reason)
@@ -177,10 +185,26 @@ def normalise_subject(subject: str) -> str:
 
 
 def _help(mail: ParsedMail) -> str | None:
-    if normalise_subject(mail.subject) in _HELP_WORDS:
-        return "subject asks for help"
     if not mail.attachments and not _body_without_signature(mail.text).strip():
         return "empty body and no attachments"
+    return None
+
+
+# 契約内容確認 (the guide's step ①) and the ways people shorten or translate it.
+_CONTRACT_WORDS = frozenset(
+    {"契約内容確認", "契約内容", "契約内容の確認", "契約確認", "contract", "契約内容確認依頼"}
+)
+
+
+def _contract(mail: ParsedMail) -> str | None:
+    """Asks for the contract: in the subject, or as the first written line of the body."""
+    if normalise_subject(mail.subject) in _CONTRACT_WORDS:
+        return "subject asks for the contract"
+    first = next(
+        (line for line in _body_without_signature(mail.text).splitlines() if line.strip()), ""
+    )
+    if normalise_subject(first) in _CONTRACT_WORDS:
+        return "first line asks for the contract"
     return None
 
 

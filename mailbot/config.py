@@ -193,6 +193,9 @@ class Settings(BaseSettings):
     # A notice is retried at most this far apart, for this long after it was queued.
     outbox_max_backoff_seconds: float = Field(default=3600.0, gt=0, le=3600)
     outbox_give_up_hours: float = Field(default=120.0, gt=0)
+    # How long the office page link in the contract reply opens the page (at most
+    # link_token_days, which bounds how long a retired key verifies links).
+    office_link_days: float = Field(default=14.0, gt=0)
 
     @classmethod
     def settings_customise_sources(

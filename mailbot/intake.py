@@ -19,8 +19,10 @@ from mailbot.applications import create_application
 from mailbot.calendar import BusinessCalendar
 from mailbot.classify import Kind, bounced_message_ids, classify
 from mailbot.config import Settings
+from mailbot.contract import send_contract
 from mailbot.draft import read_draft
 from mailbot.mime import ParsedMail, parse_headers, parse_mail
+from mailbot.normalize import clean_name
 from mailbot.notify import (
     APPLICANT_TAG,
     HELP_SUBJECT,
@@ -58,6 +60,7 @@ from mailbot.upcoming import Upcoming, load_upcoming
 BOUNCE = "bounce"
 AUTO_REPLY = "auto_reply"
 HELP = "help"
+CONTRACT = "contract"
 FOLLOW_UP = "follow_up"
 ACCEPTED = "accepted"
 INVALID = "invalid"
@@ -96,6 +99,8 @@ def process_message(
     if not sender:
         return UNREADABLE  # nobody to answer; the raw bytes stay for an operator
     reply = Reply(inbound_id=_id(inbound), mail=mail, to=sender)
+    if kind is Kind.CONTRACT:
+        return _contract(session, mail, reply, ctx, now)
     if kind is Kind.HELP:
         if is_known_sender(session, sender):
             send_help(session, ctx.settings, reply, schedule=_upcoming(session, ctx, now), now=now)
@@ -121,6 +126,25 @@ def _send_outsider_help(session: Session, settings: Settings, reply: Reply, now:
         ),
         now=now,
     )
+
+
+def _contract(
+    session: Session, mail: ParsedMail, reply: Reply, ctx: IntakeContext, now: datetime
+) -> str:
+    """契約内容確認: the contract to a registered contact; to anyone else the neutral refusal,
+    the very reply a request gets, so asking reveals nothing a request would not."""
+    if not is_registered_contact(session, reply.to):
+        send_refusal(session, ctx.settings, reply, now=now)
+        return REFUSED
+    send_contract(
+        session,
+        ctx.settings,
+        reply,
+        sender_name=clean_name(mail.from_name) if "@" not in mail.from_name else "",
+        calendar=ctx.calendar,
+        now=now,
+    )
+    return CONTRACT
 
 
 def answer_unreadable(

@@ -176,15 +176,20 @@ def send_reply(
     body: str,
     now: datetime,
     attach_form: bool = False,
+    attachments: Sequence[Attachment] = (),
 ) -> bool:
     """An error, help, refusal or short answer, within mailbot.reply_limits: never to the null
-    sender or mailbot's own addresses; to an outsider only short text, without the form."""
+    sender or mailbot's own addresses; to an outsider only short text, without the form or
+    any other attachment."""
     allowance = take_reply_allowance(
         session, settings, to=reply.to, inbound_id=reply.inbound_id, now=now
     )
     if not allowance.granted:
         return False
-    attachments = [write_blank_form("xlsx")] if attach_form and not allowance.outsider else []
+    if allowance.outsider:
+        attachments = []
+    elif attach_form:
+        attachments = [write_blank_form("xlsx"), *attachments]
     return queue_mail(
         session,
         settings,

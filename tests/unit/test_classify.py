@@ -275,5 +275,50 @@ def test_empty_body_with_attachment_is_request() -> None:
     assert run(parse_mail(outer.as_bytes())).kind == Kind.REQUEST
 
 
+# --- 契約内容確認 ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "契約内容確認",
+        "契約内容",
+        "【契約内容確認】",
+        "Re: 契約内容の確認",
+        "Contract",
+        "ＣＯＮＴＲＡＣＴ",
+    ],
+)
+def test_contract_subject_even_with_an_empty_body(subject: str) -> None:
+    result = run(mail(subject=subject, body=""))
+    assert result.kind == Kind.CONTRACT and result.may_answer
+
+
+def test_contract_on_the_first_written_line() -> None:
+    body = "\r\n　契約内容確認\r\n\r\nお世話になっております。山田です。\r\n"
+    assert run(mail(subject="お願い", body=body)).kind == Kind.CONTRACT
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        ("契約内容確認書の件", REQUEST_BODY),  # the word inside a longer subject
+        ("Re: 【NSS】契約内容のお知らせ", REQUEST_BODY),  # the marked form sent back
+        ("申込", "お世話になります。\r\n契約内容確認\r\n"),  # not the first line
+    ],
+)
+def test_not_contract(subject: str, body: str) -> None:
+    assert run(mail(subject=subject, body=body)).kind == Kind.REQUEST
+
+
+def test_help_subject_wins_over_a_contract_first_line() -> None:
+    assert run(mail(subject="ヘルプ", body="契約内容確認")).kind == Kind.HELP
+
+
+def test_auto_reply_asking_for_the_contract_is_never_answered() -> None:
+    auto = mail("Auto-Submitted: auto-replied", subject="契約内容確認", body="")
+    assert run(auto).kind == Kind.AUTO_REPLY
+
+
 def test_normalise_subject() -> None:
     assert normalise_subject("RE: Fw: 【ＮＳＳ】 ＨＥＬＰ") == "nsshelp"
