@@ -122,8 +122,12 @@ def make_app(
 ) -> Starlette:
     """The ASGI app: status page, documents, health check and metrics. ``monitor`` holds the
     parts of the process it runs in (none: only the database is checked)."""
+    # The office page lives in its own module, which needs this one's refusal and templates.
+    from mailbot.office_page import office_page
+
     app = Starlette(
         routes=[
+            Route("/o/{office_code}", office_page),
             Route("/a/{receipt_no}", application_page),
             Route("/a/{receipt_no}/approval-notice.pdf", approval_notice),
             Route("/a/{receipt_no}/application-form.pdf", application_form),
