@@ -233,6 +233,22 @@ def test_message_at_the_limit_is_accepted(gateway: SmtpGateway, engine: Engine) 
     assert as_sent(row.raw) == raw
 
 
+@pytest.mark.parametrize("length", [1002, 5000, 100_000], ids=["just-over", "5k", "100k"])
+def test_a_line_over_1000_octets_is_refused_after_data_and_nothing_is_stored(
+    gateway: SmtpGateway, engine: Engine, length: int
+) -> None:
+    raw = message("long-line", b"x" * length + b"\r\nafter\r\n.\r\n..dots\r\n")
+    with connect(gateway) as client:
+        client.ehlo()
+        client.mail(SENDER)
+        client.rcpt(OURS)
+        code, reply = client.data(raw)
+        assert (code, reply) == (500, b"Line too long (see RFC5321 4.5.3.1.6)")
+        # The session goes on: the next message on the same connection is stored.
+        assert client.sendmail(SENDER, [OURS], message("next")) == {}
+    assert [as_sent(row.raw) for row in rows(engine)] == [message("next")]
+
+
 # Bytes exactly ------------------------------------------------------------------------------
 
 
