@@ -10,6 +10,7 @@ phone-size screenshot is saved under tests/artifacts/ for a person to look at.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -34,8 +35,9 @@ from tests.integration.test_web import (
     submit,
     visible_text,
 )
-from tests.support.harness import Harness, start_harness
+from tests.support.harness import Harness, body_text, start_harness
 from tests.support.loop import LoopThread
+from tests.support.requests import mail
 from tests.support.smtp import free_port
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -165,3 +167,62 @@ def test_the_link_in_a_real_confirmation_notice_opens_in_chromium(
     tampered = link[:dot] + ("A" if link[dot] != "A" else "B") + link[dot + 1 :]
     refused = visible_text(browse(tampered, tmp_path / "profile", "--dump-dom").stdout)
     assert REFUSAL in refused and "260001A" not in refused
+
+
+# --- the office page (issue 14) ------------------------------------------------------------------
+
+DESKTOP = (1200, 900)
+
+
+def test_the_office_page_from_a_real_contract_reply_in_chromium(
+    site: Site, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    h = site.harness
+    approve(h, submit(h, "1ANACA0A"))  # 260001A approved: its news line shows
+    submit(h, "1ANACA0B")  # 260002A under review
+    (reply,) = h.round_trip(mail("", subject="契約内容確認"))
+    found = re.search(r"https?://\S+/o/TYO01\?t=\S+", body_text(reply))
+    assert found, body_text(reply)
+    link = found.group(0)
+    assert link.startswith(f"{site.base_url}/o/TYO01?t=")
+
+    text = visible_text(browse(link, tmp_path / "profile", "--dump-dom").stdout)
+    for expected in [
+        "契約内容・申込状況",
+        NEWS,
+        "事業所コード\nTYO01",
+        "利用者コード 1ANAC\n1ANACA0A\n廃止申込中\n申込受付番号 260001A",
+        "利用者コード 1ANAC\n1ANAC001\n利用中",
+        "2026年12月8日（火）\n← 本日お申込みの場合の最短の利用開始日",
+        "申込状況（新しい順）",
+    ]:
+        assert expected in text, f"{expected!r} not in the page Chromium shows:\n{text}"
+    assert text.index("260002A") < text.index("260001A\n審査終了（承認）")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    variant = request.node.callspec.id  # sqlite / postgres
+    for name, (width, height) in (("desktop", DESKTOP), ("phone", PHONE)):
+        shot = ARTIFACTS / f"office-page-{name}-{variant}.png"
+        shot.unlink(missing_ok=True)
+        browse(
+            link,
+            tmp_path / "profile",
+            f"--screenshot={shot}",
+            f"--window-size={width},{height}",
+            "--hide-scrollbars",
+        )
+        assert png_size(shot) == (width, height)
+        whole = ARTIFACTS / f"office-page-{name}-full-{variant}.png"
+        browse(
+            link,
+            tmp_path / "profile",
+            f"--screenshot={whole}",
+            f"--window-size={width},3000",
+            "--hide-scrollbars",
+        )
+        assert png_size(whole)[0] == width
+
+    dot = link.rindex(".") + 1
+    tampered = link[:dot] + ("A" if link[dot] != "A" else "B") + link[dot + 1 :]
+    refused = visible_text(browse(tampered, tmp_path / "profile", "--dump-dom").stdout)
+    assert REFUSAL in refused and "TYO01" not in refused

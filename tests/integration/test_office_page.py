@@ -85,12 +85,12 @@ def test_the_link_in_the_contract_reply_opens_the_office_page(
         "登録連絡先\nsato@example.co.jp\nyamada@example.co.jp",
         "利用者IDの数\n利用中 1件・廃止申込中 2件・廃止済 0件",
         "netNACCS",
-        "1ANAC\n1ANACA0A\n廃止申込中\n申込受付番号 260001A・審査終了（承認）\n利用開始日 2026年12月15日（火）",
-        "1ANAC\n1ANACA0B\n廃止申込中\n申込受付番号 260002A・内容確認中\n利用開始日（予定） 2026年12月15日（火）",
+        "利用者コード 1ANAC\n1ANACA0A\n廃止申込中\n申込受付番号 260001A・\n審査終了（承認）\n利用開始日\n2026年12月15日（火）",
+        "1ANACA0B\n廃止申込中\n申込受付番号 260002A・\n内容確認中\n利用開始日（予定）\n2026年12月15日（火）",
         "一般NACCS",
-        "1ANAC\n1ANAC001\n利用中",
+        "利用者コード 1ANAC\n1ANAC001\n利用中",
         "利用者コード 1ANAC：この事業所 未申込／OSK01 未申込",
-        "2026年12月8日（火）　← 本日お申込みの場合の最短",
+        "2026年12月8日（火）\n← 本日お申込みの場合の最短の利用開始日",
         "申込状況（新しい順）",
     ]:
         assert expected in text, f"{expected!r} not in page:\n{text}"
