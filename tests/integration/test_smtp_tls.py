@@ -372,3 +372,22 @@ def test_an_unreadable_key_stops_serve_naming_the_user(certificate: Certificate)
         assert f"user {user}" in result.stderr
     finally:
         shutil.rmtree(folder)
+
+
+def test_a_session_over_starttls_counts_once_against_the_session_limit(
+    start_gateway: GatewayFactory, certificate: Certificate, engine: Engine
+) -> None:
+    # One session at a time: a TLS session that were counted twice, or never released, would
+    # leave the next connection answered 421.
+    gateway = start_gateway(
+        **documented_tls_settings(certificate),
+        smtp_max_sessions=1,
+        smtp_max_sessions_per_client=1,
+    )
+    for n in range(3):
+        with connect(gateway) as client:
+            client.starttls(context=trusting(certificate))
+            client.ehlo("client.example.co.jp")
+            assert transaction(client, message(f"tls-{n}"))[0] == 250
+        wait_for(lambda: gateway.handler.admission.sessions == 0, timeout=5)
+    assert stored(engine) == [message(f"tls-{n}") for n in range(3)]
