@@ -133,7 +133,10 @@ def test_schedule_list_marks_the_earliest_date_a_request_can_get(cli: Cli) -> No
     assert text[0] == "2027-01-12  <- earliest for a request sent 2026-12-25"
     # After the schedule ends, the list says so.
     late = cli("schedule", "list", "--as-of", "2027-01-22").stdout.splitlines()
-    assert late == ["2027-01-26  (too soon)", "(no date on or after 2027-01-28, the earliest start date)"]
+    assert late == [
+        "2027-01-26  (too soon)",
+        "(no date on or after 2027-01-28, the earliest start date)",
+    ]
 
 
 def test_staff_add_list_remove(cli: Cli) -> None:
