@@ -246,14 +246,21 @@ def test_marked_form_sent_back_is_a_request_for_exactly_the_marked_ids(
 
 def test_a_marked_id_no_longer_active_is_named(harness: Harness) -> None:
     reply = contract_reply(harness)
-    # After the form was made, 1ANACA0B was applied for by another request.
+    # After the form was made, 1ANACA0B was applied for by another request and 1ANAC001 was
+    # abolished.
     harness.round_trip(mail(form("1ANACA0B", start=START)))
+    with session_scope(harness.engine) as session:
+        user = session.get(UserId, "1ANAC001")
+        assert user is not None
+        user.status, user.abolished_on = "abolished", date(2026, 11, 27)
+        session.add(user)
     harness.now += timedelta(minutes=5)
-    marked = mark_xlsx(
-        attachment(reply, "廃止申込書_TYO01.xlsx"), {"1ANACA0A": "○", "1ANACA0B": "○"}
-    )
+    marks = {"1ANACA0A": "○", "1ANACA0B": "○", "1ANAC001": "○"}
+    marked = mark_xlsx(attachment(reply, "廃止申込書_TYO01.xlsx"), marks)
     (problem_reply,) = send_back(harness, reply, "廃止申込書_TYO01.xlsx", marked)
-    text = body_text(problem_reply)
+    text = body_text(problem_reply).split("[English]")[0]
     assert "受け付けできませんでした" in str(problem_reply["Subject"])
+    assert "次の2件の問題" in text
     assert "利用者ID『1ANACA0B』は申込受付番号 260001A で既に申込中です" in text
+    assert "利用者ID『1ANAC001』は既に廃止されています（2026年11月27日（金）廃止）" in text
     assert [a.receipt_no for a in harness.applications()] == ["260001A"]
