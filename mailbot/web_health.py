@@ -186,7 +186,10 @@ async def _check_part(
     now: datetime,
 ) -> dict[str, Any]:
     state = part.current
-    shown: dict[str, Any] = {"ok": state in OK_STATES, "state": state}
+    # A part still starting (the scheduler before its first election) is not down; an IMAP
+    # reader is, until it has connected: mail in the mailbox is not being taken.
+    up = state in OK_STATES or (state == STARTING and name != "imap")
+    shown: dict[str, Any] = {"ok": up, "state": state}
     if not shown["ok"]:
         shown["error"] = state
     stuck = settings.health_stuck_seconds
