@@ -117,7 +117,7 @@ def keys_rotate(ctx: click.Context, as_json: bool) -> None:
     now = datetime.now(UTC)
     described = rotate(rt.engine, rt.settings, now)
     _keys_override_note(rt)
-    old = [k.as_dict(now) for k in described[1:] if k.verifies(now)]
+    old = [_zoned_key(k.as_dict(now), rt) for k in described[1:] if k.verifies(now)]
     emit({"current": described[0].id, "verifying": old}, as_json, _format_rotation)
 
 
@@ -140,9 +140,17 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
     rt = runtime(ctx)
     now = datetime.now(UTC)
     with rt.session() as session:
-        described = [k.as_dict(now) for k in describe(session, rt.settings)]
+        described = [_zoned_key(k.as_dict(now), rt) for k in describe(session, rt.settings)]
     _keys_override_note(rt)
     emit(described, as_json, _format_keys)
+
+
+def _zoned_key(key: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    times = ("created_at", "retired_at", "verifies_until")
+    return {
+        name: in_zone(value, rt.settings.zone) if name in times else value
+        for name, value in key.items()
+    }
 
 
 def _format_keys(rows: list[dict[str, Any]]) -> str:

@@ -319,3 +319,10 @@ def test_config_show_names_each_source_and_hides_secrets(
         "default",
     )
     assert json.dumps(rows, ensure_ascii=False).count("secret-") == 0
+
+
+def test_keys_list_shows_times_in_the_zone(cli: Cli) -> None:
+    keys = cli.json("keys", "list")
+    assert isinstance(keys, list) and keys
+    assert all(key["created_at"].endswith("+09:00") for key in keys)
+    assert "+09:00" in cli("keys", "list").stdout
