@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from mailbot.config import load_settings
+from mailbot.config import Settings, load_settings
 from mailbot.errors import ConfigError
 
 
@@ -172,3 +173,12 @@ def test_a_working_directory_the_user_cannot_look_into_has_no_local_file(
 
     monkeypatch.setattr(Path, "is_file", is_file)
     assert load_settings().domain == "system.example.jp"
+
+
+def test_every_setting_the_example_system_file_names_exists() -> None:
+    # deploy/mailbot.toml shows settings, many commented out; a misspelt one would be ignored
+    # silently (extra="ignore"), so the example must only name real ones.
+    example = Path(__file__).resolve().parents[2] / "deploy" / "mailbot.toml"
+    named = re.findall(r"^#? ?([a-z_]+) = ", example.read_text(), re.M)
+    assert len(named) > 10
+    assert [name for name in named if name not in Settings.model_fields] == []
