@@ -12,6 +12,7 @@ on ``HOME``, ``INTAKE_ADDRESS`` on ``DOMAIN``) are filled in after validation so
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass
 from datetime import time
@@ -375,14 +376,21 @@ def _is_file(path: Path) -> bool:
 
 
 class _TomlFile(TomlConfigSettingsSource):
-    """A TOML settings file whose relative paths mean "next to this file"."""
+    """A TOML settings file whose relative paths mean "next to this file", and whose every
+    name must be a setting: a misspelt one would otherwise be ignored without a word."""
 
     def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
         self._folder = path.parent
+        self._known = set(settings_cls.model_fields)
         super().__init__(settings_cls, toml_file=path)
 
     def _read_file(self, file_path: Any) -> dict[str, Any]:
         data = super()._read_file(file_path)
+        for name in data:
+            if name not in self._known:
+                close = difflib.get_close_matches(name, self._known, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ConfigError(f"{file_path}: {name!r} is not a setting{hint}")
         return resolve_relative_paths(data, self._folder)
 
 

@@ -182,3 +182,13 @@ def test_every_setting_the_example_system_file_names_exists() -> None:
     named = re.findall(r"^#? ?([a-z_]+) = ", example.read_text(), re.M)
     assert len(named) > 10
     assert [name for name in named if name not in Settings.model_fields] == []
+
+
+def test_a_misspelt_setting_in_the_file_stops_start_up_with_a_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "mailbot.toml"
+    config.write_text("retain_raw_day = 30\n")
+    monkeypatch.setenv("MAILBOT_CONFIG", str(config))
+    with pytest.raises(ConfigError, match=r"'retain_raw_day' is not a setting.*retain_raw_days"):
+        load_settings()
