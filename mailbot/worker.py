@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -37,9 +38,14 @@ log = logging.getLogger("mailbot.worker")
 # this many times before the message is quarantined.
 MAX_TRANSIENT_ATTEMPTS = 3
 IDLE_BACKOFF_MAX_SECONDS = 30.0
-# Messages per processing transaction: enough to share one commit among many, small enough
-# that the gateway's stores never wait long for the write lock.
+# Messages claimed per processing transaction, at most.
 BATCH = 10
+# A transaction takes no further message once it has run this long: on SQLite it holds the
+# one write lock throughout, and the gateway's next commit (the 250s of every session waiting)
+# queues behind it. Ten messages at ~7 ms each kept the gateway waiting ~70 ms a turn, and
+# `serve` answered 0.05 x a bare SMTP sink while its worker drained (bench/gateway.py); the
+# worker itself drains as fast with one or two messages per commit (docs/performance.md).
+TRANSACTION_BUDGET_SECONDS = 0.005
 
 Clock = Callable[[], datetime]
 
@@ -53,13 +59,20 @@ def process_batch(engine: Engine, ctx: IntakeContext, now: datetime, limit: int 
 
     Each message runs inside its own SAVEPOINT: one that raises is rolled back alone and
     recorded (quarantined, or left pending for a transient error), and the rest of the batch
-    goes on. The batch commits once — one fsync for many messages — and a crash before that
-    commit leaves every message of the batch pending, to be processed again from scratch:
-    nothing lost, nothing done twice. Returns how many messages were handled.
+    goes on. Messages are taken one after another until ``TRANSACTION_BUDGET_SECONDS`` have
+    passed (always at least one); those claimed but not reached stay pending for the next
+    transaction. The batch commits once, and a crash before that commit leaves every message
+    of the batch pending, to be processed again from scratch: nothing lost, nothing done
+    twice. Returns how many messages were handled.
     """
     with session_scope(engine) as session:
+        began = time.monotonic()
         claimed = claim_pending_inbound(session, limit)
+        handled = 0
         for inbound in claimed:
+            if handled and time.monotonic() - began > TRANSACTION_BUDGET_SECONDS:
+                break  # the rest wait for the next transaction (on PostgreSQL: unlocked)
+            handled += 1
             try:
                 with session.begin_nested(), log_context(inbound_id=inbound.id):
                     kind = process_message(session, inbound, ctx, now)
@@ -74,7 +87,7 @@ def process_batch(engine: Engine, ctx: IntakeContext, now: datetime, limit: int 
                 inbound.attempts += 1
                 inbound.error = None
             session.add(inbound)
-        return len(claimed)
+        return handled
 
 
 def _record_failure(inbound: InboundMessage, exc: Exception, now: datetime) -> None:
