@@ -1,4 +1,4 @@
-"""The start date: approved changes take effect exactly once (DOMAIN.md rules 3, 4 and 8).
+"""The start date: approved changes take effect exactly once (docs/domain.md rules 3, 4, 8).
 
 The database decides. :func:`apply_due` applies every approved application whose start date
 has come, whoever calls it: the scheduler's date job for that application, the periodic sweep,

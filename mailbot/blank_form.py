@@ -195,7 +195,7 @@ MARK_TABLE_HEADINGS: Final = (
     "区分",
 )
 # The vertical part: every field but the ID lists (the table below takes the IDs; marking all
-# of a code's IDs abolishes the code too, DOMAIN.md rule 3).
+# of a code's IDs abolishes the code too, docs/domain.md rule 3).
 PREFILL_FIELDS: Final = tuple(f for f in FIELD_ORDER if f not in ("user_ids", "abolish_user_codes"))
 PREFILL_NOTES: Final = {
     **NOTES,

@@ -1,4 +1,4 @@
-"""Japanese business days (DOMAIN.md rule 6) and the schedule of registration dates (rule 5).
+"""Japanese business days (docs/domain.md rule 6) and the schedule of registration dates (rule 5).
 
 Not business days: Saturdays, Sundays, national holidays (with 振替休日 and 国民の休日, which
 ``jpholiday`` knows) and the year-end closure 12/29–1/3 (which no holiday library knows).

@@ -3,7 +3,7 @@
 Japanese business mail, written the way every current mailer reads it:
 
 - Body ``text/plain; charset=utf-8`` in base64. ISO-2022-JP was the old convention, but it
-  cannot carry ㈱ ① 髙 (see JAPANESE_MAIL.md) and UTF-8 is read fine by all current Japanese
+  cannot carry ㈱ ① 髙 (see docs/japanese-mail.md) and UTF-8 is read fine by all current Japanese
   mailers (Outlook, Thunderbird, Becky!, Gmail, iOS/Android mail). base64 rather than
   quoted-printable because Japanese text is about a third the size that way, and rather than
   8bit because relays on the way are not all 8BITMIME.

@@ -92,7 +92,7 @@ class Sharer:
 
 @dataclass(frozen=True)
 class SharedCode:
-    """A user code this office holds together with other offices (DOMAIN.md rule 4)."""
+    """A user code this office holds together with other offices (docs/domain.md rule 4)."""
 
     code: str
     own: SharerState  # whether this office has applied for all of its IDs of the code

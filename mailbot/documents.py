@@ -1,7 +1,7 @@
 """The two printable documents of the guide's 申込内容参照 screen, as PDF (fpdf2).
 
 * システムサービス利用契約変更承認通知 (approval notice): the customer keeps it; it exists only
-  for an approved application and only on or after its start date (DOMAIN.md rule 9).
+  for an approved application and only on or after its start date (docs/domain.md rule 9).
 * システムサービス利用契約変更申込書 (application form): what was applied for, printable at any
   time for the customer's own records (it is never mailed).
 

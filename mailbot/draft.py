@@ -171,7 +171,7 @@ def build_draft(form: RawForm, sender: str) -> RequestDraft | list[Problem]:
     """Type ``form``; return the draft, or every problem found (including the parser's own).
 
     Problems the parser already recorded (unknown labels, unreadable attachment) are returned
-    first and make the request invalid too: DOMAIN.md wants unknown labels reported, never
+    first and make the request invalid too: docs/domain.md wants unknown labels reported, never
     silently dropped, and a reply is how they are reported. ``applicant_email`` defaults to
     ``sender``.
     """
@@ -223,7 +223,8 @@ def _has_value(form: RawForm, name: str) -> bool:
 
 
 def _applicant_email(fields: _Collector, form: RawForm, sender: str) -> str | None:
-    """The form's applicant address if given, else the sender's (DOMAIN.md: default sender)."""
+    """The form's applicant address if given, else the sender's (the default of
+    docs/domain.md#fields-and-labels)."""
     if fields.text("applicant_email") is not None:
         return fields.typed("applicant_email", normalise_email, required=False)
     try:

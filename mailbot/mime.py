@@ -1,4 +1,4 @@
-"""Raw message bytes → :class:`ParsedMail`, with the Japanese fallback chain of JAPANESE_MAIL.md.
+"""Raw message bytes → :class:`ParsedMail`, with the fallback chain of docs/japanese-mail.md.
 
 Parsing uses ``policy.compat32`` on purpose: it never decodes anything behind our back. Under
 ``policy.default`` header access decodes lazily and may raise, silently turns CP50220
@@ -95,7 +95,7 @@ def _normalise_label(label: str | None) -> str:
 
 
 def decode_part_text(payload: bytes, declared_charset: str | None) -> str:
-    """Decode body or header bytes to text with the fallback chain of JAPANESE_MAIL.md.
+    """Decode body or header bytes to text with the chain of docs/japanese-mail.md#charsets.
 
     Never raises; the last resorts keep every byte (latin-1) rather than fail.
     """

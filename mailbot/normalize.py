@@ -1,6 +1,6 @@
 """Value normalisers: user IDs, user codes, e-mail addresses, phone numbers, names.
 
-Two families, as JAPANESE_MAIL.md asks:
+Two families (docs/japanese-mail.md#width-separators-and-names):
 
 * identifiers (IDs, codes, office codes, e-mail addresses, phone numbers) go through NFKC, so
   that ``１ＡＮＡＣ－Ａ０Ａ`` and ``1anac-a0a`` become ``1ANACA0A``;
@@ -145,8 +145,8 @@ def ident_of(user_id: str) -> str:
 def network_of(user_id: str) -> Literal["netnaccs", "general"]:
     """netNACCS if the identification number starts with a letter, else general NACCS.
 
-    DOMAIN.md assumption: the deciding character is the first of the identification number
-    (``A0A`` → netNACCS, ``001`` → general).
+    Decision (docs/domain.md#netnaccs-and-general-naccs): the deciding character is the
+    first of the identification number (``A0A`` → netNACCS, ``001`` → general).
     """
     return "netnaccs" if ident_of(user_id)[0].isalpha() else "general"
 

@@ -44,7 +44,7 @@ APPLICATIONS_SHOWN = 50  # newest first; the page says how many more there are
 
 
 def news_line(receipt_no: str) -> str:
-    """The portal's news line for a finished review (DOMAIN.md, message texts)."""
+    """The portal's news line for a finished review (docs/domain.md#texts-kept-from-the-guide)."""
     return f"【{receipt_no}】利用申込の審査が終了しました。通知内容を確認してください。"
 
 

@@ -14,9 +14,9 @@ class Problem:
     """One thing wrong with a request.
 
     ``code`` is stable and machine-readable (``user_id.unknown``); tests and templates key on it.
-    ``field`` is the form field's code name from DOMAIN.md (``user_ids``) or None for the whole
-    request. ``value`` is the offending value as the sender typed it. ``location`` says where
-    the value stood (``本文 5行目`` / ``申込書.csv B4``) when the parser knows.
+    ``field`` is the form field's code name (``user_ids``, docs/domain.md#fields-and-labels) or None
+    for the whole request. ``value`` is the offending value as the sender typed it. ``location``
+    says where the value stood (``本文 5行目`` / ``申込書.csv B4``) when the parser knows.
     The messages say what is wrong *and* how to fix it.
     """
 

@@ -1,7 +1,7 @@
 """Receipt numbers (申込受付番号) ``YYNNNNL``: year, serial within the year, series letter.
 
-Assumption of DOMAIN.md, kept here only: the serial starts at 0001 each year with letter A;
-after 9999 the letter advances (B, C, …). The n-th number of a year is derived from one
+Decision of docs/domain.md#receipt-numbers, kept here only: the serial starts at 0001 each year with
+letter A; after 9999 the letter advances (B, C, …). The n-th number of a year is derived from one
 per-year counter, bumped by an atomic upsert inside the caller's transaction, so a rolled-back
 application gives its number back and concurrent workers can never collide.
 """

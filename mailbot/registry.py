@@ -1,9 +1,10 @@
 """The registry of contracts: offices, their contacts, user codes and user IDs.
 
-``import_registry`` loads the operator's CSV (DOMAIN.md) all-or-nothing: every row is checked
-first, and one bad row aborts the import naming its line. Re-importing updates offices,
-contacts and the office of each ID; it never revives an abolished ID (that state belongs to
-mailbot, not to the file) and never deletes IDs that applications may refer to.
+``import_registry`` loads the operator's CSV (docs/domain.md#what-the-operator-loads)
+all-or-nothing: every row is checked first, and one bad row aborts the import naming its line.
+Re-importing updates offices, contacts and the office of each ID; it never revives an abolished
+ID (that state belongs to mailbot, not to the file) and never deletes IDs that applications may
+refer to.
 """
 
 from __future__ import annotations

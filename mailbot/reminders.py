@@ -1,7 +1,7 @@
 """Review reminders: each business morning, one digest per staff member of what still waits.
 
 The receipt notice tells applicants the answer may come from the next business day on
-(DOMAIN.md rule 6). An application still under review after more than one business day is
+(docs/domain.md rule 6). An application still under review after more than one business day is
 overdue; each active staff member gets one mail listing the overdue applications, oldest
 first, leaving out those they have already approved (two-person approval waits for another).
 The dedupe key names the day and the member, so however often this runs on a day (the cron

@@ -1,4 +1,4 @@
-"""The rules of DOMAIN.md, as pure functions over plain data: the only place each rule lives.
+"""The rules of docs/domain.md, as pure functions over plain data: the only place each rule lives.
 
 The database layer builds a :class:`RegistryView` (offices, their contacts, user IDs and which
 open application holds each) and passes it in with the schedule, a calendar and "today"; this

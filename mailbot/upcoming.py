@@ -2,7 +2,7 @@
 
 The guide's applicant picks a start date from the schedule table behind a link; here every
 reply that asks for one (help, problem replies, the contract reply) lists the next dates and
-marks the earliest the lead allows (DOMAIN.md rule 5: ``lead`` business days after today,
+marks the earliest the lead allows (docs/domain.md rule 5: ``lead`` business days after today,
 weekends, holidays and 12/29–1/3 not counted), so nobody has to guess. ``mailbot schedule
 list`` marks it the same way. The earliest date is the one :func:`mailbot.rules.rule5_start_date`
 accepts: both come from :meth:`BusinessCalendar.add_business_days`.

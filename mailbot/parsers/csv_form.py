@@ -2,14 +2,14 @@
 
 A CSV is decoded lazily, a chunk at a time, and read row by row with hard limits, so a 50 MB
 file or one with 100,000 rows is refused with a problem after reading only what the limits
-allow: memory stays bounded whatever the attachment holds. Encodings (JAPANESE_MAIL.md):
+allow: memory stays bounded whatever the attachment holds. Encodings (docs/japanese-mail.md):
 UTF-8 with or without BOM, CP932 (Japanese Excel's "CSV"), UTF-16 with BOM (Excel's "Unicode
 text", tab-separated), and UTF-16 without BOM when its zero bytes give it away. The delimiter
 is a tab or a comma, sniffed from the first lines.
 
 The rows then go through :func:`form_from_grid`, which :mod:`mailbot.parsers.xlsx_form` uses
 too, so a CSV and an XLSX of the same form give the same :class:`RawForm`. It knows the two
-layouts of DOMAIN.md, and their mix:
+layouts of docs/domain.md#csv-and-xlsx, and their mix:
 
 * **vertical**: a label in the label column (usually A), its value(s) in the cells to its
   right; a row whose label cell is empty continues the list (or free-text) field above it.
@@ -90,7 +90,7 @@ _CHUNK_CHARS: Final = 64 * 1024
 def sniff_encoding(data: bytes) -> str | None:
     """The codec to read ``data`` with, judged from a BOM or the first 64 KB; None if no text.
 
-    Order of JAPANESE_MAIL.md: a BOM decides; then UTF-8 (which CP932 text almost never
+    Order of docs/japanese-mail.md: a BOM decides; then UTF-8 (which CP932 text almost never
     passes); then CP932. Zero bytes mean UTF-16 (only if they sit in every other byte) or a
     binary file. A later undecodable byte is caught while reading, with its row.
     """

@@ -1,10 +1,10 @@
 """Read a request form from a JSON attachment: one object, the labels as keys.
 
-DOMAIN.md's JSON form is an object with the English labels as keys (``user_ids`` a list of
-strings, or one string with the IDs separated as in the body). Any key :func:`match_label`
-knows is accepted, so Japanese keys work too; an unknown key is reported, never dropped. A
-syntax error names its line and column, as an editor shows them. Values are kept as typed
-(trimmed); numbers become their digits (``"office_code": 12345``).
+The JSON form (docs/domain.md#json) is an object with the English labels as keys (``user_ids`` a
+list of strings, or one string with the IDs separated as in the body). Any key :func:`match_label`
+knows is accepted, so Japanese keys work too; an unknown key is reported, never dropped. A syntax
+error names its line and column, as an editor shows them. Values are kept as typed (trimmed);
+numbers become their digits (``"office_code": 12345``).
 
 Locations read ``申込書.json "user_ids"`` (the key as written) and ``申込書.json "user_ids"[2]``
 for an item of a list.

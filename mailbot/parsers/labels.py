@@ -40,7 +40,7 @@ FIELD_ORDER: Final[tuple[str, ...]] = (
     "remarks",
 )
 
-# DOMAIN.md's Japanese labels: what the blank form and every message show.
+# The Japanese labels of docs/domain.md#fields-and-labels: the blank form and messages show them.
 CANONICAL_LABEL_JA: Final[Mapping[str, str]] = MappingProxyType(
     {
         "office_code": "事業所コード",

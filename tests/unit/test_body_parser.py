@@ -22,7 +22,7 @@ from mailbot.parsers.labels import (
     match_label,
 )
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"  # copies of ../shared/samples
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"  # docs/japanese-mail.md#the-sample-mails
 
 
 def values(form: RawForm) -> dict[str, str]:

@@ -13,7 +13,7 @@ import pytest
 from mailbot.classify import Classification, Kind, bounced_message_ids, classify, normalise_subject
 from mailbot.mime import ParsedMail, parse_mail
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"  # copies of ../shared/samples
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"  # docs/japanese-mail.md#the-sample-mails
 INTAKE = "apply@mailbot.localhost"
 DOMAIN = "mailbot.localhost"
 REQUEST_BODY = "事業所コード：TYO01\r\n廃止する利用者ID：1ANACA0A\r\n"

@@ -24,7 +24,7 @@ from mailbot.parsers.csv_form import (
 from mailbot.parsers.form import RawForm
 from mailbot.parsers.labels import LABEL_ALIASES, match_label
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"  # copies of ../shared/samples
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"  # docs/japanese-mail.md#the-sample-mails
 NAME = "申込書.csv"
 
 

@@ -1,4 +1,4 @@
-"""Dates in every form of JAPANESE_MAIL.md parse to themselves; nothing is guessed."""
+"""Dates in every form of docs/japanese-mail.md#dates parse to themselves; nothing is guessed."""
 
 from __future__ import annotations
 

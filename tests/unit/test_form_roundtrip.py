@@ -4,7 +4,7 @@ it in, parses back to the same raw field values.
 The writers start from what ``mailbot form`` hands out (:func:`write_blank_form`) and fill it
 in as a person would: column B of the vertical CSV and XLSX (more IDs on rows below, inserting
 rows when the XLSX's ten run out), one row per ID in the table CSV, the JSON object of
-DOMAIN.md, and the text form's ``■label：`` lines.
+docs/domain.md#json, and the text form's ``■label：`` lines.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""JSON request forms: the object of DOMAIN.md, syntax errors by line and column."""
+"""JSON request forms: the object of docs/domain.md#json, syntax errors by line and column."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from mailbot.parsers.labels import (
     unknown_label_problem,
 )
 
-# DOMAIN.md "The request form", verbatim.
+# docs/domain.md#fields-and-labels, verbatim.
 DOMAIN_LABELS = {
     "office_code": ("事業所コード", "office_code"),
     "user_ids": ("廃止する利用者ID", "user_ids"),

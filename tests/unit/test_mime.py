@@ -1,4 +1,4 @@
-"""mailbot.mime against the traps of JAPANESE_MAIL.md, with messages built as real mailers do.
+"""mailbot.mime against the traps of docs/japanese-mail.md, with messages built as real mailers do.
 
 Behaviour of the stdlib email package differs between Python versions; these tests are pinned
 to CPython 3.11 (the project's version).
@@ -29,7 +29,7 @@ from mailbot.mime import (
 )
 from tests.support.japanese import b_word, to_jis
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"  # copies of ../shared/samples
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"  # docs/japanese-mail.md#the-sample-mails
 CP50220 = "①②Ⅰ㈱髙﨑"
 
 

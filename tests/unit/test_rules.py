@@ -1,4 +1,4 @@
-"""The rules of DOMAIN.md, one or more tests each, on a registry like the demo one."""
+"""The rules of docs/domain.md, one or more tests each, on a registry like the demo one."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from mailbot.mime import Attachment, ParsedMail, parse_mail
 from mailbot.parsers.form import RawForm
 from mailbot.parsers.select import read_request
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"  # copies of ../shared/samples
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"  # docs/japanese-mail.md#the-sample-mails
 LIMITS = {"max_attachments": 5, "max_attachment_bytes": 1024 * 1024}
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
