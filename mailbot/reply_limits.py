@@ -12,7 +12,7 @@ third party (backscatter). mailbot therefore answers:
   offers one;
 * anyone else (an **outsider**) at most :data:`OUTSIDER_REPLIES_PER_DAY` short text reply a
   day (no attachment, at most :data:`OUTSIDER_REPLY_MAX_BYTES` as queued), and all outsiders
-  together at most ``MAILBOT_cap`` replies per clock hour (UTC), so a flood
+  together at most ``MAILBOT_OUTSIDER_REPLIES_PER_HOUR`` replies per clock hour (UTC), so a flood
   of forged mail cannot make mailbot a mail cannon. The first reply the hourly cap holds back
   in an hour is logged at WARNING.
 
