@@ -91,8 +91,9 @@ def sniff_encoding(data: bytes) -> str | None:
     """The codec to read ``data`` with, judged from a BOM or the first 64 KB; None if no text.
 
     Order of docs/japanese-mail.md: a BOM decides; then UTF-8 (which CP932 text almost never
-    passes); then CP932. Zero bytes mean UTF-16 (only if they sit in every other byte) or a
-    binary file. A later undecodable byte is caught while reading, with its row.
+    passes); then CP932, or EUC-JP where CP932 would read it as half-width katakana. Zero bytes
+    mean UTF-16 (only if they sit in every other byte) or a binary file. A later undecodable
+    byte is caught while reading, with its row.
     """
     if data.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
@@ -102,13 +103,28 @@ def sniff_encoding(data: bytes) -> str | None:
     if b"\x00" in prefix:
         return _utf16_without_bom(prefix)
     final = len(data) <= _SNIFF_BYTES
-    for codec in ("utf-8", "cp932"):
-        try:
-            codecs.getincrementaldecoder(codec)().decode(prefix, final)
-        except UnicodeDecodeError:
-            continue
-        return codec
-    return None
+    if _reads_as("utf-8", prefix, final) is not None:
+        return "utf-8"
+    as_cp932 = _reads_as("cp932", prefix, final)
+    # EUC-JP (old Unix and some web systems) is never valid CP932 once a kanji's first byte is
+    # 0x81-0x9F, and where its bytes are, CP932 reads them as half-width katakana (山田 as
+    # ｻｳﾅﾄ). CP932 text with kanji, as every form's labels are, is never valid EUC-JP. So:
+    # EUC-JP when CP932 fails, or reads half-width katakana, and EUC-JP reads it all.
+    if (as_cp932 is None or _HALF_WIDTH_KANA.search(as_cp932)) and _reads_as(
+        "euc-jp", prefix, final
+    ) is not None:
+        return "euc-jp"
+    return "cp932" if as_cp932 is not None else None
+
+
+_HALF_WIDTH_KANA = re.compile("[\uff61-\uff9f]")
+
+
+def _reads_as(codec: str, prefix: bytes, final: bool) -> str | None:
+    try:
+        return str(codecs.getincrementaldecoder(codec)().decode(prefix, final))
+    except UnicodeDecodeError:
+        return None
 
 
 def _utf16_without_bom(prefix: bytes) -> str | None:

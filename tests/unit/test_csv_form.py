@@ -102,6 +102,21 @@ def test_vertical_in_every_encoding(codec: str) -> None:
     assert values(form) == EXPECTED_VERTICAL  # ㈱ 髙 ① kept as typed, never NFKC'd
 
 
+@pytest.mark.parametrize("text", ["申込担当者,山田 太郎\n", "申込担当者,ﾔﾏﾀﾞ ﾀﾛｳ\n"])
+def test_euc_jp_is_told_from_cp932(text: str) -> None:
+    # EUC-JP bytes are often valid CP932 too, read as half-width katakana (山田 as ｻｳﾅﾄ).
+    assert sniff_encoding(text.encode("euc-jp")) == "euc-jp"
+    assert sniff_encoding(text.encode("cp932")) == "cp932"  # half-width kana typed in CP932
+    assert values(parse_csv(text.encode("euc-jp"), NAME)) == {"applicant_name": text[6:-1]}
+
+
+def test_euc_jp_form_reads_as_typed() -> None:
+    text = VERTICAL.replace("㈱", "株式会社").replace("髙", "高").replace("①", "1")
+    form = parse_csv(text.encode("euc-jp"), NAME)
+    assert form.problems == []
+    assert values(form) == values(parse_csv(text.encode("utf-8"), NAME))
+
+
 def test_excel_unicode_text_is_tab_separated_utf16le_with_bom() -> None:
     data = codecs.BOM_UTF16_LE + csv_bytes(VERTICAL.replace(",", "\t"), "utf-16-le")
     form = parse_csv(data, "申込書.txt")
