@@ -603,6 +603,7 @@ class _TextExtractor(HTMLParser):
         self.parts: list[str] = []
         self.skip_depth = 0
         self.pre_depth = 0
+        self.cells_in_row = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIPPED_TAGS:
@@ -611,8 +612,12 @@ class _TextExtractor(HTMLParser):
             self.pre_depth += 1
         if tag in _BLOCK_TAGS:
             self.parts.append("\n")
+            self.cells_in_row = 0
         elif tag in ("td", "th"):
-            self.parts.append(" ")
+            # A tab between cells: a form pasted as a table ("label" | "value") reads as the
+            # body parser's "label<TAB>value", as from a spreadsheet.
+            self.parts.append("\t" if self.cells_in_row else " ")
+            self.cells_in_row += 1
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIPPED_TAGS:

@@ -23,6 +23,7 @@ from tests.support.requests import (
     YAMADA,
     form,
     html_mail,
+    html_table_mail,
     mail,
 )
 from tests.support.smtp import as_sent
@@ -147,6 +148,13 @@ def test_html_only_mail_is_read_as_text_never_rendered(harness: Harness) -> None
     assert "受付完了" in str(out[0]["Subject"])
     (application,) = harness.applications()
     assert application.remarks == ""  # the <script> text did not become a field
+
+
+def test_a_form_pasted_as_an_html_table_is_read(harness: Harness) -> None:
+    out = harness.round_trip(html_table_mail(form("1ANACA0A", "1ANACA0B", start=START)))
+    assert "受付完了" in str(out[0]["Subject"]), body_text(out[0])
+    (application,) = harness.applications()
+    assert application.desired_start_date == START
 
 
 # --- problems get one reply that names each and how to fix it ----------------------------------

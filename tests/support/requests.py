@@ -126,5 +126,18 @@ def html_mail(body: str, *, sender: str = YAMADA) -> bytes:
     return b"\r\n".join(headers) + b"\r\n\r\n" + _b64(html.encode("utf-8"))
 
 
+def html_table_mail(body: str, *, sender: str = YAMADA) -> bytes:
+    """HTML-only mail with the form pasted as a table: one row per field, label | value."""
+    rows = "".join(
+        "<tr><td>{}</td><td>{}</td></tr>".format(*line.lstrip("■").split("：", 1))
+        for line in body.split("\r\n")
+        if "：" in line
+    )
+    html = f"<html><body><p>よろしくお願いします。</p><table border=1>{rows}</table></body></html>"
+    headers = _headers(sender, b_word("山田 太郎", "UTF-8"), b_word("申込", "UTF-8"), {})
+    headers += [b'Content-Type: text/html; charset="UTF-8"', b"Content-Transfer-Encoding: base64"]
+    return b"\r\n".join(headers) + b"\r\n\r\n" + _b64(html.encode("utf-8"))
+
+
 def _b64(data: bytes) -> bytes:
     return base64.encodebytes(data).replace(b"\n", b"\r\n")
