@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
@@ -117,6 +119,19 @@ def application_summary(
     session: Session, application: Application, zone: tzinfo | None = None
 ) -> dict[str, Any]:
     """The application for the CLI (JSON-ready); times in ``zone`` when given, else UTC."""
+    return application_summaries(session, [application], zone)[0]
+
+
+# Applications whose items and events one query reads (bound parameters stay far below
+# SQLite's limit of 32,766).
+_SUMMARY_CHUNK = 500
+
+
+def application_summaries(
+    session: Session, applications: Sequence[Application], zone: tzinfo | None = None
+) -> list[dict[str, Any]]:
+    """:func:`application_summary` of each, with two queries per 500 applications instead of
+    two per application (``mailbot list`` of a hundred took a third of a second)."""
 
     def when(moment: datetime | None) -> str | None:
         if moment is None:
@@ -124,16 +139,36 @@ def application_summary(
         aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
         return (aware.astimezone(zone) if zone is not None else aware).isoformat()
 
-    items = session.exec(
-        select(ApplicationItem)
-        .where(ApplicationItem.application_id == application.id)
-        .order_by(col(ApplicationItem.id))
-    ).all()
-    events = session.exec(
-        select(AuditEvent)
-        .where(AuditEvent.application_id == application.id)
-        .order_by(col(AuditEvent.id))
-    ).all()
+    items: dict[int, list[ApplicationItem]] = defaultdict(list)
+    events: dict[int, list[AuditEvent]] = defaultdict(list)
+    ids = [a.id for a in applications if a.id is not None]
+    for start in range(0, len(ids), _SUMMARY_CHUNK):
+        chunk = ids[start : start + _SUMMARY_CHUNK]
+        for item in session.exec(
+            select(ApplicationItem)
+            .where(col(ApplicationItem.application_id).in_(chunk))
+            .order_by(col(ApplicationItem.id))
+        ):
+            items[item.application_id].append(item)
+        for event in session.exec(
+            select(AuditEvent)
+            .where(col(AuditEvent.application_id).in_(chunk))
+            .order_by(col(AuditEvent.id))
+        ):
+            assert event.application_id is not None  # selected by it
+            events[event.application_id].append(event)
+    return [
+        _summary(application, items[application.id or 0], events[application.id or 0], when)
+        for application in applications
+    ]
+
+
+def _summary(
+    application: Application,
+    items: list[ApplicationItem],
+    events: list[AuditEvent],
+    when: Callable[[datetime | None], str | None],
+) -> dict[str, Any]:
     return {
         "receipt_no": application.receipt_no,
         "status": application.status,

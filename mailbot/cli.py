@@ -416,14 +416,13 @@ def status(ctx: click.Context, receipt_no: str, as_json: bool) -> None:
 @click.pass_context
 def list_command(ctx: click.Context, status_filter: str | None, as_json: bool) -> None:
     """List applications, oldest first."""
-    from mailbot.applications import application_summary, list_applications
+    from mailbot.applications import application_summaries, list_applications
 
     rt = runtime(ctx)
     with rt.session() as session:
-        data = [
-            application_summary(session, a, rt.settings.zone)
-            for a in list_applications(session, status_filter)
-        ]
+        data = application_summaries(
+            session, list_applications(session, status_filter), rt.settings.zone
+        )
     emit(
         data,
         as_json,
