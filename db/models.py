@@ -78,7 +78,8 @@ class UserId(SQLModel, table=True):
     ident: str = Field(max_length=3)
     office_code: str = Field(foreign_key="office.code", index=True, max_length=32)
     network: str = Field(max_length=16)
-    status: str = Field(default="active", max_length=16)
+    # Indexed: counting the abolished IDs (/metrics) must not read a million rows.
+    status: str = Field(default="active", max_length=16, index=True)
     abolished_on: date | None = None
 
 
@@ -120,6 +121,11 @@ class InboundMessage(SQLModel, table=True):
     """
 
     __tablename__ = "inbound_message"
+    __table_args__ = (
+        # The worker's claim (pending, oldest first, with sizes) and the byte sums by status
+        # read this index alone, never the rows with their raw bytes.
+        Index("ix_inbound_message_status_id_size", "status", "id", "size"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     received_at: datetime = Field(default_factory=utcnow, index=True)
@@ -130,12 +136,12 @@ class InboundMessage(SQLModel, table=True):
     sha256: str = Field(unique=True, max_length=64)
     size: int
     raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    status: str = Field(default=INBOUND_PENDING, max_length=16, index=True)
+    status: str = Field(default=INBOUND_PENDING, max_length=16)
     kind: str | None = Field(default=None, max_length=32)
     attempts: int = 0
     error: str | None = None
     processed_at: datetime | None = None
-    raw_removed_at: datetime | None = None
+    raw_removed_at: datetime | None = Field(default=None, index=True)
     # From, To, Cc, Subject, Date as decoded text, kept when ``raw`` is removed.
     headers: dict[str, str] | None = Field(
         default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
@@ -217,6 +223,8 @@ class OutboundMessage(SQLModel, table=True):
     """
 
     __tablename__ = "outbound_message"
+    # Notices by status and kind (/healthz, /metrics) are counted from the index alone.
+    __table_args__ = (Index("ix_outbound_message_status_kind", "status", "kind"),)
 
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = Field(default_factory=utcnow)
@@ -228,7 +236,7 @@ class OutboundMessage(SQLModel, table=True):
     message_id: str = Field(unique=True, max_length=255)
     subject: str | None = None  # None until an intent is rendered
     raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
-    status: str = Field(default=OUTBOUND_PENDING, max_length=16, index=True)
+    status: str = Field(default=OUTBOUND_PENDING, max_length=16)
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
     last_error: str | None = None
