@@ -23,7 +23,7 @@ The **pre-filled form** (:class:`Prefill`, attached to the contract reply) is th
 with the office, the applicant's address (the sender's) and name, and the earliest start
 date filled in, and below it a mark table: one row per user ID the office can abolish, with
 an empty 「廃止」 column to mark (the guide's screen ⑦), like the parsers' "mark table"
-(:mod:`mailbot.parsers.csv_form`). It is built as rows once and written as XLSX or CSV, so
+(:mod:`mailbot.parsers.grid`). It is built as rows once and written as XLSX or CSV, so
 both read back the same.
 """
 

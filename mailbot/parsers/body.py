@@ -30,7 +30,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from mailbot.parsers.form import RawField, RawForm
+from mailbot.parsers.form import RawField, RawForm, comparable
 from mailbot.parsers.labels import (
     CANONICAL_LABEL_JA,
     LIST_FIELDS,
@@ -450,7 +450,7 @@ class _Walker:
             # "利用者ID：A" and "利用者ID：B" on two lines is one list.
             merged = "\n".join(v for v in (old.value, value) if v)
             self.form.fields[name] = RawField(name, merged, old.location)
-        elif value and _comparable(value) != _comparable(old.value):
+        elif value and comparable(value) != comparable(old.value):
             self.problems.append((current.line.number, _duplicate(old, new)))
 
     def _where(self, line: _Line) -> str:
@@ -461,11 +461,6 @@ def _is_form_specific(line: _Line) -> bool:
     if line.kind is not _Kind.FIELD:
         return False
     return label_key(strip_label_decorations(line.label)) not in SIGNATURE_LIKE_LABELS
-
-
-def _comparable(value: str) -> str:
-    """Values that differ only in width, case or spacing are the same value given twice."""
-    return re.sub(r"\s+", "", _nfkc(value).casefold())
 
 
 # --- problems -------------------------------------------------------------------------------

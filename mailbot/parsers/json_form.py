@@ -15,8 +15,7 @@ from __future__ import annotations
 import json
 from typing import Final
 
-from mailbot.parsers.csv_form import FieldCollector
-from mailbot.parsers.form import RawForm
+from mailbot.parsers.form import FieldCollector, RawForm
 from mailbot.parsers.labels import (
     CANONICAL_LABEL_JA,
     LIST_FIELDS,

@@ -41,8 +41,8 @@ from typing import Final
 from mailbot.mime import Attachment, ParsedMail
 from mailbot.normalize import split_id_list
 from mailbot.parsers.body import parse_body
-from mailbot.parsers.csv_form import comparable, decode_text, parse_csv
-from mailbot.parsers.form import RawField, RawForm
+from mailbot.parsers.csv_form import decode_text, parse_csv
+from mailbot.parsers.form import RawField, RawForm, comparable
 from mailbot.parsers.json_form import parse_json
 from mailbot.parsers.labels import CANONICAL_LABEL_JA, LIST_FIELDS
 from mailbot.parsers.xlsx_form import parse_xlsx

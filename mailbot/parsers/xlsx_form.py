@@ -36,14 +36,14 @@ from defusedxml.ElementTree import ParseError
 from defusedxml.ElementTree import iterparse as defused_iterparse
 from openpyxl import load_workbook
 
-from mailbot.parsers.csv_form import (
+from mailbot.parsers.form import RawForm
+from mailbot.parsers.grid import (
     GridRow,
     count_labels,
     form_from_grid,
     grid_row,
     too_many_rows,
 )
-from mailbot.parsers.form import RawForm
 from mailbot.problems import Problem
 
 MAX_UNCOMPRESSED_BYTES: Final = 20 * 1024 * 1024  # a filled form is ~30 KB inflated

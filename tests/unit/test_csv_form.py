@@ -11,17 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mailbot.parsers.csv_form import (
-    MAX_ROWS,
-    GridRow,
-    column_letter,
-    form_from_grid,
-    grid_row,
-    may_be_label,
-    parse_csv,
-    sniff_encoding,
-)
+from mailbot.parsers.csv_form import MAX_ROWS, parse_csv, sniff_encoding
 from mailbot.parsers.form import RawForm
+from mailbot.parsers.grid import GridRow, column_letter, form_from_grid, grid_row, may_be_label
 from mailbot.parsers.labels import LABEL_ALIASES, match_label
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"  # docs/japanese-mail.md#the-sample-mails

@@ -18,8 +18,9 @@ from mailbot.blank_form import (
     prefilled_rows,
 )
 from mailbot.draft import read_draft
-from mailbot.parsers.csv_form import mark_of, parse_csv
+from mailbot.parsers.csv_form import parse_csv
 from mailbot.parsers.form import RawForm
+from mailbot.parsers.grid import mark_of
 from mailbot.parsers.xlsx_form import parse_xlsx
 
 SENDER = "yamada@example.co.jp"
