@@ -30,7 +30,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from mailbot.parsers.form import RawField, RawForm, comparable
+from mailbot.parsers.form import RawField, RawForm, comparable, duplicate_problem
 from mailbot.parsers.labels import (
     CANONICAL_LABEL_JA,
     LIST_FIELDS,
@@ -451,7 +451,7 @@ class _Walker:
             merged = "\n".join(v for v in (old.value, value) if v)
             self.form.fields[name] = RawField(name, merged, old.location)
         elif value and comparable(value) != comparable(old.value):
-            self.problems.append((current.line.number, _duplicate(old, new)))
+            self.problems.append((current.line.number, duplicate_problem(old, new)))
 
     def _where(self, line: _Line) -> str:
         return f"{self.source} {line.number}行目"
@@ -464,24 +464,6 @@ def _is_form_specific(line: _Line) -> bool:
 
 
 # --- problems -------------------------------------------------------------------------------
-
-
-def _duplicate(first: RawField, second: RawField) -> Problem:
-    label = CANONICAL_LABEL_JA[first.name]
-    return Problem(
-        code="form.duplicate_field",
-        field=first.name,
-        value=second.value,
-        message_ja=(
-            f"「{label}」が2回、異なる値で書かれています（{first.location}:「{first.value}」、"
-            f"{second.location}:「{second.value}」）。どちらか1つにしてください。"
-        ),
-        message_en=(
-            f'"{first.name}" is given twice with different values ({first.location}: '
-            f'"{first.value}", {second.location}: "{second.value}"). Keep only one.'
-        ),
-        location=second.location,
-    )
 
 
 def _extra_line(name: str, line: _Line, location: str) -> Problem:

@@ -101,8 +101,8 @@ def duplicate_problem(first: RawField, second: RawField) -> Problem:
         field=first.name,
         value=second.value,
         message_ja=(
-            f"「{label}」が2か所に異なる値で書かれています（{first.location}:「{first.value}」、"
-            f"{second.location}:「{second.value}」）。1つにそろえてください。"
+            f"「{label}」が2回、異なる値で書かれています（{first.location}:「{first.value}」、"
+            f"{second.location}:「{second.value}」）。どちらか1つにしてください。"
         ),
         message_en=(
             f'"{first.name}" is given twice with different values ({first.location}: '

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mailbot.parsers.body import SIGNATURE_LIKE_LABELS, parse_body
+from mailbot.parsers.csv_form import parse_csv
 from mailbot.parsers.form import RawForm
 from mailbot.parsers.labels import (
     CANONICAL_LABEL_JA,
@@ -555,6 +556,24 @@ def test_duplicate_field_with_different_values() -> None:
     assert "「申込担当者」" in problem.message_ja and "山田" in problem.message_ja
     assert "applicant_name" in problem.message_en
     assert form.fields["applicant_name"].value == "山田"  # the first one stays
+
+
+def test_a_field_given_twice_reads_the_same_in_the_body_and_in_a_file() -> None:
+    """One wording for one problem, whichever format the applicant used."""
+    body = parse_body("利用者ID：1ANACA0A\n申込担当者：山田\n担当者：佐藤\n").problems[0]
+    sheet = parse_csv("申込担当者,山田\n担当者,佐藤\n".encode(), "申込書.csv").problems[0]
+
+    def without_places(text: str) -> str:
+        for where in ("本文 2行目", "申込書.csv B1"):
+            text = text.replace(where, "FIRST")
+        for where in ("本文 3行目", "申込書.csv B2"):
+            text = text.replace(where, "SECOND")
+        return text
+
+    assert body.code == sheet.code == "form.duplicate_field"
+    assert without_places(body.message_ja) == without_places(sheet.message_ja)
+    assert without_places(body.message_en) == without_places(sheet.message_en)
+    assert "FIRST:「山田」" in without_places(body.message_ja)
 
 
 def test_duplicate_field_with_the_same_value_is_fine() -> None:
