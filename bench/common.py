@@ -285,24 +285,32 @@ def start_date() -> date:
     return BusinessCalendar().add_business_days(today, 4 + 5)
 
 
-def request_message(user_id: str, start: date, size: int = MESSAGE_BYTES) -> bytes:
+def request_message(
+    user_id: str,
+    start: date,
+    size: int = MESSAGE_BYTES,
+    *,
+    applicant: str = APPLICANT,
+    manager: str = MANAGER,
+    office: str = OFFICE,
+) -> bytes:
     """A valid request for one user ID, padded with a header nobody reads to ``size`` bytes."""
     message = EmailMessage()
-    message["From"] = f"申込 担当 <{APPLICANT}>"
+    message["From"] = f"申込 担当 <{applicant}>"
     message["To"] = INTAKE
     message["Subject"] = "利用者IDの廃止申込"
     message["Message-ID"] = f"<{uuid.uuid4().hex}@bench.example.co.jp>"
     message.set_content(
         "\n".join(
             [
-                f"■事業所コード：{OFFICE}",
+                f"■事業所コード：{office}",
                 f"■廃止する利用者ID：{user_id}",
                 f"■利用開始希望日：{start.year}年{start.month}月{start.day}日",
                 "■変更する理由：ベンチマーク",
                 "■申込担当者：申込 担当",
                 "■申込担当者電話番号：03-1234-5678",
                 "■管理責任者：管理 責任",
-                f"■管理責任者メールアドレス：{MANAGER}",
+                f"■管理責任者メールアドレス：{manager}",
             ]
         )
     )

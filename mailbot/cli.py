@@ -187,10 +187,10 @@ def registry() -> None:
 @click.pass_context
 def registry_import(ctx: click.Context, file: Path) -> None:
     """Load the registry CSV (UTF-8 or CP932). A bad row aborts the whole import."""
-    from mailbot.registry import import_registry
+    from mailbot.registry import import_registry, terminal_progress
 
     with runtime(ctx).session() as session:
-        summary = import_registry(session, file)
+        summary = import_registry(session, file, terminal_progress())
     click.echo(
         f"imported {summary.offices} offices and {summary.user_ids} user IDs "
         f"({summary.new_user_ids} new)"

@@ -12,24 +12,25 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, update
-from sqlmodel import Session, SQLModel, col, delete, select
+import click
+from sqlalchemy import Table, bindparam, delete, insert, update
+from sqlmodel import Session, SQLModel, col, select
 
-from db.models import Office, OfficeContact, UserCode, UserId
+from db.models import Office, OfficeContact, UserCode, UserId, utcnow
 from mailbot.errors import ImportFileError, NotFoundError
 from mailbot.normalize import (
+    USER_CODE_LENGTH,
     InvalidUserId,
-    ident_of,
     network_of,
     nfkc,
     normalise_office_code,
     normalise_user_id,
-    user_code_of,
 )
 from mailbot.textfile import read_text_japanese
 
@@ -64,29 +65,69 @@ def parse_contacts(text: str) -> tuple[str, ...]:
     return tuple(part.lower() for part in re.split(r"[\s;,]+", nfkc(text)) if part)
 
 
-def read_registry_file(path: Path) -> RegistryFile:
+def read_registry_file(path: Path, progress: Progress | None = None) -> RegistryFile:
     """Parse and check the whole file; raise ImportFileError at the first bad line."""
-    reader = csv.reader(io.StringIO(read_text_japanese(path), newline=""))
+    text = read_text_japanese(path)
+    source = io.StringIO(text, newline="")
+    reader = csv.reader(source)
     name = str(path)
     header = next(reader, None)
     if header is None or tuple(h.strip() for h in header) != REGISTRY_COLUMNS:
         raise ImportFileError(name, 1, f"the header must be {','.join(REGISTRY_COLUMNS)}")
     result = RegistryFile()
+    checked: dict[tuple[str, ...], OfficeRow] = {}  # an office's cells, as first checked
     for line_no, cells in enumerate(reader, start=2):
         if not any(cell.strip() for cell in cells):
             continue
-        _add_row(result, name, line_no, cells)
+        _add_row(result, checked, name, line_no, cells)
+        if progress is not None and line_no % PROGRESS_EVERY == 0:
+            progress("checking", source.tell(), len(text))
+    if progress is not None:
+        progress("checking", len(text), len(text))
     if not result.user_ids:
         raise ImportFileError(name, None, "the file has no user IDs")
     return result
 
 
-def _add_row(result: RegistryFile, name: str, line_no: int, cells: list[str]) -> None:
+def _add_row(
+    result: RegistryFile,
+    checked: dict[tuple[str, ...], OfficeRow],
+    name: str,
+    line_no: int,
+    cells: list[str],
+) -> None:
     if len(cells) != len(REGISTRY_COLUMNS):
         raise ImportFileError(
             name, line_no, f"expected {len(REGISTRY_COLUMNS)} columns, got {len(cells)}"
         )
-    code, company, office, department, contacts_text, user_id_text = (c.strip() for c in cells)
+    office_cells = tuple(cells[:5])
+    row = checked.get(office_cells)
+    if row is None:  # an office's rows repeat its cells: each spelling is checked once
+        row = _office_row(name, line_no, office_cells)
+        checked[office_cells] = row
+    user_id_text = cells[5].strip()
+    try:
+        user_id = normalise_user_id(user_id_text)
+    except InvalidUserId:
+        raise ImportFileError(
+            name, line_no, f"user_id {user_id_text!r} is not 8 letters or digits (e.g. 1ANACA0A)"
+        ) from None
+    known = result.offices.setdefault(row.code, row)
+    if known is not row and _office_facts(known) != _office_facts(row):
+        raise ImportFileError(
+            name, line_no, f"office {row.code} differs from its first row (line {known.line})"
+        )
+    if user_id in result.user_ids:
+        raise ImportFileError(name, line_no, f"user_id {user_id} appears twice")
+    result.user_ids[user_id] = row.code
+
+
+def _office_facts(row: OfficeRow) -> tuple[str, str, str, frozenset[str]]:
+    return row.company, row.office, row.department, frozenset(row.contacts)
+
+
+def _office_row(name: str, line_no: int, cells: tuple[str, ...]) -> OfficeRow:
+    code, company, office, department, contacts_text = (c.strip() for c in cells)
     code = normalise_office_code(code)
     if not code:
         raise ImportFileError(name, line_no, "office_code is empty")
@@ -100,45 +141,27 @@ def _add_row(result: RegistryFile, name: str, line_no: int, cells: list[str]) ->
             raise ImportFileError(
                 name, line_no, f"contact_emails has an invalid address {address!r}"
             )
-    try:
-        user_id = normalise_user_id(user_id_text)
-    except InvalidUserId:
-        raise ImportFileError(
-            name, line_no, f"user_id {user_id_text!r} is not 8 letters or digits (e.g. 1ANACA0A)"
-        ) from None
-    row = OfficeRow(code, company, office, department, contacts, line_no)
-    known = result.offices.setdefault(code, row)
-    if (known.company, known.office, known.department, set(known.contacts)) != (
-        company,
-        office,
-        department,
-        set(contacts),
-    ):
-        raise ImportFileError(
-            name, line_no, f"office {code} differs from its first row (line {known.line})"
-        )
-    if user_id in result.user_ids:
-        raise ImportFileError(name, line_no, f"user_id {user_id} appears twice")
-    result.user_ids[user_id] = code
+    return OfficeRow(code, company, office, department, contacts, line_no)
 
 
-def import_registry(session: Session, path: Path) -> ImportSummary:
+def import_registry(
+    session: Session, path: Path, progress: Progress | None = None
+) -> ImportSummary:
     """Load ``path`` into the registry inside ``session``'s transaction (all or nothing).
 
-    Set-based: one lookup of the codes and IDs already known per chunk, then bulk inserts and
-    updates. A registry of 100,000 IDs imports in seconds instead of one round trip per row.
+    Set-based: one lookup of the offices, codes and IDs already known per chunk, then bulk
+    inserts and updates. 1,000,000 IDs in 20,000 offices import in about half a minute
+    (bench/scale.py); ``progress`` hears how far it got (``terminal_progress`` draws it).
     """
-    parsed = read_registry_file(path)
-    for row in parsed.offices.values():
-        _upsert_office(session, row)
-    session.flush()  # offices before the IDs that point at them
-    _insert_missing_codes(session, {user_code_of(u) for u in parsed.user_ids})
+    parsed = read_registry_file(path, progress)
+    _write_offices(session, list(parsed.offices.values()))
+    _insert_missing_codes(session, {user_id[:USER_CODE_LENGTH] for user_id in parsed.user_ids})
     known = _known_user_ids(session, list(parsed.user_ids))
     new_rows = [
         {
             "user_id": user_id,
-            "user_code": user_code_of(user_id),
-            "ident": ident_of(user_id),
+            "user_code": user_id[:USER_CODE_LENGTH],
+            "ident": user_id[USER_CODE_LENGTH:],
             "office_code": office_code,
             "network": network_of(user_id),
             "status": "active",
@@ -151,8 +174,11 @@ def import_registry(session: Session, path: Path) -> ImportSummary:
         for user_id, office_code in parsed.user_ids.items()
         if user_id in known and known[user_id] != office_code
     ]
-    if new_rows:
-        session.execute(insert(_USER_ID), new_rows)
+    total = len(new_rows) + len(moved)
+    for start in range(0, len(new_rows), _WRITE_CHUNK):
+        session.execute(insert(_USER_ID), new_rows[start : start + _WRITE_CHUNK])
+        if progress is not None:
+            progress("importing", min(start + _WRITE_CHUNK, len(new_rows)), total)
     if moved:
         session.execute(
             update(_USER_ID)
@@ -160,6 +186,8 @@ def import_registry(session: Session, path: Path) -> ImportSummary:
             .values(office_code=bindparam("office")),
             moved,
         )
+    if progress is not None:
+        progress("importing", total, total)
     return ImportSummary(len(parsed.offices), len(parsed.user_ids), len(new_rows))
 
 
@@ -167,6 +195,8 @@ def import_registry(session: Session, path: Path) -> ImportSummary:
 _CHUNK = 1000
 _USER_ID: Table = SQLModel.metadata.tables[UserId.__tablename__]
 _USER_CODE: Table = SQLModel.metadata.tables[UserCode.__tablename__]
+_OFFICE: Table = SQLModel.metadata.tables[Office.__tablename__]
+_CONTACT: Table = SQLModel.metadata.tables[OfficeContact.__tablename__]
 
 
 def _chunks(keys: list[str]) -> Iterator[list[str]]:
@@ -194,16 +224,78 @@ def _known_user_ids(session: Session, user_ids: list[str]) -> dict[str, str]:
     return known
 
 
-def _upsert_office(session: Session, row: OfficeRow) -> None:
-    office = session.get(Office, row.code)
-    if office is None:
-        office = Office(code=row.code, company=row.company, office_name=row.office)
-    office.company, office.office_name, office.department = row.company, row.office, row.department
-    session.add(office)
-    session.flush()
-    session.execute(delete(OfficeContact).where(col(OfficeContact.office_code) == row.code))
-    for address in row.contacts:
-        session.add(OfficeContact(office_code=row.code, email=address))
+def _write_offices(session: Session, rows: list[OfficeRow]) -> None:
+    """Insert the new offices, update the known ones, and replace every office's contacts:
+    a few statements per 1,000 offices (one ORM round trip per office took 20 s for 20,000)."""
+    o, c = _OFFICE.c, _CONTACT.c
+    now = utcnow()
+    values = [
+        {
+            "key": row.code,
+            "company": row.company,
+            "office_name": row.office,
+            "department": row.department,
+            "updated_at": now,
+        }
+        for row in rows
+    ]
+    known: set[str] = set()
+    for chunk in _chunks([row.code for row in rows]):
+        known.update(session.execute(select(o.code).where(o.code.in_(chunk))).scalars())
+        session.execute(delete(_CONTACT).where(c.office_code.in_(chunk)))
+    new = [
+        {"code": v["key"], **{k: v[k] for k in v if k != "key"}}
+        for v in values
+        if v["key"] not in known
+    ]
+    if new:
+        session.execute(insert(_OFFICE), new)
+    changed = [v for v in values if v["key"] in known]
+    if changed:
+        session.execute(
+            update(_OFFICE)
+            .where(o.code == bindparam("key"))
+            .values(
+                company=bindparam("company"),
+                office_name=bindparam("office_name"),
+                department=bindparam("department"),
+                updated_at=bindparam("updated_at"),
+            ),
+            changed,
+        )
+    contacts = [{"office_code": row.code, "email": email} for row in rows for email in row.contacts]
+    if contacts:
+        session.execute(insert(_CONTACT), contacts)
+
+
+# Progress: (what, done, of) — "checking" characters of the file, then "importing" user IDs.
+Progress = Callable[[str, int, int], None]
+PROGRESS_EVERY = 10_000  # lines between reports while checking
+_WRITE_CHUNK = 20_000  # user IDs per insert (one report each)
+
+
+def terminal_progress() -> Progress | None:
+    """A progress bar on standard error when it is a terminal (an operator watching a long
+    import), else None: logs and pipes get no bar."""
+    if not sys.stderr.isatty():
+        return None
+    bars: dict[str, Any] = {}
+    shown: dict[str, int] = {}
+
+    def report(what: str, done: int, total: int) -> None:
+        if what not in bars:
+            for other in bars.values():
+                other.render_finish()
+            bars[what] = click.progressbar(
+                length=max(total, 1), label=f"{what:<10}", file=sys.stderr, show_percent=True
+            )
+            shown[what] = 0
+        bars[what].update(done - shown[what])
+        shown[what] = done
+        if done >= total:
+            bars[what].render_finish()
+
+    return report
 
 
 def describe(session: Session, key: str) -> dict[str, Any]:
