@@ -37,7 +37,7 @@ from mailbot.applications import STATUS_JA, find_application
 from mailbot.applying import MIDNIGHT, apply_job_id, is_due, run_time
 from mailbot.config import Settings
 from mailbot.dates import ja_date
-from mailbot.errors import MailbotError
+from mailbot.errors import BilingualError
 from mailbot.notify import (
     application_context,
     queue_staff_mail,
@@ -48,18 +48,12 @@ from mailbot.notify import (
 from mailbot.staff import active_staff, find_staff
 
 
-class CancelError(MailbotError):
-    """The application cannot be cancelled (not approved, its start date has come, no reason).
+class CancelError(BilingualError):
+    """The application cannot be cancelled (not approved, its start date has come, no reason)."""
 
-    The English message is what the CLI prints; a staff member who cancelled by mail is
-    answered with both, Japanese first.
-    """
-
-    def __init__(self, message_en: str, message_ja: str, *, can_retry: bool = False) -> None:
-        self.message_en = message_en
-        self.message_ja = message_ja
+    def __init__(self, *, ja: str, en: str, can_retry: bool = False) -> None:
+        super().__init__(ja=ja, en=en)
         self.can_retry = can_retry  # the same request, corrected, may still succeed
-        super().__init__(message_en)
 
 
 def cancel_application(
@@ -85,9 +79,9 @@ def cancel_application(
     _check_cancellable(application, settings, now, apply_time)
     if not reason.strip():
         raise CancelError(
-            "give the reason for the cancellation; the applicant reads it",
-            "取消の理由を書いてください（例：取消 申込者から取消の依頼がありました）。"
+            ja="取消の理由を書いてください（例：取消 申込者から取消の依頼がありました）。"
             "理由は申込者に通知されます。",
+            en="give the reason for the cancellation; the applicant reads it",
             can_retry=True,
         )
     assert application.start_date is not None
@@ -169,20 +163,21 @@ def _check_cancellable(
     if application.status != APPROVED:
         status_ja = STATUS_JA.get(application.status, application.status)
         raise CancelError(
-            f"{application.receipt_no} is {application.status}; only an approved application "
-            "can be cancelled",
-            f"申込受付番号 {application.receipt_no} は「{status_ja}」のため取り消せません。"
+            ja=f"申込受付番号 {application.receipt_no} は「{status_ja}」のため取り消せません。"
             "取り消せるのは承認済みで利用開始日前の申込だけです。",
+            en=f"{application.receipt_no} is {application.status}; only an approved application "
+            "can be cancelled",
         )
     assert application.start_date is not None
     if is_due(application.start_date, now, settings.zone, apply_time):
         due = run_time(application.start_date, settings.zone, apply_time)
         raise CancelError(
-            f"{application.receipt_no}: its start date {application.start_date.isoformat()} has "
-            f"come ({due.isoformat()}); it is applied or about to be, and can no longer be "
+            ja=f"申込受付番号 {application.receipt_no} は利用開始日 "
+            f"{ja_date(application.start_date)} {apply_time:%H:%M} を過ぎたため取り消せません。"
+            "変更は反映済みか反映中です。",
+            en=f"{application.receipt_no}: its start date {application.start_date.isoformat()} "
+            f"has come ({due.isoformat()}); it is applied or about to be, and can no longer be "
             "cancelled",
-            f"申込受付番号 {application.receipt_no} は利用開始日 {ja_date(application.start_date)} "
-            f"{apply_time:%H:%M} を過ぎたため取り消せません。変更は反映済みか反映中です。",
         )
 
 

@@ -9,6 +9,16 @@ class MailbotError(Exception):
     exit_code = 1
 
 
+class BilingualError(MailbotError):
+    """An error a person reads in both languages: a staff member answered by mail reads
+    Japanese first, then English; the CLI prints the English (``str()``)."""
+
+    def __init__(self, *, ja: str, en: str) -> None:
+        self.message_ja = ja
+        self.message_en = en
+        super().__init__(en)
+
+
 class ConfigError(MailbotError):
     """A setting is missing or has a bad value; the message names the setting."""
 

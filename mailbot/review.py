@@ -54,7 +54,7 @@ from mailbot.cancel import CancelError, cancel_application
 from mailbot.config import Settings
 from mailbot.dates import InvalidDate, parse_date
 from mailbot.decisions import Action, Decision, read_decision
-from mailbot.errors import MailbotError
+from mailbot.errors import BilingualError
 from mailbot.follow_up import forward_to_staff
 from mailbot.keys import Keyring, keyring, verifying_keyring
 from mailbot.logs import add_log_fields
@@ -90,13 +90,8 @@ NEARBY_DATES = 3
 log = logging.getLogger("mailbot.review")
 
 
-class DecisionError(MailbotError):
+class DecisionError(BilingualError):
     """A decision that cannot be taken as given (bad date, missing reason, already decided)."""
-
-    def __init__(self, message_ja: str, message_en: str) -> None:
-        self.message_ja = message_ja
-        self.message_en = message_en
-        super().__init__(message_en)
 
 
 @dataclass(frozen=True)
@@ -648,15 +643,15 @@ def decide(
     add_log_fields(receipt_no=application.receipt_no)
     if not staff.active:
         raise DecisionError(
-            f"{staff.email} は有効な審査担当者ではありません。",
-            f"{staff.email} is not active staff",
+            ja=f"{staff.email} は有効な審査担当者ではありません。",
+            en=f"{staff.email} is not active staff",
         )
     if application.status != UNDER_REVIEW:
         info = _decided(application)
         raise DecisionError(
-            f"申込受付番号 {application.receipt_no} は {info['decided_at']} に "
+            ja=f"申込受付番号 {application.receipt_no} は {info['decided_at']} に "
             f"{info['decided_by']} が{info['status_ja']}済みです。",
-            f"{application.receipt_no} was already decided by {info['decided_by']} at "
+            en=f"{application.receipt_no} was already decided by {info['decided_by']} at "
             f"{info['decided_at']}",
         )
     if decision.action is Action.APPROVE:
@@ -665,12 +660,12 @@ def decide(
     if decision.action is Action.REJECT:
         if not decision.reason.strip():
             raise DecisionError(
-                "却下の理由を「却下」の後に書いてください（例：却下 利用者IDが誤っています）。",
-                "Write the reason after 'reject' (e.g. 'reject: wrong user ID').",
+                ja="却下の理由を「却下」の後に書いてください（例：却下 利用者IDが誤っています）。",
+                en="Write the reason after 'reject' (e.g. 'reject: wrong user ID').",
             )
         _reject(session, ctx, application, staff, decision.reason, via=via, inbound_id=inbound_id)
         return "rejected"
-    raise DecisionError("取下げは申込者のみが行えます。", "Only the applicant can withdraw.")
+    raise DecisionError(ja="取下げは申込者のみが行えます。", en="Only the applicant can withdraw.")
 
 
 def _staff_start_date(decision: Decision, today: date) -> date | None:
@@ -681,13 +676,14 @@ def _staff_start_date(decision: Decision, today: date) -> date | None:
         start = parse_date(decision.start_date_text)
     except InvalidDate:
         raise DecisionError(
-            f"利用開始日「{decision.start_date_text}」を日付として読めません（例：2026年12月15日）。",
-            f"Cannot read the start date {decision.start_date_text!r} (e.g. 2026-12-15).",
+            ja=f"利用開始日「{decision.start_date_text}」を日付として読めません（例：2026年12月15日）。",
+            en=f"Cannot read the start date {decision.start_date_text!r} (e.g. 2026-12-15).",
         ) from None
     if start < today:
         raise DecisionError(
-            f"利用開始日 {start.isoformat()} は過去の日付です。本日以降の日付を指定してください。",
-            f"The start date {start.isoformat()} is in the past; give today or later.",
+            ja=f"利用開始日 {start.isoformat()} は過去の日付です。"
+            "本日以降の日付を指定してください。",
+            en=f"The start date {start.isoformat()} is in the past; give today or later.",
         )
     return start
 
@@ -745,8 +741,8 @@ def _approve(
     earlier = _approvals(session, application)
     if any(e.actor == staff.email for e in earlier):
         raise DecisionError(
-            "この申込はすでにあなたが承認しています。別の審査担当者の承認を待っています。",
-            "You approved this application already; it waits for another staff member.",
+            ja="この申込はすでにあなたが承認しています。別の審査担当者の承認を待っています。",
+            en="You approved this application already; it waits for another staff member.",
         )
     more_needed = len(earlier) + 1 < ctx.settings.approvals_required
     if more_needed and start is not None and start != application.proposed_start_date:
