@@ -13,22 +13,27 @@ import sys
 import click
 from sqlalchemy.exc import DBAPIError
 
-from mailbot.cli import (
-    applications,
-    config,
-    database,
-    demo,
-    documents,
-    ids,
-    imap,
-    inbound,
-    keys,
-    outbox,
-    registry,
-    schedule,
-    serve,
-    staff,
+from mailbot.cli.applications import (
+    apply_due_command,
+    approve,
+    cancel,
+    list_command,
+    reject,
+    status,
 )
+from mailbot.cli.config import config
+from mailbot.cli.database import db
+from mailbot.cli.demo import demo
+from mailbot.cli.documents import document, form
+from mailbot.cli.ids import ids
+from mailbot.cli.imap import imap
+from mailbot.cli.inbound import inbound
+from mailbot.cli.keys import keys
+from mailbot.cli.outbox import outbox
+from mailbot.cli.registry import registry
+from mailbot.cli.schedule import schedule
+from mailbot.cli.serve import ingest, serve
+from mailbot.cli.staff import staff
 from mailbot.config import load_settings
 from mailbot.errors import MailbotError
 
@@ -42,27 +47,27 @@ def cli() -> None:
 # Each module holds one command group, or the commands about one thing; `--help` lists them all
 # in alphabetical order, wherever they are added here.
 for command in (
-    database.db,
-    keys.keys,
-    registry.registry,
-    schedule.schedule,
-    staff.staff,
-    ids.ids,
-    applications.status,
-    applications.list_command,
-    applications.approve,
-    applications.reject,
-    applications.apply_due_command,
-    applications.cancel,
-    serve.ingest,
-    inbound.inbound,
-    outbox.outbox,
-    imap.imap,
-    documents.form,
-    documents.document,
-    demo.demo,
-    config.config,
-    serve.serve,
+    db,
+    keys,
+    registry,
+    schedule,
+    staff,
+    ids,
+    status,
+    list_command,
+    approve,
+    reject,
+    apply_due_command,
+    cancel,
+    ingest,
+    inbound,
+    outbox,
+    imap,
+    form,
+    document,
+    demo,
+    config,
+    serve,
 ):
     cli.add_command(command)
 
