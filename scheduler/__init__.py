@@ -5,5 +5,6 @@ catch-up at start, and APScheduler built by ``setup`` with the persisted date jo
 (``apply:RECEIPT_NO``), the sweep that applies what is due and reconciles those jobs with the
 database (``sync``) and the review reminder cron job (``jobs``). The jobs only trigger: what is
 applied is decided by ``mailbot.applying.apply_due`` from the database. ``listing`` serves
-``mailbot schedule jobs``; ``python -m scheduler`` runs the scheduler as a process of its own.
+``mailbot schedule jobs``; ``mailbot serve --only scheduler`` runs the scheduler as a process of
+its own.
 """

@@ -1,4 +1,4 @@
-"""``run_scheduler``: the scheduler's part of ``mailbot serve`` (or of ``python -m scheduler``).
+"""``run_scheduler``: the scheduler's part of ``mailbot serve`` (the ``scheduler`` role).
 
 Every process runs this loop; only the one holding the leader lock runs the scheduler. The
 others poll for the lock and take over when the leader dies. Leading means: catch up first

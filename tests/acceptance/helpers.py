@@ -161,14 +161,19 @@ class ServeProcess:
         return self.log_text().count(needle)
 
     # the operator's command line, against the same settings
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.run("mailbot", *args, check=check)
+    def cli(
+        self, *args: str, check: bool = True, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run("mailbot", *args, check=check, env=env)
 
-    def run(self, module: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """``python -m MODULE ARGS`` to completion with this process's settings and home."""
+    def run(
+        self, module: str, *args: str, check: bool = True, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``python -m MODULE ARGS`` to completion with this process's settings (plus ``env``)
+        and home."""
         result = subprocess.run(
             [sys.executable, "-m", module, *args],
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=self.home,
             capture_output=True,
             text=True,

@@ -1,9 +1,9 @@
 """The start date across whole processes: downtime, kill -9 mid-apply, and a leader dying.
 
-The scheduler runs as ``python -m scheduler run`` (the same ``run_scheduler`` that ``mailbot
-serve`` runs; test_scheduler_serve.py shows the takeover between ``serve`` processes) and
-applies as ``python -m scheduler apply-due``; requests
-come in through a real ``mailbot serve``, staff approve with ``mailbot approve``. The processes
+The scheduler runs as a process of its own, ``mailbot serve --only scheduler``
+(test_scheduler_serve.py shows the takeover between processes with every role) and applies as
+``mailbot apply-due``; requests come in through a real ``mailbot serve``, staff approve with
+``mailbot approve``. The processes
 use the real clock: start dates are set to today in Tokyo with an apply time a few seconds
 ahead, never by sleeping until midnight.
 """
@@ -54,15 +54,14 @@ LEAD_SECONDS = 8.0
 
 
 def start_scheduler(
-    process: ServeProcess, *options: str, env: dict[str, str] | None = None
+    process: ServeProcess, apply_time: str, *, sweep_seconds: str | None = None, **env: str
 ) -> None:
-    """``python -m scheduler run`` with ``process``'s settings, home and log; the fixture kills it
-    at the end like a serve process."""
-    process.spawn("scheduler", "run", "--poll-seconds", POLL, *options, env=env)
-
-
-def scheduler_cli(process: ServeProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return process.run("scheduler", *args, check=False)
+    """``mailbot serve --only scheduler`` with ``process``'s settings, home and log, the given
+    apply time and the short leader poll; the fixture kills it at the end like a serve process."""
+    settings = {"MAILBOT_APPLY_TIME": apply_time, "MAILBOT_SCHEDULER_POLL_SECONDS": POLL}
+    if sweep_seconds is not None:
+        settings["MAILBOT_SWEEP_SECONDS"] = sweep_seconds
+    process.spawn("mailbot", "serve", "--only", "scheduler", env={**settings, **env})
 
 
 # --- a start date passes while mailbot is down -------------------------------------------------
@@ -89,12 +88,13 @@ def test_a_start_date_passing_while_down_is_applied_at_the_next_start_once(
     start, apply_time = tokyo_soon(LEAD_SECONDS)
     due_at = time.monotonic() + LEAD_SECONDS
     serve.cli("approve", receipt_no, "--by", STAFF, "--start-date", start.isoformat())
-    pending = json.loads(scheduler_cli(serve, "jobs", "--json", "--apply-time", apply_time).stdout)
+    jobs = serve.cli("schedule", "jobs", "--json", env={"MAILBOT_APPLY_TIME": apply_time})
+    pending = json.loads(jobs.stdout)
     assert [(p["receipt_no"], p["due"]) for p in pending["pending"]] == [(receipt_no, False)]
     time.sleep(max(0.0, due_at - time.monotonic()) + 0.5)
 
     # The host's zone is New York; the start date is Tokyo's.
-    start_scheduler(serve, "--apply-time", apply_time, env={"TZ": "America/New_York"})
+    start_scheduler(serve, apply_time, TZ="America/New_York")
     with database(watch.url) as engine:
         wait_until(
             lambda: assert_all_or_nothing(per_application(engine)) == (1, 0),
@@ -102,7 +102,7 @@ def test_a_start_date_passing_while_down_is_applied_at_the_next_start_once(
             what="applied by the catch-up at start",
         )
         serve.kill()  # and once more, from cold
-        start_scheduler(serve, "--apply-time", apply_time)
+        start_scheduler(serve, apply_time)
         wait_until(lambda: serve.log_count(LEADS) == 2, timeout=30, what="leading again")
         time.sleep(1.0)  # its catch-up and first sweep: room for a second apply to show up
         assert assert_all_or_nothing(per_application(engine)) == (1, 0)
@@ -142,7 +142,7 @@ def test_kill_9_mid_apply_leaves_each_application_all_or_nothing(
         applied_count = "SELECT count(*) FROM application WHERE status = 'applied'"
 
         runner = subprocess.Popen(
-            [sys.executable, "-m", "scheduler", "apply-due", "--batch", str(BATCH)],
+            [sys.executable, "-m", "mailbot", "apply-due", "--batch", str(BATCH)],
             env=process.env,
             cwd=process.home,
             stdout=subprocess.DEVNULL,
@@ -163,7 +163,7 @@ def test_kill_9_mid_apply_leaves_each_application_all_or_nothing(
         assert applied > 0 and untouched > 0, "the kill came too late to interrupt anything"
 
         # The next run completes it: everything applied once, no ID twice.
-        finish = scheduler_cli(process, "apply-due", "--json")
+        finish = process.cli("apply-due", "--json", check=False)
         assert finish.returncode == 0, finish.stderr
         assert len(json.loads(finish.stdout)["applied"]) == untouched
         assert assert_all_or_nothing(per_application(engine)) == (APPLICATIONS, 0)
@@ -184,11 +184,9 @@ def test_one_leader_and_a_takeover_when_it_dies(
         upgrade(engine)
         seed(engine, 10, 20, start=start - timedelta(days=1))  # missed while nobody ran
         seed(engine, 10, 20, start=start, first=10)  # comes due after the takeover
-        options = ("--apply-time", apply_time, "--sweep-seconds", "1")
-
-        start_scheduler(first, *options)
+        start_scheduler(first, apply_time, sweep_seconds="1")
         wait_until(lambda: first.log_count(LEADS) == 1, timeout=30, what="the first leads")
-        start_scheduler(second, *options)
+        start_scheduler(second, apply_time, sweep_seconds="1")
         wait_until(lambda: second.log_count(STANDS_BY) == 1, timeout=30, what="second waits")
         wait_until(
             lambda: assert_all_or_nothing(per_application(engine)) == (10, 10),
