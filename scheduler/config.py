@@ -36,17 +36,6 @@ class ScheduleConfig:
             raise ValueError("sweep_seconds and leader_poll_seconds must be positive")
 
 
-def parse_clock_time(value: str) -> time:
-    """``"HH:MM"`` (or ``"HH:MM:SS"``) → time; the format of the *_TIME settings."""
-    try:
-        parsed = time.fromisoformat(value.strip())
-    except ValueError:
-        raise ValueError(f"expected a time of day such as 00:00 or 09:30, not {value!r}") from None
-    if parsed.tzinfo is not None:
-        raise ValueError(f"give the time without a zone (MAILBOT_TIMEZONE applies): {value!r}")
-    return parsed
-
-
 def schedule_config(settings: Settings) -> ScheduleConfig:
     """The scheduler's part of the settings (what ``mailbot serve`` passes in)."""
     return ScheduleConfig(

@@ -23,8 +23,10 @@ from mailbot.applying import (
     run_time,
 )
 from mailbot.calendar import BusinessCalendar
+from mailbot.config import load_settings
+from mailbot.errors import ConfigError
 from mailbot.reminders import overdue_cutoff, reminder_dedupe_key, reminders_due
-from scheduler.config import ScheduleConfig, parse_clock_time
+from scheduler.config import ScheduleConfig, schedule_config
 from scheduler.leader import FileLeaderLock, advisory_key
 from scheduler.sync import plan_sync
 
@@ -142,12 +144,14 @@ def test_reminders_are_due_on_business_days_from_their_time() -> None:
 # --- settings, report, lock --------------------------------------------------------------------
 
 
-def test_clock_times_and_config() -> None:
-    assert parse_clock_time("00:00") == MIDNIGHT
-    assert parse_clock_time(" 09:30 ") == time(9, 30)
+def test_clock_times_and_config(tmp_path: Path) -> None:
+    # The scheduler's times are the MAILBOT_*_TIME settings (mailbot serve --only scheduler).
+    settings = load_settings(home=tmp_path, apply_time="00:00", reminder_time="09:30")
+    assert schedule_config(settings).apply_time == MIDNIGHT
+    assert schedule_config(settings).reminder_time == time(9, 30)
     for bad in ("9am", "25:00", "09:00+09:00"):
-        with pytest.raises(ValueError):
-            parse_clock_time(bad)
+        with pytest.raises(ConfigError, match="MAILBOT_APPLY_TIME"):
+            load_settings(home=tmp_path, apply_time=bad)
     with pytest.raises(ValueError, match="positive"):
         ScheduleConfig(sweep_seconds=0)
 
