@@ -4,12 +4,14 @@ Each notice is produced the way users cause it (SMTP in through the gateway, the
 outbox into a Maildir; the scheduler's own functions for the applied notice and the reminder
 digest) on the harness's fixed clock, and compared with ``tests/golden/<name>.txt``. Only what
 is random is replaced before the comparison: Message-IDs (``uuid4`` hex), reply tokens in
-addresses, link tokens in URLs, and MIME boundaries. Everything else is compared exactly:
+addresses, link tokens in URLs, MIME boundaries, and when an XLSX attachment was written.
+Everything else is compared exactly:
 
 * every header line as written (RFC 2047 words, folding, order), with CRLF line ends;
 * every base64 part is checked to be the standard encoding of its content (76-character lines,
   CRLF), and then the content is compared: a text part as its decoded text, an attachment as
-  its length and SHA-256.
+  its length and SHA-256, an XLSX (a zip) member by member, since the archive records when
+  it was written (each entry's time, and the modified date openpyxl sets).
 
 So a golden file that matches means the same bytes on the wire, tokens aside. A change of
 wording is made on purpose: regenerate with ``MAILBOT_UPDATE_GOLDEN=1 pytest
@@ -21,8 +23,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 import re
+import zipfile
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.parser import HeaderParser
@@ -55,7 +59,7 @@ START = date(2026, 12, 15)
 _RANDOM = (
     # Message-IDs: <kind.uuid4hex@domain>, the applied notice's <applied.nonce.id.role@domain>,
     # and the test's own inbound ids (uuid4 hex too).
-    (re.compile(r"[0-9a-f]{32}"), "HEX"),
+    (re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])"), "HEX"),
     # Reply tokens: apply+t… (staff) and apply+a… (applicants), 32 base32 characters.
     (re.compile(r"apply\+([ta])[a-z2-7]{32}@"), r"apply+\1TOKEN@"),
     # Link tokens in URLs (status page, office page): an expiry and a signature.
@@ -97,8 +101,29 @@ def _entity(entity: str) -> str:
     if headers.get_content_disposition() != "attachment":
         charset = headers.get_content_charset() or "us-ascii"
         return f"{head}\r\n\r\n[base64 of the {charset} text below]\r\n{payload.decode(charset)}"
-    digest = hashlib.sha256(payload).hexdigest()
-    return f"{head}\r\n\r\n[base64 of {len(payload)} bytes, sha256 {digest}]\r\n"
+    return f"{head}\r\n\r\n[base64 of {_attachment(payload)}]\r\n"
+
+
+# When an XLSX was written: the time of each zip entry, and the modified date openpyxl sets.
+_XLSX_MODIFIED = re.compile(rb"<dcterms:modified ([^>]*)>[^<]*</dcterms:modified>")
+
+
+def _attachment(payload: bytes) -> str:
+    """An attachment's content: its bytes' digest; for a zip (XLSX), each member's, since the
+    archive itself carries the time it was written."""
+    if not payload.startswith(b"PK\x03\x04"):
+        return f"{len(payload)} bytes, sha256 {hashlib.sha256(payload).hexdigest()}"
+    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+        members = []
+        for info in archive.infolist():
+            data = _XLSX_MODIFIED.sub(
+                rb"<dcterms:modified \1>WRITTEN</dcterms:modified>", archive.read(info)
+            )
+            members.append(
+                f"\r\n  {info.filename}: {len(data)} bytes, sha256 "
+                f"{hashlib.sha256(data).hexdigest()}"
+            )
+    return f"a zip of {len(members)} members:" + "".join(members)
 
 
 def pin(h: Harness, kind: str, *, name: str | None = None, to: str | None = None) -> None:
