@@ -269,6 +269,92 @@ def smtp_source(
     return SourceRun(messages, seconds, sum(used) if used else None)
 
 
+# --- an SMTP client that keeps its connections ----------------------------------------------
+
+
+@dataclass
+class ClientRun:
+    messages: int
+    seconds: float
+    latencies: list[float]  # per message, from MAIL to the 250 after DATA
+    client_cpu: float = 0.0  # CPU seconds of this process (the client threads) meanwhile
+    server_cpu: float | None = None  # CPU seconds of the server process meanwhile
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+
+def send_all(
+    port: int,
+    messages: Sequence[bytes],
+    sessions: int,
+    sender: str,
+    server_pid: int | None = None,
+) -> ClientRun:
+    """Deliver every message over ``sessions`` concurrent connections (``smtplib`` threads,
+    each reusing its connection); fail on any refusal: a benchmark must not lie."""
+    import smtplib
+    import threading
+
+    lock = threading.Lock()
+    position = 0
+    latencies: list[float] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        nonlocal position
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=120) as client:
+                client.ehlo()
+                while True:
+                    with lock:
+                        if position >= len(messages):
+                            return
+                        raw = messages[position]
+                        position += 1
+                    began = time.perf_counter()
+                    client.sendmail(sender, [INTAKE], raw)
+                    took = time.perf_counter() - began
+                    with lock:
+                        latencies.append(took)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(sessions)]
+    server_before = cpu_seconds(server_pid) if server_pid else None
+    client_before = time.process_time()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - began
+    client_cpu = time.process_time() - client_before
+    server_after = cpu_seconds(server_pid) if server_pid else None
+    if errors:
+        raise RuntimeError(f"{len(errors)} client session(s) failed: {errors[0]!r}")
+    server_cpu = (
+        server_after - server_before
+        if server_before is not None and server_after is not None
+        else None
+    )
+    return ClientRun(len(messages), seconds, latencies, client_cpu, server_cpu)
+
+
+def wait_for_files(
+    folder: Path, count: int, timeout: float, process: subprocess.Popen[bytes]
+) -> None:
+    """Wait until ``folder`` holds ``count`` files (a Maildir's new/ filling up)."""
+    deadline = time.monotonic() + timeout
+    while count_files(folder) < count:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {count_files(folder)} of {count} files after {timeout} s")
+        time.sleep(0.05)
+
+
 # --- valid requests -------------------------------------------------------------------------
 
 

@@ -8,13 +8,15 @@ its connection, sending 4 KB messages.
 
 (a) a bare aiosmtpd server whose handler answers 250 and keeps nothing: the baseline;
 (b) mailbot's ``SmtpGateway`` with durable storage (SQLite in a temporary directory, each 250
-    after the commit, ``synchronous=FULL``): target >= 0.8 x (a);
+    after the commit, ``synchronous=FULL``), no worker: shown as a ratio to (a);
 (c) ``mailbot serve`` end to end: valid requests in, both receipt notices (applicant and
-    manager) in the Maildir; requests/s, target >= 0.25 x (a). The rate at which serve's
-    gateway said 250 meanwhile (the worker and outbox competing) is shown too.
+    manager) in the Maildir: goal >= 80 requests/s (issue 16, item 5; the ratio to (a) is
+    shown too). The rate at which serve's gateway said 250 meanwhile is shown as well.
 
-It prints a table and writes nothing else (temporary directories are removed). The figures
-and their analysis live in docs/performance.md.
+The ratios this bench once set as targets ((b) >= 0.8 x (a), (c) >= 0.25 x (a)) are retired
+(docs/performance.md says why); bench/gateway.py measures the gateway beside a draining worker
+with Postfix's smtp-source. It prints a table and writes nothing else (temporary directories
+are removed). The figures and their analysis live in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -46,8 +48,7 @@ INTAKE = "apply@mailbot.localhost"
 APPLICANT = "applicant@bench.example.co.jp"
 MANAGER = "manager@bench.example.co.jp"
 OFFICE = "BENCH1"
-GATEWAY_TARGET = 0.8
-END_TO_END_TARGET = 0.25
+END_TO_END_GOAL = 80.0  # valid requests per second, one process, SQLite
 END_TO_END_TIMEOUT_SECONDS = 600.0
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_ADDRESS = "127.0.0.1"
@@ -415,14 +416,18 @@ class Row:
     count: int
     seconds: float
     ratio: float
-    target: float | None
+    goal: float | None  # per second
     run: Run | None
     server_cpu: float | None = None
 
+    @property
+    def met(self) -> bool:
+        return self.goal is None or self.count / self.seconds >= self.goal
+
     def line(self) -> str:
         run = self.run
-        target = f">={self.target:.2f}" if self.target is not None else ""
-        result = "" if self.target is None else ("met" if self.ratio >= self.target else "MISSED")
+        goal = f">={self.goal:.0f}/s" if self.goal is not None else ""
+        result = "" if self.goal is None else ("met" if self.met else "MISSED")
         p50 = f"{run.percentile(0.5) * 1000:.1f}ms" if run else ""
         p99 = f"{run.percentile(0.99) * 1000:.1f}ms" if run else ""
         server_cpu = run.server_cpu if run else self.server_cpu
@@ -430,7 +435,7 @@ class Row:
         cli = f"{100 * run.client_cpu / self.seconds:.0f}%" if run else ""
         return (
             f"{self.name:<40} {self.count:>6} {self.seconds:>8.2f} {self.count / self.seconds:>8.1f} "
-            f"{self.ratio:>6.2f} {target:>7}  {result:<7} {p50:>8} {p99:>8} {srv:>8} {cli:>8}"
+            f"{self.ratio:>6.2f} {goal:>7}  {result:<7} {p50:>8} {p99:>8} {srv:>8} {cli:>8}"
         )
 
 
@@ -474,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             gateway.messages,
             gateway.seconds,
             gateway.rate / base,
-            GATEWAY_TARGET,
+            None,
             gateway,
         ),
         Row(
@@ -482,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             end.requests,
             end.seconds,
             e2e_rate / base,
-            END_TO_END_TARGET,
+            END_TO_END_GOAL,
             None,
             end.server_cpu,
         ),
@@ -497,19 +502,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     print()
     print(
-        f"{'case':<40} {'count':>6} {'seconds':>8} {'per s':>8} {'x (a)':>6} {'target':>7}  "
+        f"{'case':<40} {'count':>6} {'seconds':>8} {'per s':>8} {'x (a)':>6} {'goal':>7}  "
         f"{'result':<7} {'250 p50':>8} {'250 p99':>8} {'srv CPU':>8} {'cli CPU':>8}"
     )
     for row in rows:
         print(row.line())
-    missed = [r.name for r in rows if r.target is not None and r.ratio < r.target]
+    missed = [r.name for r in rows if not r.met]
     print()
+    print(f"load average {os.getloadavg()[0]:.2f}/{os.getloadavg()[1]:.2f} at the end")
     if missed:
         print(
-            "TARGET MISSED: " + "; ".join(n.strip() for n in missed) + ". Why: docs/performance.md."
+            "GOAL MISSED: " + "; ".join(n.strip() for n in missed) + ". Why: docs/performance.md."
         )
-    else:
-        print("All targets met.")
+        return 1
+    print("Every goal met.")
     return 0
 
 
