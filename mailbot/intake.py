@@ -36,6 +36,7 @@ from mailbot.notify import (
     status_url,
 )
 from mailbot.outbox import mark_bounced
+from mailbot.outcome import Outcome
 from mailbot.parsers.select import read_request
 from mailbot.reply_limits import is_known_sender
 from mailbot.review import (
@@ -56,18 +57,6 @@ from mailbot.rules import (
 from mailbot.schedule_table import registration_dates
 from mailbot.upcoming import Upcoming, load_upcoming
 
-# Outcomes, stored as the inbound message's ``kind``.
-BOUNCE = "bounce"
-AUTO_REPLY = "auto_reply"
-HELP = "help"
-CONTRACT = "contract"
-FOLLOW_UP = "follow_up"
-ACCEPTED = "accepted"
-INVALID = "invalid"
-REFUSED = "refused"
-UNREADABLE = "unreadable"
-IGNORED = "ignored"
-
 
 @dataclass(frozen=True)
 class IntakeContext:
@@ -77,7 +66,7 @@ class IntakeContext:
 
 def process_message(
     session: Session, inbound: InboundMessage, ctx: IntakeContext, now: datetime
-) -> str:
+) -> Outcome:
     """Handle one message; return its outcome. Raises only on bugs or database failures."""
     mail = parse_mail(bytes(inbound.raw), max_attachment_bytes=ctx.settings.max_message_bytes)
     kind = classify(
@@ -88,16 +77,16 @@ def process_message(
     ).kind
     if kind is Kind.BOUNCE:
         mark_bounced(session, bounced_message_ids(mail))
-        return BOUNCE
+        return Outcome.BOUNCE
     if kind is Kind.AUTO_REPLY:
-        return AUTO_REPLY  # RFC 3834: never answer a robot
+        return Outcome.AUTO_REPLY  # RFC 3834: never answer a robot
     if kind is Kind.OTHER:
-        return IGNORED  # e.g. our own mail looping back: answering could start a loop
+        return Outcome.IGNORED  # e.g. our own mail looping back: answering could start a loop
     if kind is Kind.REPLY or _sent_to_reply_address(inbound, ctx.settings):
         return _reply(session, inbound, mail, ctx, now)
     sender = mail.from_address
     if not sender:
-        return UNREADABLE  # nobody to answer; the raw bytes stay for an operator
+        return Outcome.UNREADABLE  # nobody to answer; the raw bytes stay for an operator
     reply = Reply(inbound_id=_id(inbound), mail=mail, to=sender)
     if kind is Kind.CONTRACT:
         return _contract(session, mail, reply, ctx, now)
@@ -106,7 +95,7 @@ def process_message(
             send_help(session, ctx.settings, reply, schedule=_upcoming(session, ctx, now), now=now)
         else:
             _send_outsider_help(session, ctx.settings, reply, now)
-        return HELP
+        return Outcome.HELP
     return _request(session, inbound, mail, reply, ctx, now)
 
 
@@ -130,12 +119,12 @@ def _send_outsider_help(session: Session, settings: Settings, reply: Reply, now:
 
 def _contract(
     session: Session, mail: ParsedMail, reply: Reply, ctx: IntakeContext, now: datetime
-) -> str:
+) -> Outcome:
     """契約内容確認: the contract to a registered contact; to anyone else the neutral refusal,
     the very reply a request gets, so asking reveals nothing a request would not."""
     if not is_registered_contact(session, reply.to):
         send_refusal(session, ctx.settings, reply, now=now)
-        return REFUSED
+        return Outcome.REFUSED
     send_contract(
         session,
         ctx.settings,
@@ -144,7 +133,7 @@ def _contract(
         calendar=ctx.calendar,
         now=now,
     )
-    return CONTRACT
+    return Outcome.CONTRACT
 
 
 def answer_unreadable(
@@ -167,7 +156,7 @@ def answer_unreadable(
         session,
         ctx.settings,
         Reply(inbound_id=_id(inbound), mail=mail, to=sender),
-        kind=UNREADABLE,
+        kind="unreadable",
         subject="メールを読み取れませんでした",
         body=render("unreadable.txt.j2", organisation=ctx.settings.organisation),
         now=now,
@@ -194,7 +183,7 @@ def _sent_to_reply_address(inbound: InboundMessage, settings: Settings) -> bool:
 
 def _reply(
     session: Session, inbound: InboundMessage, mail: ParsedMail, ctx: IntakeContext, now: datetime
-) -> str:
+) -> Outcome:
     """A reply to one of mailbot's reply addresses: the tag says whose token it carries."""
     review = ReviewContext(settings=ctx.settings, calendar=ctx.calendar, now=now)
     for address in inbound.envelope_to:
@@ -212,7 +201,7 @@ def _reply(
             detail={"to": list(inbound.envelope_to), "subject": mail.subject},
         )
     )
-    return FOLLOW_UP
+    return Outcome.FOLLOW_UP
 
 
 def _request(
@@ -222,13 +211,13 @@ def _request(
     reply: Reply,
     ctx: IntakeContext,
     now: datetime,
-) -> str:
+) -> Outcome:
     sender = reply.to
     # Outsiders get the neutral refusal before any parsing: the answer must not depend on
     # what they wrote, or it would tell them something about the registry.
     if not is_registered_contact(session, sender):
         send_refusal(session, ctx.settings, reply, now=now)
-        return REFUSED
+        return Outcome.REFUSED
     form = read_request(
         mail,
         max_attachments=ctx.settings.max_attachments,
@@ -247,7 +236,7 @@ def _request(
             schedule=_upcoming(session, ctx, now),
             now=now,
         )
-        return INVALID
+        return Outcome.INVALID
     # Every value that could be read is checked against the registry too, so one reply names
     # every problem (parser problems first, then the draft's, then the rules').
     draft = read_draft(form, sender)
@@ -272,7 +261,7 @@ def _request(
         return _accept(session, inbound, mail, outcome, view, ctx, now)
     if any(problem.code == NOT_AUTHORIZED.code for problem in outcome):
         send_refusal(session, ctx.settings, reply, now=now)
-        return REFUSED
+        return Outcome.REFUSED
     # Addressed to the office only when it is the sender's own: naming another office's name
     # would tell the sender it exists.
     office = which_office(draft.office_code, sender, view)
@@ -286,7 +275,7 @@ def _request(
         schedule=_upcoming(session, ctx, now),
         now=now,
     )
-    return INVALID
+    return Outcome.INVALID
 
 
 def _accept(
@@ -297,7 +286,7 @@ def _accept(
     view: RegistryView,
     ctx: IntakeContext,
     now: datetime,
-) -> str:
+) -> Outcome:
     """Number it, and in the same transaction queue the receipt notice and review requests."""
     received_on = now.astimezone(ctx.settings.zone).date()
     application = create_application(
@@ -318,4 +307,4 @@ def _accept(
         now=now,
     )
     send_review_requests(session, ctx.settings, application, view=view, now=now)
-    return ACCEPTED
+    return Outcome.ACCEPTED

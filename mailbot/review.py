@@ -69,6 +69,7 @@ from mailbot.notify import (
     send_to_applicants,
     status_url,
 )
+from mailbot.outcome import Outcome
 from mailbot.return_path import envelope_agrees
 from mailbot.rules import RegistryView
 from mailbot.schedule_table import registration_dates
@@ -214,8 +215,8 @@ def handle_review_reply(
     inbound: InboundMessage,
     mail: ParsedMail,
     token_text: str,
-) -> str:
-    """A staff member's reply at ``apply+t…``. Returns the inbound outcome.
+) -> Outcome:
+    """A staff member's reply at ``apply+t…``; what it led to.
 
     A cancel token goes to :func:`handle_cancel_reply`; every other token is checked here as a
     review token (so an applicant's token is refused for its purpose).
@@ -224,23 +225,25 @@ def handle_review_reply(
     if signed_purpose(keys, token_text, ctx.now) is Purpose.CANCEL:
         return handle_cancel_reply(session, ctx, inbound, mail, token_text)
     authorised = _authorise(session, ctx, inbound, mail, token_text, Purpose.REVIEW)
-    if isinstance(authorised, str):
+    if isinstance(authorised, Outcome):
         return authorised
     check, sender, staff, application = authorised
     assert check.token is not None
     if application.status != UNDER_REVIEW:
-        return _answer_staff(session, ctx, inbound, mail, "already_decided", _decided(application))
+        _answer_staff(session, ctx, inbound, mail, "already_decided", _decided(application))
+        return Outcome.ALREADY_DECIDED
     if application.version != check.token.version:
         return _refuse(session, ctx, inbound, mail, check, sender, "application_changed")
     decision = read_decision(mail.text)
     if decision is None or decision.action is Action.WITHDRAW:
-        return _answer_staff(session, ctx, inbound, mail, "decision_unreadable", {})
+        _answer_staff(session, ctx, inbound, mail, "decision_unreadable", {})
+        return Outcome.DECISION_UNREADABLE
     try:
         result = decide(
             session, ctx, application, staff, decision, via="mail", inbound_id=inbound.id
         )
     except DecisionError as problem:
-        return _answer_staff(
+        _answer_staff(
             session,
             ctx,
             inbound,
@@ -248,11 +251,12 @@ def handle_review_reply(
             "decision_refused",
             {"message_ja": problem.message_ja, "message_en": problem.message_en},
         )
+        return Outcome.DECISION_REFUSED
     use_token(session, check.token, ctx.now)
     if result == "approval_recorded":
         progress = _progress(session, application, ctx.settings)
         _answer_staff(session, ctx, inbound, mail, "approval_recorded", progress)
-    return "decision"
+    return Outcome.DECISION
 
 
 def _keys_for(session: Session, ctx: ReviewContext, token_text: str) -> Keyring:
@@ -279,7 +283,7 @@ def _authorise(
     mail: ParsedMail,
     token_text: str,
     purpose: Purpose,
-) -> _Authorised | str:
+) -> _Authorised | Outcome:
     """A staff reply's authority: the checked token, its holder and its application, or the
     outcome of the refusal (recorded, and answered only to a staff address)."""
     keys = _keys_for(session, ctx, token_text)
@@ -335,7 +339,7 @@ def _refuse(
     check: TokenCheck,
     sender: str,
     reason: str,
-) -> str:
+) -> Outcome:
     """Change nothing; record and log why; answer only a staff address (nobody else learns)."""
     # The reason and where to look, never the token: it is a credential until it expires.
     log.warning(
@@ -358,7 +362,7 @@ def _refuse(
         advice_ja, advice_en = REFUSAL_ADVICE.get(reason, REFUSAL_ADVICE["default"])
         context = {"reason": reason, "advice_ja": advice_ja, "advice_en": advice_en}
         _answer_staff(session, ctx, inbound, mail, "reply_refused", context)
-    return "reply_refused"
+    return Outcome.REPLY_REFUSED
 
 
 # What a staff member whose reply was refused is told, by reason: the cause as far as mailbot
@@ -447,7 +451,7 @@ def _answer_staff(
     mail: ParsedMail,
     kind: str,
     context: dict[str, Any],
-) -> str:
+) -> None:
     assert inbound.id is not None and mail.from_address
     send_reply(
         session,
@@ -458,7 +462,6 @@ def _answer_staff(
         body=render(f"staff_{kind}.txt.j2", **context),
         now=ctx.now,
     )
-    return kind if kind != "approval_recorded" else "decision"
 
 
 _STAFF_SUBJECTS = {
@@ -495,7 +498,7 @@ def handle_applicant_reply(
     inbound: InboundMessage,
     mail: ParsedMail,
     token_text: str,
-) -> str:
+) -> Outcome:
     """A reply to a notice the applicant or manager got: a withdrawal, or a message for staff
     (recorded, and forwarded to them: mailbot.follow_up)."""
     keys = _keys_for(session, ctx, token_text)
@@ -510,7 +513,7 @@ def handle_applicant_reply(
     decision = read_decision(mail.text)
     if decision is None or decision.action is not Action.WITHDRAW:
         _follow_up(session, ctx, application, inbound, mail, sender, "follow_up_received")
-        return "follow_up"
+        return Outcome.FOLLOW_UP
     if application.status != UNDER_REVIEW:
         # Too late to withdraw by reply, but staff can still cancel an approved application:
         # they get the request, and the applicant (who holds the token) is told so.
@@ -529,10 +532,10 @@ def handle_applicant_reply(
             ),
             now=ctx.now,
         )
-        return "follow_up"
+        return Outcome.FOLLOW_UP
     use_token(session, token, ctx.now)
     withdraw(session, ctx, application, actor=sender, reason=decision.reason, inbound_id=inbound.id)
-    return "withdrawal"
+    return Outcome.WITHDRAWAL
 
 
 def _follow_up(
@@ -569,7 +572,7 @@ def handle_cancel_reply(
     inbound: InboundMessage,
     mail: ParsedMail,
     token_text: str,
-) -> str:
+) -> Outcome:
     """A staff member's ``取消 理由`` reply to the notice that their approval took effect.
 
     The same authority as a review decision (token, token holder, active staff, authentication),
@@ -578,7 +581,7 @@ def handle_cancel_reply(
     leaves the token as it was.
     """
     authorised = _authorise(session, ctx, inbound, mail, token_text, Purpose.CANCEL)
-    if isinstance(authorised, str):
+    if isinstance(authorised, Outcome):
         return authorised
     check, sender, staff, application = authorised
     assert check.token is not None
@@ -586,9 +589,10 @@ def handle_cancel_reply(
         return _refuse(session, ctx, inbound, mail, check, sender, "application_changed")
     command = read_decision(mail.text)
     if command is None or command.action is not Action.CANCEL:
-        return _answer_staff(
+        _answer_staff(
             session, ctx, inbound, mail, "cancel_unreadable", {"receipt_no": application.receipt_no}
         )
+        return Outcome.CANCEL_UNREADABLE
     try:
         cancel_application(
             session,
@@ -602,7 +606,7 @@ def handle_cancel_reply(
             inbound_id=inbound.id,
         )
     except CancelError as problem:
-        return _answer_staff(
+        _answer_staff(
             session,
             ctx,
             inbound,
@@ -614,6 +618,7 @@ def handle_cancel_reply(
                 "can_retry": problem.can_retry,
             },
         )
+        return Outcome.CANCEL_REFUSED
     use_token(session, check.token, ctx.now)
     _answer_staff(
         session,
@@ -623,7 +628,7 @@ def handle_cancel_reply(
         "cancel_recorded",
         {**application_context(session, application), "reason": command.reason},
     )
-    return "cancellation"
+    return Outcome.CANCELLATION
 
 
 # --- decisions -----------------------------------------------------------------------------------
