@@ -1,4 +1,6 @@
-"""Creating and reading applications. The only writer of new applications (called by intake)."""
+"""Creating, finishing and reading applications: the only writer of a new application (called
+by intake) and of an application's status change (review, withdrawal, cancellation), each with
+its audit event. Applying on the start date changes many at once, set-based (mailbot.applying)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,20 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from db.models import UNDER_REVIEW, Application, ApplicationItem, AuditEvent, InboundMessage
+from db.models import (
+    APPROVED,
+    CANCELLED,
+    REJECTED,
+    UNDER_REVIEW,
+    WITHDRAWN,
+    Application,
+    ApplicationItem,
+    AuditEvent,
+    InboundMessage,
+)
 from mailbot.errors import NotFoundError
 from mailbot.logs import add_log_fields
 from mailbot.receipts import allocate_receipt_no, parse_receipt_no
@@ -101,6 +114,62 @@ def create_application(
         len(plan.user_ids),
     )
     return application
+
+
+# The audit event each status an application is moved to is recorded as.
+FINISHED_EVENTS = {
+    APPROVED: "review_finished",
+    REJECTED: "review_finished",
+    WITHDRAWN: "withdrawn",
+    CANCELLED: "cancelled",
+}
+
+
+def finish(
+    session: Session,
+    application: Application,
+    status: str,
+    *,
+    actor: str,
+    now: datetime,
+    via: str,
+    reason: str | None = None,
+    inbound_id: int | None = None,
+) -> None:
+    """Move ``application`` to ``status`` in the caller's transaction, with its audit event.
+
+    Who, when and why go on the application; its version goes up, so every token issued for
+    the old state stops working; unless it stays open (approved, until applied), its items stop
+    holding their IDs, so a new application may name them. ``via`` (mail or cli) and
+    ``inbound_id`` (the reply that asked for it) go to the audit log.
+    """
+    application.status = status
+    application.decided_by = actor
+    application.decided_at = now
+    application.decision_reason = reason
+    application.version += 1
+    application.updated_at = now
+    session.add(application)
+    if status not in (UNDER_REVIEW, APPROVED):
+        session.execute(
+            update(ApplicationItem)
+            .where(col(ApplicationItem.application_id) == application.id)
+            .values(open=False)
+        )
+    detail: dict[str, Any] = {"status": status, "reason": reason, "via": via}
+    if status == CANCELLED:  # what was called off: the start date it no longer has
+        assert application.start_date is not None
+        detail = {"reason": reason, "start_date": application.start_date.isoformat(), "via": via}
+    session.add(
+        AuditEvent(
+            at=now,
+            application_id=application.id,
+            event=FINISHED_EVENTS[status],
+            actor=actor,
+            inbound_id=inbound_id,
+            detail=detail,
+        )
+    )
 
 
 def find_application(session: Session, receipt_no: str) -> Application:

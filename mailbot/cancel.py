@@ -21,19 +21,17 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from db.models import (
     APPROVED,
     CANCELLED,
     Application,
-    ApplicationItem,
-    AuditEvent,
     SchedulerJob,
     Staff,
 )
-from mailbot.applications import STATUS_JA, find_application
+from mailbot.applications import STATUS_JA, find_application, finish
 from mailbot.applying import MIDNIGHT, apply_job_id, is_due, run_time
 from mailbot.config import Settings
 from mailbot.dates import ja_date
@@ -84,35 +82,18 @@ def cancel_application(
             en="give the reason for the cancellation; the applicant reads it",
             can_retry=True,
         )
-    assert application.start_date is not None
-    application.status = CANCELLED
-    application.decided_by = staff.email
-    application.decided_at = now
-    application.decision_reason = reason
-    application.version += 1  # tokens issued for the approved state stop working
-    application.updated_at = now
-    session.add(application)
-    session.execute(
-        update(ApplicationItem)
-        .where(col(ApplicationItem.application_id) == application.id)
-        .values(open=False)
+    finish(
+        session,
+        application,
+        CANCELLED,
+        actor=staff.email,
+        now=now,
+        via=via,
+        reason=reason,
+        inbound_id=inbound_id,
     )
     job_id = apply_job_id(application.receipt_no)
     session.execute(delete(SchedulerJob).where(col(SchedulerJob.id) == job_id))
-    session.add(
-        AuditEvent(
-            at=now,
-            application_id=application.id,
-            event="cancelled",
-            actor=staff.email,
-            inbound_id=inbound_id,
-            detail={
-                "reason": reason,
-                "start_date": application.start_date.isoformat(),
-                "via": via,
-            },
-        )
-    )
     session.flush()
     send_to_applicants(
         session,

@@ -46,7 +46,7 @@ from db.models import (
 )
 from db.queries import registry_view
 from mailbot.addresses import tagged_address
-from mailbot.applications import STATUS_JA
+from mailbot.applications import STATUS_JA, finish
 from mailbot.applying import is_due, run_time
 from mailbot.authres import authenticated
 from mailbot.calendar import BusinessCalendar
@@ -770,7 +770,15 @@ def _approve(
     if more_needed:
         return "approval_recorded"
     chosen = start or _latest_requested_date(earlier) or application.proposed_start_date
-    _finish(session, ctx, application, staff.email, APPROVED, inbound_id, via=via)
+    finish(
+        session,
+        application,
+        APPROVED,
+        actor=staff.email,
+        now=ctx.now,
+        via=via,
+        inbound_id=inbound_id,
+    )
     application.start_date = chosen
     if chosen not in set(registration_dates(session)):
         _audit(
@@ -909,7 +917,16 @@ def _reject(
     via: str,
     inbound_id: int | None,
 ) -> None:
-    _finish(session, ctx, application, staff.email, REJECTED, inbound_id, via=via, reason=reason)
+    finish(
+        session,
+        application,
+        REJECTED,
+        actor=staff.email,
+        now=ctx.now,
+        via=via,
+        reason=reason,
+        inbound_id=inbound_id,
+    )
     send_to_applicants(
         session,
         ctx.settings,
@@ -933,7 +950,16 @@ def withdraw(
     reason: str,
     inbound_id: int | None,
 ) -> None:
-    _finish(session, ctx, application, actor, WITHDRAWN, inbound_id, via="mail", reason=reason)
+    finish(
+        session,
+        application,
+        WITHDRAWN,
+        actor=actor,
+        now=ctx.now,
+        via="mail",
+        reason=reason,
+        inbound_id=inbound_id,
+    )
     context = {**application_context(session, application), "actor": actor, "reason": reason}
     for member in active_staff(session):
         queue_staff_mail(
@@ -958,41 +984,4 @@ def withdraw(
         reason=reason,
         actor=actor,
         now=ctx.now,
-    )
-
-
-def _finish(
-    session: Session,
-    ctx: ReviewContext,
-    application: Application,
-    actor: str,
-    status: str,
-    inbound_id: int | None,
-    *,
-    via: str,
-    reason: str | None = None,
-) -> None:
-    """The review is over (審査終了): new status, who and when, and the items' hold released
-    unless the application stays open (approved)."""
-    application.status = status
-    application.decided_by = actor
-    application.decided_at = ctx.now
-    application.decision_reason = reason
-    application.version += 1  # every outstanding token for the old state stops working
-    application.updated_at = ctx.now
-    session.add(application)
-    if status not in (UNDER_REVIEW, APPROVED):
-        for item in _items(session, application):
-            item.open = False
-            session.add(item)
-    _audit(
-        session,
-        ctx,
-        application,
-        "review_finished" if status != WITHDRAWN else "withdrawn",
-        actor,
-        inbound_id,
-        status=status,
-        reason=reason,
-        via=via,
     )
