@@ -72,9 +72,10 @@ from db.models import (
     UserCode,
     UserId,
 )
+from mailbot import notices
 from mailbot.config import Settings
 from mailbot.errors import MailbotError
-from mailbot.notify import APPLIED_KIND
+from mailbot.notices import APPLIED_KIND
 from mailbot.outbox import enqueue_intents
 
 log = logging.getLogger(__name__)
@@ -747,11 +748,10 @@ def _queue_notices(session: Session, settings: Settings, batch: _Batch, now: dat
             + cast(a.id, String)
             + literal(f".{role}@{settings.domain}>", String)
         )
-        # The format of every application notice's key (notify.send_to_applicants).
-        dedupe_key = literal("application:", String) + a.receipt_no + f":{APPLIED_KIND}:" + address
+        key = notices.dedupe_key(notices.application_cause(a.receipt_no), notices.APPLIED, address)
         rows = select(
             literal(APPLIED_KIND, String).label("kind"),
-            dedupe_key.label("dedupe_key"),
+            key.label("dedupe_key"),
             a.id.label("application_id"),
             a.inbound_id.label("inbound_id"),
             func.trim(address).label("recipient"),

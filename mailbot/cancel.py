@@ -31,18 +31,13 @@ from db.models import (
     SchedulerJob,
     Staff,
 )
+from mailbot import notices
 from mailbot.applications import STATUS_JA, find_application, finish
 from mailbot.applying import MIDNIGHT, apply_job_id, is_due, run_time
 from mailbot.config import Settings
 from mailbot.dates import ja_date
 from mailbot.errors import BilingualError
-from mailbot.notify import (
-    application_context,
-    queue_staff_mail,
-    render,
-    send_to_applicants,
-    status_url,
-)
+from mailbot.notify import application_context, queue_staff_mail, send_to_applicants, status_url
 from mailbot.staff import active_staff, find_staff
 
 
@@ -99,10 +94,7 @@ def cancel_application(
         session,
         settings,
         application,
-        template="cancelled.txt.j2",
-        kind="cancelled",
-        subject=f"利用申込取消のお知らせ（{application.receipt_no}）",
-        event="cancelled",
+        notices.CANCELLED,
         now=now,
         status_url=status_url(session, settings, application.receipt_no, now),
         reason=reason,
@@ -121,7 +113,11 @@ def _tell_other_staff(
     now: datetime,
 ) -> None:
     """The rest of the team learn of it (the canceller ran the command or got a confirmation)."""
-    context = {**application_context(session, application), "actor": canceller.email}
+    context = {
+        **application_context(session, application),
+        "actor": canceller.email,
+        "cancel_reason": reason,
+    }
     for member in active_staff(session):
         if member.id == canceller.id:
             continue
@@ -129,10 +125,9 @@ def _tell_other_staff(
             session,
             settings,
             member,
-            subject=f"承認が取り消されました（{application.receipt_no}）",
-            body=render("staff_cancelled.txt.j2", cancel_reason=reason, **context),
-            kind="cancelled_staff",
-            dedupe_key=f"application:{application.receipt_no}:cancelled:{member.email}",
+            notices.CANCELLED_STAFF,
+            context,
+            cause=notices.application_cause(application.receipt_no),
             application_id=application.id,
             now=now,
         )

@@ -22,13 +22,14 @@ from sqlmodel import Session
 
 from db.models import APPROVED
 from db.queries import ContractIdRow, contact_office_codes, contract_id_rows, office_infos
+from mailbot import notices
 from mailbot.applications import STATUS_JA
 from mailbot.blank_form import Prefill, prefilled_attachments
 from mailbot.calendar import BusinessCalendar
 from mailbot.compose import Attachment
 from mailbot.config import Settings
 from mailbot.normalize import ident_of
-from mailbot.notify import Reply, render, send_reply
+from mailbot.notify import Reply, send_reply
 from mailbot.office_link import office_link_expiry, office_url
 from mailbot.rules import OfficeInfo
 from mailbot.upcoming import Upcoming, load_upcoming
@@ -253,9 +254,6 @@ def prefilled_forms(
 
 # --- the contract reply ----------------------------------------------------------------------
 
-CONTRACT_SUBJECT = "契約内容のお知らせ"
-CONTRACT_KIND = "contract"
-
 
 def send_contract(
     session: Session,
@@ -281,22 +279,14 @@ def send_contract(
         url = office_url(session, settings, contract.office.code, now)
         offices.append({"contract": contract, "url": url, "forms": forms.names})
         attachments += forms.attachments
-    body = render(
-        "contract.txt.j2",
-        name=sender_name or None,
-        organisation=settings.organisation,
-        today=today,
-        offices=offices,
-        schedule=schedule,
-        link_until=office_link_expiry(settings, now).astimezone(settings.zone).date(),
-    )
+    values = {
+        "name": sender_name or None,
+        "organisation": settings.organisation,
+        "today": today,
+        "offices": offices,
+        "schedule": schedule,
+        "link_until": office_link_expiry(settings, now).astimezone(settings.zone).date(),
+    }
     return send_reply(
-        session,
-        settings,
-        reply,
-        kind=CONTRACT_KIND,
-        subject=CONTRACT_SUBJECT,
-        body=body,
-        now=now,
-        attachments=attachments,
+        session, settings, reply, notices.CONTRACT, values, now=now, attachments=attachments
     )

@@ -16,16 +16,16 @@ from datetime import datetime
 from sqlmodel import Session
 
 from db.models import Application, InboundMessage
+from mailbot import notices
 from mailbot.config import Settings
 from mailbot.mime import ParsedMail
-from mailbot.notify import application_context, queue_staff_mail, render, status_url
+from mailbot.notify import application_context, queue_staff_mail, status_url
 from mailbot.outbox import take_autoreply_allowance
 from mailbot.quoting import new_lines
 from mailbot.staff import active_staff
 
 # Characters of the reply shown to staff; the rest stays in the stored message.
 TEXT_LIMIT = 4000
-KIND = "follow_up_staff"
 
 
 def forward_to_staff(
@@ -59,10 +59,9 @@ def forward_to_staff(
             session,
             settings,
             member,
-            subject=f"申込者からの返信（{application.receipt_no}）",
-            body=render("staff_follow_up.txt.j2", **context),
-            kind=KIND,
-            dedupe_key=f"inbound:{inbound.id}:{KIND}:{member.email}",
+            notices.FOLLOW_UP_STAFF,
+            context,
+            cause=notices.inbound_cause(inbound.id),
             application_id=application.id,
             inbound_id=inbound.id,
             reply_to=sender,

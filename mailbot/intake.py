@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from db.models import AuditEvent, InboundMessage
 from db.queries import is_registered_contact, registry_view
+from mailbot import notices
 from mailbot.addresses import is_own_address, reply_tag
 from mailbot.applications import create_application
 from mailbot.calendar import BusinessCalendar
@@ -25,9 +26,7 @@ from mailbot.mime import ParsedMail, parse_headers, parse_mail
 from mailbot.normalize import clean_name
 from mailbot.notify import (
     APPLICANT_TAG,
-    HELP_SUBJECT,
     Reply,
-    render,
     send_help,
     send_problems,
     send_receipt_complete,
@@ -102,19 +101,8 @@ def process_message(
 def _send_outsider_help(session: Session, settings: Settings, reply: Reply, now: datetime) -> None:
     """Help for someone who is not a registered contact: a short text saying from where to ask
     (anyone can forge a From, so no form and nothing worth forging it for)."""
-    send_reply(
-        session,
-        settings,
-        reply,
-        kind="help",
-        subject=HELP_SUBJECT,
-        body=render(
-            "help_outsider.txt.j2",
-            organisation=settings.organisation,
-            intake_address=settings.intake_address,
-        ),
-        now=now,
-    )
+    values = {"organisation": settings.organisation, "intake_address": settings.intake_address}
+    send_reply(session, settings, reply, notices.HELP_OUTSIDER, values, now=now)
 
 
 def _contract(
@@ -152,15 +140,9 @@ def answer_unreadable(
     sender = mail.from_address
     if not classification.may_answer or not sender or not is_known_sender(session, sender):
         return False
-    return send_reply(
-        session,
-        ctx.settings,
-        Reply(inbound_id=_id(inbound), mail=mail, to=sender),
-        kind="unreadable",
-        subject="メールを読み取れませんでした",
-        body=render("unreadable.txt.j2", organisation=ctx.settings.organisation),
-        now=now,
-    )
+    reply = Reply(inbound_id=_id(inbound), mail=mail, to=sender)
+    values = {"organisation": ctx.settings.organisation}
+    return send_reply(session, ctx.settings, reply, notices.UNREADABLE, values, now=now)
 
 
 def _upcoming(session: Session, ctx: IntakeContext, now: datetime) -> Upcoming:

@@ -1,21 +1,23 @@
 """Render notices from templates and put them in the outbox, inside the caller's transaction.
 
-Every notice is rendered once, here; the outbox then delivers the stored bytes, so a retry
-sends exactly what was decided at the time. Most notices are rendered in the transaction that
-causes them. The applied notice, of which one start date may bring tens of thousands, is
-queued as an intent by that transaction (mailbot.applying) and rendered here by
-:func:`render_intent` when the outbox first claims it; its facts come from the ``applied``
-audit event committed with the change, so rendering later says what happened then.
+Which notices there are (template, subject, audience, cap, dedupe key) is the catalogue,
+mailbot.notices; this module renders them. Every notice is rendered once, here; the outbox then
+delivers the stored bytes, so a retry sends exactly what was decided at the time. Most notices
+are rendered in the transaction that causes them. The applied notice, of which one start date
+may bring tens of thousands, is queued as an intent by that transaction (mailbot.applying) and
+rendered here by :func:`render_intent` when the outbox first claims it (:func:`intent_renderer`
+is what serve gives the outbox for that); its facts come from the ``applied`` audit event
+committed with the change, so rendering later says what happened then.
 
-Dedupe keys name the cause (inbound message or application event), the kind and the
-recipient, so processing the same cause twice can never mail anyone twice. Automatic replies
-to a sender (problems, refusals, help, short answers) are capped per address per day; notices
-about real applications are not.
+Dedupe keys (mailbot.notices.dedupe_key) name the cause, the notice and the recipient, so
+processing the same cause twice can never mail anyone twice. Automatic replies to a sender
+(problems, refusals, help, short answers) are capped per address per day; notices about real
+applications are not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cache
@@ -35,6 +37,17 @@ from mailbot.errors import MailbotError
 from mailbot.keys import keyring
 from mailbot.mime import ParsedMail
 from mailbot.normalize import network_of
+from mailbot.notices import (
+    APPLIED,
+    HELP,
+    RECEIPT_COMPLETE,
+    REFUSAL,
+    REQUEST_PROBLEMS,
+    Notice,
+    application_cause,
+    dedupe_key,
+    inbound_cause,
+)
 from mailbot.outbox import enqueue
 from mailbot.problems import Problem
 from mailbot.reply_limits import OUTSIDER_REPLY_MAX_BYTES, take_reply_allowance
@@ -51,7 +64,7 @@ def network_ja(user_id: str) -> str:
 @cache
 def environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("mailbot", "templates"),
+        loader=PackageLoader("mailbot", "templates/mail"),
         undefined=StrictUndefined,  # a missing value is a bug, never a blank in a customer mail
         autoescape=False,  # plain-text mail
         keep_trailing_newline=True,
@@ -62,8 +75,9 @@ def environment() -> Environment:
     return env
 
 
-def render(template: str, **context: Any) -> str:
-    return environment().get_template(template).render(**context)
+def render(notice: Notice, **context: Any) -> str:
+    """The body of ``notice`` from its template (mailbot.notices)."""
+    return environment().get_template(notice.template).render(**context)
 
 
 def references_of(mail: ParsedMail) -> list[str]:
@@ -76,12 +90,11 @@ def references_of(mail: ParsedMail) -> list[str]:
 def queue_mail(
     session: Session,
     settings: Settings,
+    notice: Notice,
+    values: Mapping[str, Any],
     *,
     to: str,
-    subject: str,
-    body: str,
-    kind: str,
-    dedupe_key: str,
+    key: str,
     now: datetime,
     to_name: str | None = None,
     application_id: int | None = None,
@@ -92,14 +105,15 @@ def queue_mail(
     auto_submitted: str = AUTO_REPLIED,
     max_bytes: int | None = None,
 ) -> bool:
-    """Compose one message and put it in the outbox; False when the dedupe key was used."""
+    """Render ``notice`` with ``values`` (its subject too), compose it and put it in the outbox;
+    False when the dedupe ``key`` was used."""
     composed = compose(
         settings,
         to=to,
         to_name=to_name,
-        subject=subject,
-        body=body,
-        kind=kind,
+        subject=notice.subject_for(values),
+        body=render(notice, **values),
+        kind=notice.kind,
         in_reply_to=answering.message_id if answering else None,
         references=references_of(answering) if answering else (),
         reply_to=reply_to,
@@ -110,8 +124,8 @@ def queue_mail(
     row_id = enqueue(
         session,
         composed,
-        kind=kind,
-        dedupe_key=dedupe_key,
+        kind=notice.kind,
+        dedupe_key=key,
         recipient=to,
         application_id=application_id,
         inbound_id=inbound_id,
@@ -125,27 +139,27 @@ def queue_staff_mail(
     session: Session,
     settings: Settings,
     member: Staff,
+    notice: Notice,
+    values: Mapping[str, Any],
     *,
-    subject: str,
-    body: str,
-    kind: str,
-    dedupe_key: str,
+    cause: str,
     now: datetime,
+    version: int | None = None,
     application_id: int | None = None,
     inbound_id: int | None = None,
     reply_to: str | None = None,
 ) -> bool:
-    """A mail to one staff member: addressed by name, ``Auto-Submitted: auto-generated`` (it
-    answers no mail of theirs), not capped (staff are not robots to be protected from)."""
+    """A mail to one staff member, ``staff_name`` theirs: addressed by name,
+    ``Auto-Submitted: auto-generated`` (it answers no mail of theirs), not capped here (staff
+    are not robots to be protected from). ``cause`` and ``version``: its dedupe key."""
     return queue_mail(
         session,
         settings,
+        notice,
+        {**values, "staff_name": member.name},
         to=member.email,
         to_name=member.name or None,
-        subject=subject,
-        body=body,
-        kind=kind,
-        dedupe_key=dedupe_key,
+        key=dedupe_key(cause, notice, member.email, version=version),
         application_id=application_id,
         inbound_id=inbound_id,
         reply_to=reply_to,
@@ -170,10 +184,9 @@ def send_reply(
     session: Session,
     settings: Settings,
     reply: Reply,
+    notice: Notice,
+    values: Mapping[str, Any],
     *,
-    kind: str,
-    subject: str,
-    body: str,
     now: datetime,
     attach_form: bool = False,
     attachments: Sequence[Attachment] = (),
@@ -181,6 +194,7 @@ def send_reply(
     """An error, help, refusal or short answer, within mailbot.reply_limits: never to the null
     sender or mailbot's own addresses; to an outsider only short text, without the form or
     any other attachment."""
+    assert notice.capped, f"{notice.kind} is no reply to a sender"
     allowance = take_reply_allowance(
         session, settings, to=reply.to, inbound_id=reply.inbound_id, now=now
     )
@@ -193,11 +207,10 @@ def send_reply(
     return queue_mail(
         session,
         settings,
+        notice,
+        values,
         to=reply.to,
-        subject=subject,
-        body=body,
-        kind=kind,
-        dedupe_key=f"inbound:{reply.inbound_id}:{kind}:{reply.to}",
+        key=dedupe_key(inbound_cause(reply.inbound_id), notice, reply.to),
         inbound_id=reply.inbound_id,
         answering=reply.mail,
         attachments=attachments,
@@ -216,16 +229,27 @@ def problems_body(
 ) -> str:
     """Every problem in one reply, numbered; notes (``note.…``: a check left out because it
     depends on a broken value) after them; the next registration dates; the blank form."""
-    return render(
-        "request_problems.txt.j2",
-        organisation=organisation,
-        problems=[problem for problem in problems if not problem.code.startswith("note.")],
-        notes=[problem for problem in problems if problem.code.startswith("note.")],
-        name=name,
-        office=office,
-        schedule=schedule,
-        blank_form=blank_form_text(),
-    )
+    values = _problems_values(organisation, problems, name=name, office=office, schedule=schedule)
+    return render(REQUEST_PROBLEMS, **values)
+
+
+def _problems_values(
+    organisation: str,
+    problems: Sequence[Problem],
+    *,
+    name: str | None,
+    office: Any,
+    schedule: Upcoming,
+) -> dict[str, Any]:
+    return {
+        "organisation": organisation,
+        "problems": [problem for problem in problems if not problem.code.startswith("note.")],
+        "notes": [problem for problem in problems if problem.code.startswith("note.")],
+        "name": name,
+        "office": office,
+        "schedule": schedule,
+        "blank_form": blank_form_text(),
+    }
 
 
 def send_problems(
@@ -239,58 +263,29 @@ def send_problems(
     schedule: Upcoming,
     now: datetime,
 ) -> bool:
-    body = problems_body(
+    values = _problems_values(
         settings.organisation, problems, name=name, office=office, schedule=schedule
     )
-    return send_reply(
-        session,
-        settings,
-        reply,
-        kind="request_problems",
-        subject="利用者ID廃止申込を受け付けできませんでした（要修正）",
-        body=body,
-        now=now,
-        attach_form=True,
-    )
+    return send_reply(session, settings, reply, REQUEST_PROBLEMS, values, now=now, attach_form=True)
 
 
 def send_refusal(session: Session, settings: Settings, reply: Reply, *, now: datetime) -> bool:
     """The neutral refusal: one text for every outsider, whatever they named."""
-    return send_reply(
-        session,
-        settings,
-        reply,
-        kind="refusal",
-        subject="お申込みを受け付けできませんでした",
-        body=render("refusal.txt.j2", organisation=settings.organisation),
-        now=now,
-    )
-
-
-HELP_SUBJECT = "利用者IDの廃止申込の方法"
+    values = {"organisation": settings.organisation}
+    return send_reply(session, settings, reply, REFUSAL, values, now=now)
 
 
 def send_help(
     session: Session, settings: Settings, reply: Reply, *, schedule: Upcoming, now: datetime
 ) -> bool:
-    body = render(
-        "help.txt.j2",
-        organisation=settings.organisation,
-        intake_address=settings.intake_address,
-        lead_business_days=settings.lead_business_days,
-        schedule=schedule,
-        blank_form=blank_form_text(),
-    )
-    return send_reply(
-        session,
-        settings,
-        reply,
-        kind="help",
-        subject=HELP_SUBJECT,
-        body=body,
-        now=now,
-        attach_form=True,
-    )
+    values = {
+        "organisation": settings.organisation,
+        "intake_address": settings.intake_address,
+        "lead_business_days": settings.lead_business_days,
+        "schedule": schedule,
+        "blank_form": blank_form_text(),
+    }
+    return send_reply(session, settings, reply, HELP, values, now=now, attach_form=True)
 
 
 # --- notices about an application (not capped) ---------------------------------------------------
@@ -358,11 +353,8 @@ def send_to_applicants(
     session: Session,
     settings: Settings,
     application: Application,
+    notice: Notice,
     *,
-    template: str,
-    kind: str,
-    subject: str,
-    event: str,
     now: datetime,
     answering: ParsedMail | None = None,
     **extra: Any,
@@ -381,15 +373,16 @@ def send_to_applicants(
             settings,
             application,
             Addressee(address, name),
-            Notice(template=template, kind=kind, subject=subject, context=context),
+            notice,
+            context,
             now=now,
             answering=answering,
         )
         row_id = enqueue(
             session,
             composed,
-            kind=kind,
-            dedupe_key=f"application:{application.receipt_no}:{event}:{address}",
+            kind=notice.kind,
+            dedupe_key=dedupe_key(application_cause(application.receipt_no), notice, address),
             recipient=address,
             application_id=application.id,
             inbound_id=application.inbound_id,
@@ -405,22 +398,13 @@ class Addressee:
     name: str
 
 
-@dataclass(frozen=True)
-class Notice:
-    """What a notice about an application says: its template, kind, subject and values."""
-
-    template: str
-    kind: str
-    subject: str
-    context: dict[str, Any]
-
-
 def _compose_for(
     session: Session,
     settings: Settings,
     application: Application,
     to: Addressee,
     notice: Notice,
+    context: Mapping[str, Any],
     *,
     now: datetime,
     answering: ParsedMail | None = None,
@@ -438,14 +422,12 @@ def _compose_for(
         now=now,
         lifetime=timedelta(days=settings.link_token_days),
     )
-    body = render(
-        notice.template, name=to.name, organisation=settings.organisation, **notice.context
-    )
+    body = render(notice, name=to.name, organisation=settings.organisation, **context)
     return compose(
         settings,
         to=to.address,
         to_name=f"{to.name} 様",
-        subject=notice.subject,
+        subject=notice.subject_for(context),
         body=body,
         kind=notice.kind,
         in_reply_to=answering.message_id if answering else None,
@@ -457,8 +439,6 @@ def _compose_for(
 
 
 # --- notices queued as intents, rendered when the outbox first claims them ----------------------
-
-APPLIED_KIND = "applied"  # the applied notice's outbox kind, and the event in its dedupe key
 
 
 class IntentError(MailbotError):
@@ -474,16 +454,12 @@ def render_intent(
     stored bytes, the reply token in them and the claim commit together. The Message-ID is
     the one the intent was queued with.
     """
-    if row.kind != APPLIED_KIND:
+    if row.kind != APPLIED.kind:
         raise IntentError(f"outbox message {row.id}: no renderer for intents of kind {row.kind}")
     composed = _applied_notice(session, settings, row, now)
     row.raw = composed.raw
     row.subject = composed.subject
     session.add(row)
-
-
-def applied_subject(receipt_no: str) -> str:
-    return f"利用者ID廃止の適用完了のお知らせ（{receipt_no}）"
 
 
 def _applied_notice(
@@ -507,18 +483,13 @@ def _applied_notice(
         "abolished_codes": applied["user_codes"],
         "codes_still_active": applied["codes_still_active"],
     }
-    notice = Notice(
-        template="applied.txt.j2",
-        kind=APPLIED_KIND,
-        subject=applied_subject(application.receipt_no),
-        context=context,
-    )
     return _compose_for(
         session,
         settings,
         application,
         Addressee(row.recipient, names[row.recipient]),
-        notice,
+        APPLIED,
+        context,
         now=now,
         message_id=row.message_id,  # fixed when the intent was queued
     )
@@ -528,7 +499,7 @@ def _applied_detail(session: Session, application: Application) -> dict[str, Any
     """The ``applied`` audit event's detail: what applying changed, recorded as it happened."""
     detail = session.exec(
         select(AuditEvent.detail)
-        .where(AuditEvent.application_id == application.id, AuditEvent.event == APPLIED_KIND)
+        .where(AuditEvent.application_id == application.id, AuditEvent.event == APPLIED.kind)
         .order_by(col(AuditEvent.id).desc())
         .limit(1)
     ).first()
@@ -552,10 +523,7 @@ def send_receipt_complete(
         session,
         settings,
         application,
-        template="receipt_complete.txt.j2",
-        kind="receipt_complete",
-        subject=f"利用申込受付完了のお知らせ（{application.receipt_no}）",
-        event="receipt_complete",
+        RECEIPT_COMPLETE,
         answering=mail,
         review_answer_from=review_answer_from,
         status_url=status_url,

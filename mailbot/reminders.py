@@ -26,14 +26,14 @@ from db.models import (
     OutboundMessage,
     Staff,
 )
+from mailbot import notices
 from mailbot.calendar import BusinessCalendar
 from mailbot.config import Settings
-from mailbot.notify import queue_staff_mail, render, status_url
+from mailbot.notify import queue_staff_mail, status_url
 from mailbot.staff import active_staff
 
 # "More than one business day": received on Monday, overdue from Wednesday morning.
 OVERDUE_AFTER_BUSINESS_DAYS = 1
-REMINDER_KIND = "review_reminder"
 
 _APPLICATION: Table = SQLModel.metadata.tables[Application.__tablename__]
 _ITEM: Table = SQLModel.metadata.tables[ApplicationItem.__tablename__]
@@ -63,7 +63,7 @@ def overdue_cutoff(
 
 
 def reminder_dedupe_key(today: date, email: str) -> str:
-    return f"reminder:{today.isoformat()}:{email}"
+    return notices.dedupe_key(notices.day_cause(today), notices.REVIEW_REMINDER, email)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -181,7 +181,7 @@ def send_review_reminders(
         rows = [w for w in waiting if (w.application_id, member.email) not in approved]
         if key in done or not rows:
             continue
-        queued += _queue_digest(session, settings, member, rows, key, now)
+        queued += _queue_digest(session, settings, member, rows, today, now)
     return queued
 
 
@@ -190,21 +190,16 @@ def _queue_digest(
     settings: Settings,
     member: Staff,
     rows: list[Waiting],
-    key: str,
+    today: date,
     now: datetime,
 ) -> bool:
+    values = {"rows": rows, "count": len(rows), "min_business_days": OVERDUE_AFTER_BUSINESS_DAYS}
     return queue_staff_mail(
         session,
         settings,
         member,
-        subject=f"審査待ちの申込が{len(rows)}件あります（受付から{OVERDUE_AFTER_BUSINESS_DAYS}営業日超）",
-        body=render(
-            "staff_reminder.txt.j2",
-            staff_name=member.name,
-            rows=rows,
-            min_business_days=OVERDUE_AFTER_BUSINESS_DAYS,
-        ),
-        kind=REMINDER_KIND,
-        dedupe_key=key,
+        notices.REVIEW_REMINDER,
+        values,
+        cause=notices.day_cause(today),
         now=now,
     )

@@ -45,6 +45,7 @@ from db.models import (
     Staff,
 )
 from db.queries import registry_view
+from mailbot import notices
 from mailbot.addresses import tagged_address
 from mailbot.applications import STATUS_JA, finish
 from mailbot.applying import is_due, run_time
@@ -64,7 +65,6 @@ from mailbot.notify import (
     Reply,
     application_context,
     queue_staff_mail,
-    render,
     send_reply,
     send_to_applicants,
     status_url,
@@ -145,13 +145,10 @@ def send_review_requests(
             session,
             settings,
             member,
-            subject=f"審査依頼：利用者ID廃止申込（{application.receipt_no}）",
-            body=render("review_request.txt.j2", staff_name=member.name, **context),
-            kind="review_request",
-            dedupe_key=(
-                f"application:{application.receipt_no}:review_request:"
-                f"v{application.version}:{member.email}"
-            ),
+            notices.REVIEW_REQUEST,
+            context,
+            cause=notices.application_cause(application.receipt_no),
+            version=application.version,
             application_id=application.id,
             reply_to=tagged_address(settings, REVIEW_TAG + token),
             now=now,
@@ -230,13 +227,13 @@ def handle_review_reply(
     check, sender, staff, application = authorised
     assert check.token is not None
     if application.status != UNDER_REVIEW:
-        _answer_staff(session, ctx, inbound, mail, "already_decided", _decided(application))
+        _answer_staff(session, ctx, inbound, mail, notices.ALREADY_DECIDED, _decided(application))
         return Outcome.ALREADY_DECIDED
     if application.version != check.token.version:
         return _refuse(session, ctx, inbound, mail, check, sender, "application_changed")
     decision = read_decision(mail.text)
     if decision is None or decision.action is Action.WITHDRAW:
-        _answer_staff(session, ctx, inbound, mail, "decision_unreadable", {})
+        _answer_staff(session, ctx, inbound, mail, notices.DECISION_UNREADABLE, {})
         return Outcome.DECISION_UNREADABLE
     try:
         result = decide(
@@ -248,14 +245,14 @@ def handle_review_reply(
             ctx,
             inbound,
             mail,
-            "decision_refused",
+            notices.DECISION_REFUSED,
             {"message_ja": problem.message_ja, "message_en": problem.message_en},
         )
         return Outcome.DECISION_REFUSED
     use_token(session, check.token, ctx.now)
     if result == "approval_recorded":
         progress = _progress(session, application, ctx.settings)
-        _answer_staff(session, ctx, inbound, mail, "approval_recorded", progress)
+        _answer_staff(session, ctx, inbound, mail, notices.APPROVAL_RECORDED, progress)
     return Outcome.DECISION
 
 
@@ -361,7 +358,7 @@ def _refuse(
     if sender and session.exec(select(Staff).where(Staff.email == sender)).first() is not None:
         advice_ja, advice_en = REFUSAL_ADVICE.get(reason, REFUSAL_ADVICE["default"])
         context = {"reason": reason, "advice_ja": advice_ja, "advice_en": advice_en}
-        _answer_staff(session, ctx, inbound, mail, "reply_refused", context)
+        _answer_staff(session, ctx, inbound, mail, notices.REPLY_REFUSED, context)
     return Outcome.REPLY_REFUSED
 
 
@@ -449,31 +446,13 @@ def _answer_staff(
     ctx: ReviewContext,
     inbound: InboundMessage,
     mail: ParsedMail,
-    kind: str,
-    context: dict[str, Any],
+    notice: notices.Notice,
+    values: dict[str, Any],
 ) -> None:
+    """Answer a staff member's reply (a refusal, what was recorded, what could not be read)."""
     assert inbound.id is not None and mail.from_address
-    send_reply(
-        session,
-        ctx.settings,
-        Reply(inbound_id=inbound.id, mail=mail, to=mail.from_address),
-        kind=kind,
-        subject=_STAFF_SUBJECTS[kind],
-        body=render(f"staff_{kind}.txt.j2", **context),
-        now=ctx.now,
-    )
-
-
-_STAFF_SUBJECTS = {
-    "already_decided": "この申込は審査済みです",
-    "decision_unreadable": "回答を読み取れませんでした",
-    "decision_refused": "回答を反映できませんでした",
-    "reply_refused": "返信を受け付けできませんでした",
-    "approval_recorded": "承認を記録しました",
-    "cancel_unreadable": "取消の指示を読み取れませんでした",
-    "cancel_refused": "取り消しできませんでした",
-    "cancel_recorded": "承認を取り消しました",
-}
+    reply = Reply(inbound_id=inbound.id, mail=mail, to=mail.from_address)
+    send_reply(session, ctx.settings, reply, notice, values, now=ctx.now)
 
 
 def _decided(application: Application) -> dict[str, Any]:
@@ -518,20 +497,13 @@ def handle_applicant_reply(
         # Too late to withdraw by reply, but staff can still cancel an approved application:
         # they get the request, and the applicant (who holds the token) is told so.
         _follow_up(session, ctx, application, inbound, mail, sender, "withdrawal_too_late")
-        send_reply(
-            session,
-            ctx.settings,
-            Reply(inbound_id=_inbound_id(inbound), mail=mail, to=sender),
-            kind="withdrawal_too_late",
-            subject=f"取下げのご依頼について（{application.receipt_no}）",
-            body=render(
-                "withdrawal_too_late.txt.j2",
-                organisation=ctx.settings.organisation,
-                receipt_no=application.receipt_no,
-                status_ja=STATUS_JA.get(application.status, application.status),
-            ),
-            now=ctx.now,
-        )
+        values = {
+            "organisation": ctx.settings.organisation,
+            "receipt_no": application.receipt_no,
+            "status_ja": STATUS_JA.get(application.status, application.status),
+        }
+        reply = Reply(inbound_id=_inbound_id(inbound), mail=mail, to=sender)
+        send_reply(session, ctx.settings, reply, notices.WITHDRAWAL_TOO_LATE, values, now=ctx.now)
         return Outcome.FOLLOW_UP
     use_token(session, token, ctx.now)
     withdraw(session, ctx, application, actor=sender, reason=decision.reason, inbound_id=inbound.id)
@@ -590,7 +562,12 @@ def handle_cancel_reply(
     command = read_decision(mail.text)
     if command is None or command.action is not Action.CANCEL:
         _answer_staff(
-            session, ctx, inbound, mail, "cancel_unreadable", {"receipt_no": application.receipt_no}
+            session,
+            ctx,
+            inbound,
+            mail,
+            notices.CANCEL_UNREADABLE,
+            {"receipt_no": application.receipt_no},
         )
         return Outcome.CANCEL_UNREADABLE
     try:
@@ -611,7 +588,7 @@ def handle_cancel_reply(
             ctx,
             inbound,
             mail,
-            "cancel_refused",
+            notices.CANCEL_REFUSED,
             {
                 "message_ja": problem.message_ja,
                 "message_en": problem.message_en,
@@ -625,7 +602,7 @@ def handle_cancel_reply(
         ctx,
         inbound,
         mail,
-        "cancel_recorded",
+        notices.CANCEL_RECORDED,
         {**application_context(session, application), "reason": command.reason},
     )
     return Outcome.CANCELLATION
@@ -794,10 +771,7 @@ def _approve(
         session,
         ctx.settings,
         application,
-        template="confirmation_complete.txt.j2",
-        kind="confirmation_complete",
-        subject="利用申込確認完了のお知らせ",
-        event="confirmation_complete",
+        notices.CONFIRMATION_COMPLETE,
         status_url=status_url(session, ctx.settings, application.receipt_no, ctx.now),
         now=ctx.now,
     )
@@ -829,13 +803,10 @@ def _tell_approvers(
             session,
             settings,
             member,
-            subject=f"承認が確定しました（{application.receipt_no}）",
-            body=render("staff_approved.txt.j2", staff_name=member.name, **context),
-            kind="approved_staff",
-            dedupe_key=(
-                f"application:{application.receipt_no}:approved_staff:"
-                f"v{application.version}:{member.email}"
-            ),
+            notices.APPROVED_STAFF,
+            context,
+            cause=notices.application_cause(application.receipt_no),
+            version=application.version,
             application_id=application.id,
             reply_to=reply_to,
             now=ctx.now,
@@ -931,10 +902,7 @@ def _reject(
         session,
         ctx.settings,
         application,
-        template="rejection.txt.j2",
-        kind="rejection",
-        subject=f"利用申込審査結果のお知らせ（{application.receipt_no}）",
-        event="rejection",
+        notices.REJECTION,
         status_url=status_url(session, ctx.settings, application.receipt_no, ctx.now),
         reason=reason,
         now=ctx.now,
@@ -966,10 +934,9 @@ def withdraw(
             session,
             ctx.settings,
             member,
-            subject=f"申込が取り下げられました（{application.receipt_no}）",
-            body=render("staff_withdrawn.txt.j2", **context),
-            kind="withdrawn_staff",
-            dedupe_key=f"application:{application.receipt_no}:withdrawn:{member.email}",
+            notices.WITHDRAWN_STAFF,
+            context,
+            cause=notices.application_cause(application.receipt_no),
             application_id=application.id,
             now=ctx.now,
         )
@@ -977,10 +944,7 @@ def withdraw(
         session,
         ctx.settings,
         application,
-        template="withdrawn.txt.j2",
-        kind="withdrawn",
-        subject=f"利用申込取下げのお知らせ（{application.receipt_no}）",
-        event="withdrawn",
+        notices.WITHDRAWN,
         reason=reason,
         actor=actor,
         now=ctx.now,

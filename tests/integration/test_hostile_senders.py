@@ -27,6 +27,7 @@ from db.engine import session_scope
 from db.models import OutboundMessage
 from mailbot.cli import main
 from mailbot.mime import parse_mail
+from mailbot.notices import REFUSAL
 from mailbot.notify import Reply, send_reply
 from mailbot.reply_limits import OUTSIDER_REPLY_MAX_BYTES
 from tests.integration.conftest import HarnessFactory
@@ -189,7 +190,7 @@ def test_the_reply_gate_refuses_our_own_addresses_whoever_calls_it(
     with session_scope(harness.engine) as session:
         reply = Reply(inbound_id=message.id or 0, mail=parse_mail(bytes(message.raw)), to=to)
         assert not send_reply(
-            session, harness.settings, reply, kind="refusal", subject="x", body="x", now=harness.now
+            session, harness.settings, reply, REFUSAL, {"organisation": "x"}, now=harness.now
         )
     assert queued(harness) == []
 
@@ -200,7 +201,7 @@ def test_the_reply_gate_refuses_a_message_whose_envelope_sender_was_null(harness
     with session_scope(harness.engine) as session:
         reply = Reply(inbound_id=message.id or 0, mail=parse_mail(bytes(message.raw)), to=YAMADA)
         assert not send_reply(
-            session, harness.settings, reply, kind="refusal", subject="x", body="x", now=harness.now
+            session, harness.settings, reply, REFUSAL, {"organisation": "x"}, now=harness.now
         )
     assert queued(harness) == []
 
