@@ -333,3 +333,56 @@ class SchedulerJob(SQLModel, table=True):
     id: str = Field(sa_column=Column(Unicode(191), primary_key=True))
     next_run_time: float | None = Field(default=None, sa_column=Column(Float(25), index=True))
     job_state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+# --- The staff console (mailbot.console, docs/console.md) ---------------------------------------
+
+
+class ConsoleLogin(SQLModel, table=True):
+    """A login link and code mailed to one staff member: either works once, until ``expires_at``.
+
+    Neither secret is stored: ``link_hash`` is the SHA-256 of the link's random part (the link
+    is also signed, so garbage is refused before a lookup), ``code_mac`` an HMAC of the code
+    under a signing key. ``code_tries`` counts wrong codes; a few and the code stops working.
+    """
+
+    __tablename__ = "console_login"
+
+    id: int | None = Field(default=None, primary_key=True)
+    staff_id: int = Field(foreign_key="staff.id", index=True)
+    link_hash: str = Field(unique=True, max_length=64)
+    code_mac: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+    code_tries: int = 0
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A logged-in browser. The cookie holds a random value; only its SHA-256 is stored here.
+
+    A session works while its staff member is active, until ``ended_at`` (logout), for
+    MAILBOT_CONSOLE_IDLE_MINUTES after ``last_seen_at`` and until ``expires_at`` (absolute).
+    ``csrf`` is the token every form of this session posts back.
+    """
+
+    __tablename__ = "console_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    staff_id: int = Field(foreign_key="staff.id", index=True)
+    csrf: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    ended_at: datetime | None = None
+
+
+class ConsoleRateCount(SQLModel, table=True):
+    """How often a bucket (``ask:ADDRESS``, ``code:ADDRESS``) was used in one clock hour."""
+
+    __tablename__ = "console_rate"
+
+    bucket: str = Field(primary_key=True, max_length=400)
+    hour: datetime = Field(primary_key=True)
+    count: int = 0

@@ -197,6 +197,17 @@ class Settings(BaseSettings):
     # How long the office page link in the contract reply opens the page (at most
     # link_token_days, which bounds how long a retired key verifies links).
     office_link_days: float = Field(default=14.0, gt=0)
+    # --- The staff console (/staff, docs/console.md) ---
+    # A login link or code works once, for this long (a mail scanner's GET spends nothing).
+    console_link_minutes: float = Field(default=10.0, gt=0, le=60)
+    # A session ends after this long without a request, and this long after login whatever.
+    console_idle_minutes: float = Field(default=30.0, gt=0)
+    console_session_hours: float = Field(default=12.0, gt=0, le=24 * 7)
+    # Per address per clock hour: links asked for, and codes typed (right or wrong).
+    console_link_requests_per_hour: int = Field(default=5, ge=1)
+    console_code_tries_per_hour: int = Field(default=10, ge=1)
+    # Under review with this few business days (or fewer) left before the start date: at risk.
+    console_risk_business_days: int = Field(default=2, ge=0, le=60)
 
     @classmethod
     def settings_customise_sources(
