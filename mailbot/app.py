@@ -44,6 +44,7 @@ from mailbot.logs import configure_logging
 from mailbot.memory import return_large_blocks_to_the_os
 from mailbot.metrics import observe_smtp_store
 from mailbot.monitor import CONNECTED, REFUSED, RUNNING, UNREACHABLE, Monitor, Part
+from mailbot.notify import intent_renderer
 from mailbot.outbox import run_outbox
 from mailbot.runtime import Runtime
 from mailbot.web import start_web
@@ -158,7 +159,9 @@ def _worker(shared: Shared) -> Coroutine[Any, Any, None]:
 
 
 def _outbox(shared: Shared) -> Coroutine[Any, Any, None]:
-    return run_outbox(shared.rt.engine, shared.rt.settings, shared.stop, wake=shared.notices)
+    settings = shared.rt.settings
+    render = intent_renderer(settings)  # the notices render the intents the outbox claims
+    return run_outbox(shared.rt.engine, settings, shared.stop, render=render, wake=shared.notices)
 
 
 def _scheduler(shared: Shared) -> Coroutine[Any, Any, None]:

@@ -48,7 +48,7 @@ from mailbot.notices import (
     dedupe_key,
     inbound_cause,
 )
-from mailbot.outbox import enqueue
+from mailbot.outbox import IntentRenderer, enqueue
 from mailbot.problems import Problem
 from mailbot.reply_limits import OUTSIDER_REPLY_MAX_BYTES, take_reply_allowance
 from mailbot.tokens import Purpose, issue_reply_token, link_token
@@ -460,6 +460,15 @@ def render_intent(
     row.raw = composed.raw
     row.subject = composed.subject
     session.add(row)
+
+
+def intent_renderer(settings: Settings) -> IntentRenderer:
+    """What the outbox renders intents with (serve's wiring gives it to mailbot.outbox)."""
+
+    def render(session: Session, row: OutboundMessage, now: datetime) -> None:
+        render_intent(session, settings, row, now)
+
+    return render
 
 
 def _applied_notice(

@@ -8,8 +8,9 @@ A writer with many notices at once (applying thousands of applications on one st
 calls :func:`enqueue_intents` instead: one ``INSERT … SELECT`` of rows that name the kind,
 application, recipient, dedupe key and Message-ID but carry no bytes yet. The invariant is the
 same, a notice exists iff its cause committed; what moves is the rendering. The outbox renders
-such a row (mailbot.notify.render_intent) in the transaction that claims it for its first
-attempt, and stores the bytes with the claim, so the row is rendered exactly once and every
+such a row in the transaction that claims it for its first attempt, with the renderer its caller
+gives it (:data:`IntentRenderer`; serve gives mailbot.notify's), and stores the bytes with the
+claim, so the row is rendered exactly once and every
 retry sends exactly those bytes. A crash before that commit leaves the row unrendered and due,
 and the next claim renders it.
 
@@ -79,6 +80,12 @@ MAX_IDLE_AFTER_ERRORS_SECONDS = 60.0
 
 _OUTBOUND: Table = SQLModel.metadata.tables[OutboundMessage.__tablename__]
 _AUTOREPLY: Table = SQLModel.metadata.tables[AutoreplyCount.__tablename__]
+
+
+# Renders an intent row in the caller's transaction (sets ``raw`` and ``subject``); raises when
+# it cannot. Given by the caller (mailbot.notify.intent_renderer), so the outbox knows how to
+# store and send a notice, and the notices know how to queue one, without knowing each other.
+IntentRenderer = Callable[[Session, OutboundMessage, datetime], None]
 
 
 class OutboxError(MailbotError):
@@ -171,7 +178,7 @@ def enqueue_intents(session: Session, rows: Select[*tuple[Any, ...]], *, now: da
     ``rows`` selects ``kind, dedupe_key, application_id, inbound_id, recipient, message_id``
     (by those labels), one row per notice. One ``INSERT … SELECT … ON CONFLICT (dedupe_key)
     DO NOTHING``: as with :func:`enqueue`, a cause processed twice queues nothing twice.
-    The kind must be one that mailbot.notify.render_intent knows how to render.
+    The kind must be one the deliverer's :data:`IntentRenderer` knows how to render.
     """
     wanted = rows.subquery()
     o = _OUTBOUND.c
@@ -565,7 +572,7 @@ async def deliver_due(
     backoff_seconds: float = 30.0,
     batch: int = 50,
     lease: timedelta = LEASE,
-    settings: Settings | None = None,
+    render: IntentRenderer | None = None,
     policy: RetryPolicy | None = None,
 ) -> int:
     """Send the pending rows due at ``now`` (at most ``batch``); the number sent.
@@ -573,7 +580,7 @@ async def deliver_due(
     Failed attempts are retried and given up by ``policy`` (default: ``backoff_seconds``
     doubling up to an hour apart, and never given up unless ``max_attempts`` is set).
 
-    With ``settings`` (as :func:`run_outbox` runs it) intents are rendered when claimed and
+    With ``render`` (as :func:`run_outbox` runs it) intents are rendered when claimed and
     then sent; without, only rows rendered already are claimed, and intents wait for a
     deliverer that can render them.
     """
@@ -581,7 +588,7 @@ async def deliver_due(
         raise OutboxError("deliver_due() needs an aware datetime")
     if policy is None:
         policy = RetryPolicy(backoff_seconds=backoff_seconds, max_attempts=max_attempts)
-    claimed, unrendered = await asyncio.to_thread(_claim, engine, now, batch, lease, settings)
+    claimed, unrendered = await asyncio.to_thread(_claim, engine, now, batch, lease, render)
     # Rows are sent one after another; stop at half the lease so that no row is still being
     # sent when its lease runs out and another process may claim it.
     deadline = time.monotonic() + lease.total_seconds() / 2
@@ -607,7 +614,7 @@ async def deliver_due(
 
 
 def _claim(
-    engine: Engine, now: datetime, batch: int, lease: timedelta, settings: Settings | None
+    engine: Engine, now: datetime, batch: int, lease: timedelta, render: IntentRenderer | None
 ) -> tuple[list[OutboundMessage], list[tuple[OutboundMessage, DeliveryError]]]:
     """Claim due rows, rendering the intents among them; (ready to send, failed to render)."""
     with session_scope(engine) as session:
@@ -620,21 +627,21 @@ def _claim(
             # then sending them again. SQLite ignores it; BEGIN IMMEDIATE serialises claims.
             .with_for_update(skip_locked=True)
         )
-        if settings is None:
+        if render is None:
             statement = statement.where(_OUTBOUND.c.raw.is_not(None))
         claimed = list(session.scalars(statement))
         for mail in claimed:
             mail.attempts += 1  # also the claim's fence token, see _record_failure
             mail.next_attempt_at = now + lease
         failed = []
-        if settings is not None:
-            failed = _render_intents(session, settings, claimed, now)
+        if render is not None:
+            failed = _render_intents(session, render, claimed, now)
         ready = [mail for mail in claimed if mail.raw is not None]
         return ready, failed  # detached with every column loaded (expire_on_commit=False)
 
 
 def _render_intents(
-    session: Session, settings: Settings, claimed: Sequence[OutboundMessage], now: datetime
+    session: Session, render: IntentRenderer, claimed: Sequence[OutboundMessage], now: datetime
 ) -> list[tuple[OutboundMessage, DeliveryError]]:
     """Render the claimed rows that have no bytes yet; the ones that could not be rendered.
 
@@ -642,17 +649,13 @@ def _render_intents(
     claim, or not at all. A row that fails (a template bug, its application gone) keeps no
     bytes, counts the attempt, and is tried again with backoff until it is given up.
     """
-    # Imported here: rendering needs the templates (mailbot.notify), which queue through
-    # this module.
-    from mailbot.notify import render_intent
-
     failed: list[tuple[OutboundMessage, DeliveryError]] = []
     for mail in claimed:
         if mail.raw is not None:
             continue
         try:
             with session.begin_nested():
-                render_intent(session, settings, mail, now)
+                render(session, mail, now)
         except Exception as exc:
             log.exception("outbox: message %s (%s) could not be rendered", mail.id, mail.kind)
             session.refresh(mail)  # the savepoint's rollback expired it
@@ -761,6 +764,7 @@ async def run_outbox(
     settings: Settings,
     stop: asyncio.Event,
     *,
+    render: IntentRenderer,
     clock: Callable[[], datetime] = utcnow,
     poll_seconds: float = 1.0,
     transport: Transport | None = None,
@@ -768,7 +772,8 @@ async def run_outbox(
 ) -> None:
     """Deliver due messages until ``stop`` is set. Never raises for a failed round.
 
-    ``wake`` (set by the intake worker after it commits notices) ends an idle wait at once.
+    ``render`` renders the intents among them (mailbot.notify.intent_renderer). ``wake`` (set
+    by the intake worker after it commits notices) ends an idle wait at once.
     """
     sender = transport if transport is not None else make_transport(settings)
     policy = RetryPolicy.from_settings(settings)
@@ -780,7 +785,7 @@ async def run_outbox(
                 engine,
                 sender,
                 now=clock(),
-                settings=settings,
+                render=render,
                 policy=policy,
             )
             failures = 0

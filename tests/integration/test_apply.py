@@ -31,6 +31,7 @@ from mailbot.calendar import BusinessCalendar
 from mailbot.config import Settings
 from mailbot.decisions import Action, Decision
 from mailbot.id_state import may_perform
+from mailbot.notify import intent_renderer
 from mailbot.outbox import MaildirTransport, deliver_due
 from mailbot.review import ReviewContext, decide
 from mailbot.staff import find_staff
@@ -147,7 +148,7 @@ def deliver(h: Harness) -> int:
             now=h.now,
             max_attempts=h.settings.outbox_max_attempts,
             backoff_seconds=h.settings.outbox_backoff_seconds,
-            settings=h.settings,
+            render=intent_renderer(h.settings),
         )
     )
 

@@ -38,6 +38,7 @@ from db.models import (
 from mailbot.compose import ComposedMail, compose
 from mailbot.config import RelayTarget, Settings
 from mailbot.errors import NotFoundError
+from mailbot.notify import intent_renderer
 from mailbot.outbox import (
     LEASE,
     MaildirTransport,
@@ -101,9 +102,19 @@ def row(engine: Engine, row_id: int) -> OutboundMessage:
         return found
 
 
-def deliver(engine: Engine, transport: Any, now: datetime, **options: Any) -> int:
+def deliver(
+    engine: Engine,
+    transport: Any,
+    now: datetime,
+    *,
+    settings: Settings | None = None,
+    **options: Any,
+) -> int:
+    """deliver_due; with ``settings``, rendering intents as serve does."""
     options.setdefault("max_attempts", 5)
     options.setdefault("backoff_seconds", 30.0)
+    if settings is not None:
+        options["render"] = intent_renderer(settings)
     return asyncio.run(deliver_due(engine, transport, now=now, **options))
 
 
@@ -447,7 +458,14 @@ def test_run_outbox_survives_a_failed_round_delivers_and_stops(
     async def main() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(
-            run_outbox(engine, settings, stop, clock=clock, poll_seconds=0.01)
+            run_outbox(
+                engine,
+                settings,
+                stop,
+                render=intent_renderer(settings),
+                clock=clock,
+                poll_seconds=0.01,
+            )
         )
         for _ in range(500):
             if folder.exists() and len(mailbox.Maildir(folder, create=False)) == 3:

@@ -35,6 +35,7 @@ from db.models import InboundMessage
 from mailbot.calendar import BusinessCalendar
 from mailbot.config import Settings, load_settings
 from mailbot.intake import IntakeContext
+from mailbot.notify import intent_renderer
 from mailbot.outbox import deliver_due, make_transport
 from mailbot.worker import drain
 from tests.integration.conftest import HarnessFactory
@@ -103,7 +104,7 @@ def answer(engine: Engine, settings: Settings) -> None:
             now=NOW,
             max_attempts=settings.outbox_max_attempts,
             backoff_seconds=settings.outbox_backoff_seconds,
-            settings=settings,
+            render=intent_renderer(settings),
         )
     )
 
@@ -335,7 +336,7 @@ def test_notices_leave_through_postfix(
                 now=NOW,
                 max_attempts=1,
                 backoff_seconds=1,
-                settings=harness.settings,
+                render=intent_renderer(harness.settings),
             )
         )
 

@@ -26,6 +26,7 @@ from mailbot.calendar import BusinessCalendar
 from mailbot.config import Settings
 from mailbot.gateway.smtp import SmtpGateway
 from mailbot.intake import IntakeContext
+from mailbot.notify import intent_renderer
 from mailbot.outbox import MaildirTransport, deliver_due
 from mailbot.registry import import_registry
 from mailbot.schedule_table import import_schedule
@@ -68,7 +69,7 @@ class Harness:
                 now=self.now,
                 max_attempts=self.settings.outbox_max_attempts,
                 backoff_seconds=self.settings.outbox_backoff_seconds,
-                settings=self.settings,  # renders intents (the applied notice), as serve does
+                render=intent_renderer(self.settings),  # the applied notice, as serve does
             )
         )
 
