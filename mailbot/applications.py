@@ -172,6 +172,17 @@ def finish(
     )
 
 
+def application_items(session: Session, application: Application) -> list[ApplicationItem]:
+    """The application's IDs and codes, in the order they were written."""
+    return list(
+        session.exec(
+            select(ApplicationItem)
+            .where(ApplicationItem.application_id == application.id)
+            .order_by(col(ApplicationItem.id))
+        )
+    )
+
+
 def find_application(session: Session, receipt_no: str) -> Application:
     key = parse_receipt_no(receipt_no)
     application = (

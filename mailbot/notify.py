@@ -26,9 +26,9 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from sqlmodel import Session, col, select
 
-from db.models import Application, ApplicationItem, AuditEvent, Office, OutboundMessage, Staff
+from db.models import Application, AuditEvent, Office, OutboundMessage, Staff
 from mailbot.addresses import tagged_address
-from mailbot.applications import STATUS_JA
+from mailbot.applications import STATUS_JA, application_items
 from mailbot.blank_form import blank_form_text, write_blank_form
 from mailbot.compose import AUTO_REPLIED, Attachment, ComposedMail, compose
 from mailbot.config import Settings
@@ -293,11 +293,7 @@ def send_help(
 
 def application_context(session: Session, application: Application) -> dict[str, Any]:
     """Everything the application templates show, read back from the database."""
-    items = session.exec(
-        select(ApplicationItem)
-        .where(ApplicationItem.application_id == application.id)
-        .order_by(col(ApplicationItem.id))
-    ).all()
+    items = application_items(session, application)
     pending = {code: tuple(offices) for code, offices in application.shared_codes_pending.items()}
     return {
         "application": application,

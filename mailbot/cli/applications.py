@@ -74,7 +74,7 @@ def approve(
     ctx: click.Context, receipt_no: str, by: str, start_date: str | None, force: bool
 ) -> None:
     """Approve an application under review (same rules and audit as a reply by mail)."""
-    from mailbot.decisions import Action, Decision
+    from mailbot.review import Action, Decision
 
     if start_date is not None:
         _check_start_date(runtime(ctx), start_date, force)
@@ -120,7 +120,7 @@ def _check_start_date(rt: Runtime, text: str, force: bool) -> None:
 @click.pass_context
 def reject(ctx: click.Context, receipt_no: str, by: str, reason: str) -> None:
     """Reject an application under review, with the reason the applicant will read."""
-    from mailbot.decisions import Action, Decision
+    from mailbot.review import Action, Decision
 
     _decide(ctx, receipt_no, by, Decision(Action.REJECT, reason=reason))
 
@@ -188,7 +188,7 @@ def cancel(ctx: click.Context, receipt_no: str, by: str, reason: str) -> None:
     """Cancel an approved application before its start date (staff only)."""
     from datetime import UTC, datetime
 
-    from mailbot.cancel import cancel_application
+    from mailbot.review import cancel_application
 
     rt = runtime(ctx)
     with rt.session() as session:

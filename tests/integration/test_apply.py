@@ -29,11 +29,10 @@ from db.models import (
 from mailbot.applying import ApplyError, apply_due, apply_job_id
 from mailbot.calendar import BusinessCalendar
 from mailbot.config import Settings
-from mailbot.decisions import Action, Decision
 from mailbot.id_state import may_perform
 from mailbot.notify import intent_renderer
 from mailbot.outbox import MaildirTransport, deliver_due
-from mailbot.review import ReviewContext, decide
+from mailbot.review import Action, Decision, ReviewContext, decide
 from mailbot.staff import find_staff
 from scheduler.config import ScheduleConfig
 from scheduler.jobs import JobContext

@@ -14,10 +14,8 @@ from db.engine import session_scope
 from db.models import Application, ApplicationItem, AuditEvent, InboundMessage, SchedulerJob
 from mailbot.applying import apply_due, apply_job_id
 from mailbot.calendar import BusinessCalendar
-from mailbot.cancel import CancelError, cancel_application
-from mailbot.decisions import Action, Decision
 from mailbot.errors import NotFoundError
-from mailbot.review import ReviewContext, decide
+from mailbot.review import Action, CancelError, Decision, ReviewContext, cancel_application, decide
 from mailbot.staff import add_staff, find_staff
 from tests.integration.conftest import HarnessFactory
 from tests.support.harness import STAFF, Harness, body_text

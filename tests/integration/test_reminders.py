@@ -11,9 +11,8 @@ from sqlmodel import col
 from db.engine import session_scope
 from db.models import Application, OutboundMessage
 from mailbot.calendar import BusinessCalendar
-from mailbot.decisions import Action, Decision
 from mailbot.reminders import send_review_reminders
-from mailbot.review import ReviewContext, decide
+from mailbot.review import Action, Decision, ReviewContext, decide
 from mailbot.staff import add_staff, find_staff
 from scheduler.config import ScheduleConfig
 from scheduler.jobs import JobContext, catch_up

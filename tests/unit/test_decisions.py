@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailbot.decisions import Action, Decision, read_decision
+from mailbot.review.commands import Action, Decision, read_decision
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Cancelling an approved application before its start date.
 
 Two ways in, one code path: ``mailbot cancel`` and a staff member's reply ``取消 理由`` to the
-mail that told them the approval took effect (handled in :mod:`mailbot.review`, which checks
+mail that told them the approval took effect (handled in mailbot.review.replies, which checks
 the reply's authority and then calls :func:`cancel_application` here).
 
 Staff only (an active staff member: ``--by``, or the reply token's holder), only while the
