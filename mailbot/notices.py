@@ -248,6 +248,18 @@ CANCEL_RECORDED = Notice(
     capped=True,
 )
 
+# --- the staff console (mailbot.console) -------------------------------------------------------
+
+# The login link and code a staff member asked for on /staff/login. Not capped: no mail of
+# theirs is answered, and asking is rate-limited per address by the console itself.
+CONSOLE_LOGIN = Notice(
+    "console_login",
+    "staff/console_login.txt.j2",
+    "管理画面へのログイン",
+    Audience.STAFF,
+    capped=False,
+)
+
 CATALOGUE: tuple[Notice, ...] = (
     RECEIPT_COMPLETE,
     CONFIRMATION_COMPLETE,
@@ -276,6 +288,7 @@ CATALOGUE: tuple[Notice, ...] = (
     CANCEL_UNREADABLE,
     CANCEL_REFUSED,
     CANCEL_RECORDED,
+    CONSOLE_LOGIN,
 )
 
 

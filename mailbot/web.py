@@ -123,10 +123,12 @@ def make_app(
     """The ASGI app: status page, documents, health check and metrics. ``monitor`` holds the
     parts of the process it runs in (none: only the database is checked)."""
     # The office page lives in its own module, which needs this one's refusal and templates.
+    from mailbot.console import routes as console_routes
     from mailbot.office_page import office_page
 
     app = Starlette(
         routes=[
+            *console_routes(),  # the staff console, /staff (docs/console.md)
             Route("/o/{office_code}", office_page),
             Route("/a/{receipt_no}", application_page),
             Route("/a/{receipt_no}/approval-notice.pdf", approval_notice),
@@ -362,6 +364,10 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
+                    # The console's pages set their own CSP: the same, but their forms post
+                    # to the console (form-action 'self'; mailbot.console.http).
+                    if name == "Content-Security-Policy" and name in headers:
+                        continue
                     headers[name] = value
             await send(message)
 

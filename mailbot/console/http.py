@@ -1,0 +1,267 @@
+"""What every console page shares: the request's context, forms, cookies, rendering, guards.
+
+Pages are plain HTML forms that post (no JavaScript anywhere), so the console works behind
+strict proxies and from the keyboard. Every response carries the status page's security
+headers (:class:`mailbot.web.SecurityHeaders`), with one difference: the console's CSP lets
+forms post to the console itself (``form-action 'self'``); the rest is the same, inline style
+only. Forms are URL-encoded and parsed here (Starlette would need python-multipart).
+
+Database work runs on Starlette's thread pool (GET handlers are plain functions; POST handlers
+read the body, then call :func:`in_thread`), never on the event loop that also runs the SMTP
+gateway, the worker and the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from functools import cache, wraps
+from http import HTTPStatus
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from db.engine import session_scope
+from mailbot.applications import STATUS_JA
+from mailbot.config import Settings
+from mailbot.console.auth import audit
+from mailbot.console.sessions import COOKIE, StaffSession, load_session, session_token_ok
+from mailbot.dates import ja_date
+from mailbot.errors import BilingualError, MailbotError
+from mailbot.web import STATUS_EN, WebContext
+
+log = logging.getLogger("mailbot.console")
+
+CONSOLE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+MAX_FORM_BYTES = 1024 * 1024
+MAX_FORM_FIELDS = 5000
+
+
+@dataclass(frozen=True)
+class Form:
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+
+    def get(self, name: str, default: str = "") -> str:
+        return next((value for key, value in self.pairs if key == name), default)
+
+    def getlist(self, name: str) -> list[str]:
+        return [value for key, value in self.pairs if key == name]
+
+
+class FormTooLarge(MailbotError):
+    """A posted form over MAX_FORM_BYTES."""
+
+
+async def read_form(request: Request) -> Form:
+    """The URL-encoded body of a POST (anything else reads as an empty form)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise FormTooLarge("the form is too large")
+    if kind != "application/x-www-form-urlencoded":
+        return Form()
+    try:
+        text = body.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        return Form()
+    return Form(pairs)
+
+
+def web(request: Request) -> WebContext:
+    context = request.app.state.web
+    assert isinstance(context, WebContext)
+    return context
+
+
+def client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def root(settings: Settings) -> str:
+    """The console's path as browsers see it (MAILBOT_BASE_URL's path, then /staff)."""
+    return urlsplit(settings.base_url).path.rstrip("/") + "/staff"
+
+
+def secure(settings: Settings) -> bool:
+    return settings.base_url.startswith("https://")
+
+
+def set_cookie(
+    response: Response, settings: Settings, name: str, value: str, *, max_age: int | None = None
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=root(settings),
+        secure=secure(settings),
+        httponly=True,
+        samesite="lax",
+    )
+
+
+def delete_cookie(response: Response, settings: Settings, name: str) -> None:
+    response.delete_cookie(
+        name, path=root(settings), secure=secure(settings), httponly=True, samesite="lax"
+    )
+
+
+def redirect(url: str) -> Response:
+    return RedirectResponse(url, status_code=HTTPStatus.SEE_OTHER)
+
+
+def query(**params: str) -> str:
+    kept = {k: v for k, v in params.items() if v}
+    return "?" + urlencode(kept) if kept else ""
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+
+def _zoned(moment: datetime | None, zone: Any) -> str:
+    if moment is None:
+        return "-"
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def _short_date(day: date | None) -> str:
+    return day.isoformat() if day else "-"
+
+
+@cache
+def templates() -> Environment:
+    env = Environment(
+        loader=PackageLoader("mailbot", "templates/web"),
+        autoescape=True,  # applicants' and senders' text is shown: escape all of it
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["ja_date"] = ja_date
+    env.filters["iso"] = _short_date
+    env.globals["STATUS_JA"] = STATUS_JA
+    env.globals["STATUS_EN"] = STATUS_EN
+    return env
+
+
+def render(
+    request: Request,
+    template: str,
+    *,
+    who: StaffSession | None = None,
+    status: int = HTTPStatus.OK,
+    **context: Any,
+) -> HTMLResponse:
+    settings = web(request).settings
+    zone = settings.zone
+    body = (
+        templates()
+        .get_template(f"console/{template}")
+        .render(
+            root=root(settings),
+            who=who,
+            when=lambda moment: _zoned(moment, zone),
+            **context,
+        )
+    )
+    return HTMLResponse(body, status_code=status, headers={"Content-Security-Policy": CONSOLE_CSP})
+
+
+def problem_page(
+    request: Request,
+    who: StaffSession | None,
+    problem: BilingualError | MailbotError,
+    *,
+    back: str,
+    status: int = HTTPStatus.CONFLICT,
+) -> HTMLResponse:
+    ja = problem.message_ja if isinstance(problem, BilingualError) else ""
+    en = problem.message_en if isinstance(problem, BilingualError) else str(problem)
+    return render(
+        request, "problem.html.j2", who=who, status=status, message_ja=ja, message_en=en, back=back
+    )
+
+
+# --- guards --------------------------------------------------------------------------------------
+
+Page = Callable[[Request, Session, StaffSession], Response]
+Action = Callable[[Request, Session, StaffSession, Form], Response]
+F = TypeVar("F")
+
+
+def now_of(request: Request) -> datetime:
+    return web(request).clock()
+
+
+def staff_page(page: Page) -> Callable[[Request], Response]:
+    """A GET page for a logged-in staff member; anyone else is sent to the login page."""
+
+    @wraps(page)
+    def handler(request: Request) -> Response:
+        context = web(request)
+        with session_scope(context.engine) as session:
+            who = load_session(
+                session, context.settings, request.cookies.get(COOKIE), context.clock()
+            )
+            if who is not None:
+                return page(request, session, who)
+        return redirect(root(context.settings) + "/login")
+
+    return handler
+
+
+def staff_action(action: Action) -> Callable[[Request], Any]:
+    """A POST by a logged-in staff member with its session's CSRF token.
+
+    Without a live session or with a wrong token nothing is done (a CSRF refusal is audited).
+    A BilingualError or MailbotError raised by the action rolls its transaction back and is
+    shown as a page naming the problem."""
+
+    @wraps(action)
+    async def handler(request: Request) -> Response:
+        form = await read_form(request)
+        return await in_thread(_run, request, form)
+
+    def _run(request: Request, form: Form) -> Response:
+        context = web(request)
+        who: StaffSession | None = None
+        try:
+            with session_scope(context.engine) as session:
+                now = context.clock()
+                who = load_session(session, context.settings, request.cookies.get(COOKIE), now)
+                if who is None:
+                    return render(request, "ended.html.j2", status=HTTPStatus.FORBIDDEN)
+                if not session_token_ok(who, form.get("csrf")):
+                    audit(
+                        session,
+                        "console_csrf_refused",
+                        who.email,
+                        now,
+                        path=request.url.path[:200],
+                        client=client(request),
+                    )
+                    log.warning("console: a form without its CSRF token from %s", who.email)
+                    return render(request, "csrf.html.j2", who=who, status=HTTPStatus.FORBIDDEN)
+                return action(request, session, who, form)
+        except (BilingualError, MailbotError) as problem:
+            return problem_page(request, who, problem, back=root(context.settings) + "/")
+
+    return handler
+
+
+async def in_thread(function: Callable[..., Response], *args: Any) -> Response:
+    return await run_in_threadpool(function, *args)
