@@ -115,8 +115,22 @@ class Browser:
     def set_cookie(self, name: str, value: str) -> None:
         self.jar.set_cookie(
             http.cookiejar.Cookie(
-                0, name, value, None, False, "127.0.0.1", True, False, "/staff", True,
-                False, None, False, None, None, {"HttpOnly": ""},
+                0,
+                name,
+                value,
+                None,
+                False,
+                "127.0.0.1",
+                True,
+                False,
+                "/staff",
+                True,
+                False,
+                None,
+                False,
+                None,
+                None,
+                {"HttpOnly": ""},
             )
         )
 
