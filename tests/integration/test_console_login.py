@@ -7,32 +7,41 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Iterator
 from datetime import timedelta
 
+import pytest
 from sqlmodel import col, select
 
+from db.engine import session_scope
 from db.models import AuditEvent, ConsoleSession, OutboundMessage
 from mailbot.console.auth import ask_for_link
 from mailbot.keys import keyring
 from mailbot.staff import add_staff, remove_staff
-from tests.integration.test_notice_bytes import GOLDEN, UPDATE, normalised
 from tests.integration.conftest import HarnessFactory
+from tests.integration.test_notice_bytes import GOLDEN, UPDATE, normalised
 from tests.integration.test_web import (
     CONFIRMATION,
-    SiteFactory,
     approve,
     link_in,
     recipient,
-    site_factory,  # noqa: F401 (a fixture)
+    serve_web,
     submit,
 )
-from tests.support.console import Browser, Console, console, login_mail  # noqa: F401
-from tests.support.replies import reply_address, reply_to
+from tests.support.console import Browser, Console, login_mail, running_console
 from tests.support.harness import STAFF, Harness
+from tests.support.loop import LoopThread
+from tests.support.replies import reply_address, reply_to
+
+
+@pytest.fixture
+def console(harness_factory: HarnessFactory, loop_thread: LoopThread) -> Iterator[Console]:
+    with running_console(harness_factory, loop_thread) as running:
+        yield running
 
 
 def events(c: Console, *names: str) -> list[AuditEvent]:
-    with c.h.session() as session:
+    with session_scope(c.h.engine) as session:
         query = select(AuditEvent).order_by(col(AuditEvent.id))
         if names:
             query = query.where(col(AuditEvent.event).in_(names))
@@ -80,11 +89,11 @@ def test_the_link_logs_in_only_through_its_confirmation_form(console: Console) -
 
 def test_the_login_mail_is_pinned_byte_for_byte(harness: Harness) -> None:
     """The login mail (tests/golden/console_login.txt), its link and code aside."""
-    with harness.session() as session:
+    with session_scope(harness.engine) as session:
         issued = ask_for_link(session, harness.settings, STAFF, now=harness.now, client="127.0.0.1")
     assert issued is not None
     harness.deliver()
-    with harness.session() as session:
+    with session_scope(harness.engine) as session:
         row = session.exec(
             select(OutboundMessage).where(col(OutboundMessage.kind) == "console_login")
         ).one()
@@ -132,7 +141,7 @@ def test_tokens_of_other_scopes_are_no_login_and_a_login_link_is_no_reply_token(
     b.ask_for_link(STAFF)
     link, _ = login_mail(h)
     nonce = link.rsplit("/", 1)[1].split(".")[0]
-    with h.session() as session:
+    with session_scope(h.engine) as session:
         secret = keyring(session, h.settings).current.material
     # The login link's own nonce, MAC'd under the same key in another scope (a CSRF token's).
     other_scope = (
@@ -202,7 +211,7 @@ def test_a_staff_member_made_inactive_loses_their_session_at_once(console: Conso
     page = b.log_in(h)
     assert page.status == 200
     form = b.get("/staff/a/260001A")
-    with h.session() as session:
+    with session_scope(h.engine) as session:
         remove_staff(session, STAFF)
     assert b.get("/staff/", follow=False).status == 303
     page = b.post(
@@ -211,7 +220,7 @@ def test_a_staff_member_made_inactive_loses_their_session_at_once(console: Conso
     assert page.status == 403 and "ログインしてください" in page.text
     assert [a.status for a in h.applications()] == ["under_review"]
     # Made active again, the old session stays ended; and no new link is mailed meanwhile.
-    with h.session() as session:
+    with session_scope(h.engine) as session:
         add_staff(session, STAFF)
     assert b.get("/staff/", follow=False).status == 303
     ended = events(console, "console_session_ended")
@@ -290,7 +299,7 @@ def test_login_makes_a_new_session_whatever_cookie_was_planted(console: Console)
     victim = console.browser()
     victim.set_cookie("mailbot_console", planted)  # the attacker's own session, planted
     assert victim.get("/staff/", follow=False).status == 200  # (it is a real session)
-    with h.session() as session:
+    with session_scope(h.engine) as session:
         add_staff(session, "sato.staff@mailbot.localhost", "佐藤")
     console.browser().ask_for_link("sato.staff@mailbot.localhost")
     link, _ = login_mail(h, "sato.staff@mailbot.localhost")
@@ -332,7 +341,7 @@ def test_sessions_end_when_idle_after_their_lifetime_and_at_logout(console: Cons
     bye = b.post("/staff/logout", {"csrf": home.csrf()})
     assert bye.status == 200 and "ログアウトしました" in bye.text
     assert b.get("/staff/", follow=False).status == 303
-    with h.session() as session:
+    with session_scope(h.engine) as session:
         rows = list(session.exec(select(ConsoleSession)))
     assert all(row.ended_at is not None for row in rows) and len(rows) == 3
 
@@ -351,10 +360,12 @@ def test_console_pages_carry_the_status_pages_security_headers(console: Console)
 
 
 def test_cookies_are_secure_when_the_base_url_is_https(
-    harness_factory: HarnessFactory, site_factory: SiteFactory
+    harness_factory: HarnessFactory, loop_thread: LoopThread
 ) -> None:
     h = harness_factory(base_url="https://mailbot.example.jp")
-    page = Browser(site_factory(h)).get("/staff/login")
+    site = serve_web(loop_thread, h)
+    page = Browser(site).get("/staff/login")
+    loop_thread.run(site.server.stop())
     (cookie,) = page.set_cookies
     assert cookie.startswith("mailbot_console_pre=")
     assert "; secure" in cookie.lower() and "httponly" in cookie.lower()

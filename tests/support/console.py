@@ -5,6 +5,7 @@ be looked at), the login link read from the mail in the Maildir.
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import re
 import urllib.error
@@ -13,12 +14,12 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
-
-import pytest
+from typing import Any
 
 from tests.integration.conftest import HarnessFactory
-from tests.integration.test_web import Site, SiteFactory, recipient, visible_text
+from tests.integration.test_web import Site, recipient, serve_web, visible_text
 from tests.support.harness import STAFF, Harness, body_text
+from tests.support.loop import LoopThread
 from tests.support.smtp import free_port
 
 LOGIN_SUBJECT = "管理画面へのログイン"
@@ -49,7 +50,7 @@ class Page:
     def csrf(self, index: int = 0) -> str:
         found = re.findall(r'name="csrf" value="([^"]+)"', self.html)
         assert found, f"no CSRF token on the page:\n{self.text[:2000]}"
-        return found[index]
+        return str(found[index])
 
     def field(self, name: str) -> str:
         found = re.search(rf'name="{re.escape(name)}" value="([^"]*)"', self.html)
@@ -174,9 +175,15 @@ class Console:
         return Browser(self.site)
 
 
-@pytest.fixture
-def console(harness_factory: HarnessFactory, site_factory: SiteFactory) -> Iterator[Console]:
+@contextlib.contextmanager
+def running_console(
+    harness_factory: HarnessFactory, loop: LoopThread, **overrides: Any
+) -> Iterator[Console]:
     """mailbot with its web server on a free port that its mails link to."""
     port = free_port()
-    h = harness_factory(base_url=f"http://127.0.0.1:{port}")
-    yield Console(h, site_factory(h, port=port))
+    h = harness_factory(base_url=f"http://127.0.0.1:{port}", **overrides)
+    site = serve_web(loop, h, port=port)
+    try:
+        yield Console(h, site)
+    finally:
+        loop.run(site.server.stop())
