@@ -160,11 +160,26 @@ def finish(
     if status == CANCELLED:  # what was called off: the start date it no longer has
         assert application.start_date is not None
         detail = {"reason": reason, "start_date": application.start_date.isoformat(), "via": via}
+    event = FINISHED_EVENTS[status]
+    audit(session, application, event, actor=actor, now=now, inbound_id=inbound_id, **detail)
+
+
+def audit(
+    session: Session,
+    application: Application,
+    event: str,
+    *,
+    actor: str,
+    now: datetime,
+    inbound_id: int | None = None,
+    **detail: Any,
+) -> None:
+    """One event of ``application``'s audit trail (append-only), in the caller's transaction."""
     session.add(
         AuditEvent(
             at=now,
             application_id=application.id,
-            event=FINISHED_EVENTS[status],
+            event=event,
             actor=actor,
             inbound_id=inbound_id,
             detail=detail,

@@ -31,7 +31,7 @@ from db.models import (
 from db.queries import registry_view
 from mailbot import notices
 from mailbot.addresses import tagged_address
-from mailbot.applications import application_items, finish
+from mailbot.applications import application_items, audit, finish
 from mailbot.applying import is_due, run_time
 from mailbot.config import Settings
 from mailbot.dates import InvalidDate, parse_date
@@ -110,27 +110,6 @@ def _staff_start_date(decision: Decision, today: date) -> date | None:
     return start
 
 
-def _audit(
-    session: Session,
-    ctx: ReviewContext,
-    application: Application,
-    event: str,
-    actor: str,
-    inbound_id: int | None,
-    **detail: Any,
-) -> None:
-    session.add(
-        AuditEvent(
-            at=ctx.now,
-            application_id=application.id,
-            event=event,
-            actor=actor,
-            inbound_id=inbound_id,
-            detail=detail,
-        )
-    )
-
-
 def _approvals(session: Session, application: Application) -> list[AuditEvent]:
     events = session.exec(
         select(AuditEvent)
@@ -172,13 +151,13 @@ def _approve(
         # are for the old version, so they are asked again about this one.
         earlier = []
         _change_proposed_date(session, ctx, application, staff, start, inbound_id)
-    _audit(
+    audit(
         session,
-        ctx,
         application,
         "approval",
-        staff.email,
-        inbound_id,
+        actor=staff.email,
+        now=ctx.now,
+        inbound_id=inbound_id,
         version=application.version,
         start_date=start.isoformat() if start else None,
         via=via,
@@ -187,24 +166,16 @@ def _approve(
     if more_needed:
         return "approval_recorded"
     chosen = start or _latest_requested_date(earlier) or application.proposed_start_date
-    finish(
-        session,
-        application,
-        APPROVED,
-        actor=staff.email,
-        now=ctx.now,
-        via=via,
-        inbound_id=inbound_id,
-    )
+    _finish(session, ctx, application, APPROVED, staff.email, inbound_id, via=via)
     application.start_date = chosen
     if chosen not in set(registration_dates(session)):
-        _audit(
+        audit(
             session,
-            ctx,
             application,
             "start_date_not_registration_date",
-            staff.email,
-            inbound_id,
+            actor=staff.email,
+            now=ctx.now,
+            inbound_id=inbound_id,
             start_date=chosen.isoformat(),
         )
     send_to_applicants(
@@ -285,13 +256,13 @@ def _change_proposed_date(
     start: date,
     inbound_id: int | None,
 ) -> None:
-    _audit(
+    audit(
         session,
-        ctx,
         application,
         "start_date_changed",
-        staff.email,
-        inbound_id,
+        actor=staff.email,
+        now=ctx.now,
+        inbound_id=inbound_id,
         old=application.proposed_start_date.isoformat(),
         new=start.isoformat(),
     )
@@ -328,16 +299,7 @@ def _reject(
     via: str,
     inbound_id: int | None,
 ) -> None:
-    finish(
-        session,
-        application,
-        REJECTED,
-        actor=staff.email,
-        now=ctx.now,
-        via=via,
-        reason=reason,
-        inbound_id=inbound_id,
-    )
+    _finish(session, ctx, application, REJECTED, staff.email, inbound_id, via=via, reason=reason)
     send_to_applicants(
         session,
         ctx.settings,
@@ -358,16 +320,7 @@ def withdraw(
     reason: str,
     inbound_id: int | None,
 ) -> None:
-    finish(
-        session,
-        application,
-        WITHDRAWN,
-        actor=actor,
-        now=ctx.now,
-        via="mail",
-        reason=reason,
-        inbound_id=inbound_id,
-    )
+    _finish(session, ctx, application, WITHDRAWN, actor, inbound_id, via="mail", reason=reason)
     context = {**application_context(session, application), "actor": actor, "reason": reason}
     for member in active_staff(session):
         queue_staff_mail(
@@ -388,6 +341,30 @@ def withdraw(
         reason=reason,
         actor=actor,
         now=ctx.now,
+    )
+
+
+def _finish(
+    session: Session,
+    ctx: ReviewContext,
+    application: Application,
+    status: str,
+    actor: str,
+    inbound_id: int | None,
+    *,
+    via: str,
+    reason: str | None = None,
+) -> None:
+    """The status change (mailbot.applications.finish), made at the review's "now"."""
+    finish(
+        session,
+        application,
+        status,
+        actor=actor,
+        now=ctx.now,
+        via=via,
+        reason=reason,
+        inbound_id=inbound_id,
     )
 
 

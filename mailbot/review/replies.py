@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from db.models import APPROVED, UNDER_REVIEW, Application, AuditEvent, InboundMessage, Staff
 from mailbot import notices
-from mailbot.applications import STATUS_JA
+from mailbot.applications import STATUS_JA, audit
 from mailbot.mime import ParsedMail
 from mailbot.notify import Reply, application_context, send_reply
 from mailbot.outcome import Outcome
@@ -199,15 +199,15 @@ def _follow_up(
     event: str,
 ) -> None:
     """Record the applicant's reply and forward it to staff (mailbot.review.follow_up)."""
-    session.add(
-        AuditEvent(
-            at=ctx.now,
-            application_id=application.id,
-            event=event,
-            actor=sender,
-            inbound_id=inbound.id,
-            detail={"subject": mail.subject, "status": application.status},
-        )
+    audit(
+        session,
+        application,
+        event,
+        actor=sender,
+        now=ctx.now,
+        inbound_id=inbound.id,
+        subject=mail.subject,
+        status=application.status,
     )
     forward_to_staff(session, ctx.settings, application, inbound, mail, sender=sender, now=ctx.now)
 

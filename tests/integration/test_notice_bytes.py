@@ -27,7 +27,7 @@ import io
 import os
 import re
 import zipfile
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.parser import HeaderParser
 from email.policy import compat32
@@ -41,17 +41,14 @@ from db.models import OutboundMessage
 from mailbot.applying import apply_due
 from mailbot.calendar import BusinessCalendar
 from mailbot.reminders import send_review_reminders
-from mailbot.staff import add_staff
 from tests.integration.conftest import HarnessFactory
 from tests.support.harness import STAFF, Harness
-from tests.support.replies import reply_address, reply_to
 from tests.support.requests import INTAKE, ITO, KATO, OUTSIDER, SATO, YAMADA, form, mail
+from tests.support.review import STAFF2, START, answer, submit, to, with_second_reviewer
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 TEMPLATES = Path(__file__).resolve().parents[2] / "mailbot" / "templates"
 UPDATE = os.environ.get("MAILBOT_UPDATE_GOLDEN") == "1"
-STAFF2 = "staff2@mailbot.localhost"
-START = date(2026, 12, 15)
 
 
 # --- normalising: only what is random --------------------------------------------------------
@@ -146,35 +143,21 @@ def pin(h: Harness, kind: str, *, name: str | None = None, to: str | None = None
 # --- producing each kind the way users cause it ---------------------------------------------
 
 
-def to_of(message: EmailMessage) -> str:
-    return str(message["To"].addresses[0].addr_spec)
-
-
-def answer(h: Harness, message: EmailMessage, sender: str, body: str) -> list[EmailMessage]:
-    raw = reply_to(message, sender=sender, body=body)
-    return h.round_trip(raw, mail_from=sender, rcpt_to=reply_address(message))
-
-
-def submit(h: Harness) -> dict[str, EmailMessage]:
-    """A valid request; the mails it caused, by subject word and recipient."""
-    out = h.round_trip(mail(form("1ANACA0A", "1ANACA0B", start=START)))
-    keyed = {}
-    for message in out:
-        kind = "review" if "審査依頼" in str(message["Subject"]) else "receipt"
-        keyed[f"{kind}:{to_of(message)}"] = message
-    return keyed
+def answer_and_pin(h: Harness, message: EmailMessage, *steps: tuple[str, str, str, str]) -> None:
+    """For each step (sender, body, kind, recipient): the sender answers ``message`` with the
+    body, and the first notice of that kind to the recipient is pinned."""
+    for sender, body, kind, recipient in steps:
+        answer(h, message, sender, body)
+        pin(h, kind, to=recipient)
 
 
 def approved_notice(out: list[EmailMessage], staff: str) -> EmailMessage:
-    return next(m for m in out if to_of(m) == staff and "承認が確定" in str(m["Subject"]))
+    return next(m for m in out if to(m) == staff and "承認が確定" in str(m["Subject"]))
 
 
 @pytest.fixture
 def h(harness_factory: HarnessFactory) -> Harness:
-    running = harness_factory()
-    with session_scope(running.engine) as session:
-        add_staff(session, STAFF2, "審査 次郎")
-    return running
+    return with_second_reviewer(harness_factory())
 
 
 def test_a_request_approved_then_cancelled(h: Harness) -> None:
@@ -193,28 +176,26 @@ def test_a_request_approved_then_cancelled(h: Harness) -> None:
     answer(h, receipt, YAMADA, "取下げ 端末を使い続けることになりました")
     pin(h, "withdrawal_too_late", to=YAMADA)
 
-    notice = approved_notice(out, STAFF)
-    answer(h, notice, STAFF, "よろしくお願いします")
-    pin(h, "cancel_unreadable", to=STAFF)
-    answer(h, notice, STAFF, "取消")
-    pin(h, "cancel_refused", to=STAFF)
-    answer(h, notice, STAFF, "取消 申込者から取消の依頼がありました")
-    pin(h, "cancel_recorded", to=STAFF)
+    answer_and_pin(
+        h,
+        approved_notice(out, STAFF),
+        (STAFF, "よろしくお願いします", "cancel_unreadable", STAFF),
+        (STAFF, "取消", "cancel_refused", STAFF),
+        (STAFF, "取消 申込者から取消の依頼がありました", "cancel_recorded", STAFF),
+    )
     pin(h, "cancelled", to=YAMADA)
     pin(h, "cancelled_staff", to=STAFF2)
 
 
 def test_a_request_refused_answers_then_rejected(h: Harness) -> None:
-    sent = submit(h)
-    review = sent[f"review:{STAFF}"]
-    answer(h, review, STAFF2, "承認")  # not the member the token was issued to
-    pin(h, "reply_refused", to=STAFF2)
-    answer(h, review, STAFF, "よろしくお願いします")
-    pin(h, "decision_unreadable", to=STAFF)
-    answer(h, review, STAFF, "却下")
-    pin(h, "decision_refused", to=STAFF)
-    answer(h, review, STAFF, "却下 利用者コードの全IDが含まれていません")
-    pin(h, "rejection", to=YAMADA)
+    answer_and_pin(
+        h,
+        submit(h)[f"review:{STAFF}"],
+        (STAFF2, "承認", "reply_refused", STAFF2),  # not the member the token was issued to
+        (STAFF, "よろしくお願いします", "decision_unreadable", STAFF),
+        (STAFF, "却下", "decision_refused", STAFF),
+        (STAFF, "却下 利用者コードの全IDが含まれていません", "rejection", YAMADA),
+    )
 
 
 def test_a_request_withdrawn(h: Harness) -> None:
@@ -225,9 +206,7 @@ def test_a_request_withdrawn(h: Harness) -> None:
 
 
 def test_two_approvals_required(harness_factory: HarnessFactory) -> None:
-    h = harness_factory(approvals_required=2)
-    with session_scope(h.engine) as session:
-        add_staff(session, STAFF2, "審査 次郎")
+    h = with_second_reviewer(harness_factory(approvals_required=2))
     sent = submit(h)
     answer(h, sent[f"review:{STAFF}"], STAFF, "承認")
     pin(h, "approval_recorded", to=STAFF)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
-from email.message import EmailMessage
 
 import pytest
 from sqlmodel import col, select
@@ -16,30 +15,7 @@ from tests.integration.conftest import HarnessFactory
 from tests.support.harness import STAFF, Harness, body_text
 from tests.support.replies import reply_address, reply_to
 from tests.support.requests import INTAKE, OUTSIDER, SATO, YAMADA, form, mail
-
-STAFF2 = "staff2@mailbot.localhost"
-START = date(2026, 12, 15)
-
-
-def to(message: EmailMessage) -> str:
-    return str(message["To"].addresses[0].addr_spec)
-
-
-def submit(h: Harness) -> dict[str, EmailMessage]:
-    """Send a valid request; return the mails that came out, keyed by kind and recipient."""
-    out = h.round_trip(mail(form("1ANACA0A", "1ANACA0B", start=START)))
-    keyed = {}
-    for message in out:
-        kind = "review" if "審査依頼" in str(message["Subject"]) else "receipt"
-        keyed[f"{kind}:{to(message)}"] = message
-    return keyed
-
-
-def answer(
-    h: Harness, message: EmailMessage, sender: str, body: str, **kw: object
-) -> list[EmailMessage]:
-    raw = reply_to(message, sender=sender, body=body, **kw)  # type: ignore[arg-type]
-    return h.round_trip(raw, mail_from=sender, rcpt_to=kw.get("to") or reply_address(message))  # type: ignore[arg-type]
+from tests.support.review import STAFF2, START, answer, submit, to, with_second_reviewer
 
 
 def status(h: Harness) -> str:
@@ -54,10 +30,7 @@ def refusals(h: Harness) -> list[str]:
 
 @pytest.fixture
 def h(harness_factory: HarnessFactory) -> Harness:
-    running = harness_factory()
-    with session_scope(running.engine) as session:
-        add_staff(session, STAFF2, "審査 次郎")
-    return running
+    return with_second_reviewer(harness_factory())
 
 
 # --- decisions ---------------------------------------------------------------------------------
