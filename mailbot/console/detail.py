@@ -175,7 +175,9 @@ def _event_entry(event: AuditEvent) -> Entry:
         via=VIA_LABELS.get(via, via),
         inbound_id=event.inbound_id,
         detail={
-            k: v for k, v in detail.items() if k not in ("via", "status") and v not in (None, "")
+            key: ", ".join(map(str, value)) if isinstance(value, list) else value
+            for key, value in detail.items()
+            if key not in ("via", "status") and value not in (None, "", [])
         },
     )
 

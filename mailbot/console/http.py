@@ -258,9 +258,18 @@ def staff_action(action: Action) -> Callable[[Request], Any]:
                     return render(request, "csrf.html.j2", who=who, status=HTTPStatus.FORBIDDEN)
                 return action(request, session, who, form)
         except (BilingualError, MailbotError) as problem:
-            return problem_page(request, who, problem, back=root(context.settings) + "/")
+            return problem_page(request, who, problem, back=_back(request, context.settings))
 
     return handler
+
+
+def _back(request: Request, settings: Settings) -> str:
+    """The page an action was posted from: its application or message, else home."""
+    parts = request.url.path.split("/")
+    # /staff/a/RECEIPT/approve, /staff/messages/ID/discard
+    if len(parts) == 5 and parts[2] in ("a", "messages"):
+        return f"{root(settings)}/{parts[2]}/{parts[3]}"
+    return root(settings) + "/"
 
 
 async def in_thread(function: Callable[..., Response], *args: Any) -> Response:

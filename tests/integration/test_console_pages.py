@@ -88,9 +88,9 @@ def test_home_counts_the_queues_and_the_review_queue_marks_those_at_risk(console
     text = queue.text
     assert text.index("260001A") < text.index("260002A")  # oldest first
     assert re.search(
-        r"260002A\n.*\nTYO01\n山田 太郎\n1ANACA0B\n2026年12月8日（火）\n2日\n期限間近", text
+        r"260002A\n.*\nTYO01\n山田 太郎\n1ANACA0B\n2026年12月8日（火）\n2営業日\n期限間近", text
     )
-    assert re.search(r"260001A\n(?:.*\n){4}2026年12月15日（火）\n7日\n-", text)
+    assert re.search(r"260001A\n(?:.*\n){4}2026年12月15日（火）\n7営業日\n-", text)
     for name in ("approved", "shared", "quarantine", "failed"):
         assert b.get(f"/staff/queues/{name}").status == 200
     assert b.get("/staff/queues/nonsense").status == 404
