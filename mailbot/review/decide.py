@@ -61,8 +61,17 @@ def decide(
     via: str,
     inbound_id: int | None = None,
 ) -> str:
-    """Apply one staff decision (mail or CLI). Returns what happened."""
+    """Apply one staff decision (mail, web or CLI). Returns what happened."""
     add_log_fields(receipt_no=application.receipt_no)
+    # Re-read under a row lock (PostgreSQL; SQLite's writer lock serialises anyway): a
+    # decision taken another way (a reply, the console, the CLI) that committed since the
+    # caller read the application is seen here and refused, never decided a second time.
+    session.exec(
+        select(Application)
+        .where(Application.id == application.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
     if not staff.active:
         raise DecisionError(
             ja=f"{staff.email} は有効な審査担当者ではありません。",

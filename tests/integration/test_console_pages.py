@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,8 +26,12 @@ from db.models import (
     InboundMessage,
     OutboundMessage,
 )
+from mailbot.applications import find_application
+from mailbot.calendar import BusinessCalendar
+from mailbot.console import actions
 from mailbot.registry import import_registry
-from mailbot.staff import add_staff
+from mailbot.review import Action, Decision, DecisionError, ReviewContext, decide
+from mailbot.staff import add_staff, find_staff
 from tests.integration.conftest import HarnessFactory
 from tests.integration.test_web import CONFIRMATION, START, recipient, submit
 from tests.support.console import Browser, Console, Page, running_console
@@ -491,3 +496,49 @@ def test_two_hundred_applications_approved_in_one_action(
         assert kinds.count("confirmation_complete") == 2 * BULK
         print(f"200 approvals in one action: {elapsed:.2f} s")
         assert elapsed < 10
+
+
+def test_a_web_decision_and_a_reply_racing_decide_once(harness: Harness) -> None:
+    """The reply's transaction reads the application under review while the web's, holding
+    its row, approves; the reply then finds it decided (mailbot.review.decide locks the row)."""
+    h = harness
+    submit(h)
+    outcome: list[str] = []
+    read = threading.Event()
+
+    def reply_decides() -> None:
+        with session_scope(h.engine) as session:
+            application = find_application(session, "260001A")
+            read.set()
+            staff = find_staff(session, STAFF)
+            try:
+                decide(
+                    session,
+                    ReviewContext(h.settings, BusinessCalendar(), h.now),
+                    application,
+                    staff,
+                    Decision(Action.REJECT, reason="利用者IDが誤っています"),
+                    via="mail",
+                )
+                outcome.append("decided")
+            except DecisionError as refused:
+                outcome.append(refused.message_en)
+
+    with session_scope(h.engine) as session:
+        actions.approve(
+            session,
+            h.settings,
+            BusinessCalendar(),
+            h.now,
+            by=STAFF,
+            receipt_no="260001A",
+            version=1,
+        )
+        racer = threading.Thread(target=reply_decides)
+        racer.start()
+        read.wait(timeout=2)  # PostgreSQL: it has read; SQLite: it waits for the writer lock
+        time.sleep(0.3)
+    racer.join(timeout=30)
+    assert len(outcome) == 1 and outcome[0].startswith("260001A was already decided by")
+    assert [a.status for a in h.applications()] == ["approved"]
+    assert len(events(h, "review_finished")) == 1
