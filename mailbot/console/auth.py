@@ -37,12 +37,13 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from db.models import AuditEvent, ConsoleLogin, Staff
 from mailbot import notices
 from mailbot.config import Settings
-from mailbot.console.rate import take
+from mailbot.console.rate import KEPT, take
 from mailbot.keys import Keyring, keyring, verifying_keyring
 from mailbot.normalize import InvalidEmail, normalise_email
 from mailbot.notify import queue_staff_mail
@@ -173,6 +174,8 @@ def ask_for_link(
         _refuse(session, reason, address, now, client=client, step="ask")
         return None
     assert member.id is not None
+    # Logins a day past their expiry are of no more use (the audit log keeps what happened).
+    session.execute(delete(ConsoleLogin).where(col(ConsoleLogin.expires_at) < now - KEPT))
     keys = keyring(session, settings)
     nonce = secrets.token_bytes(NONCE_BYTES)
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"

@@ -20,11 +20,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlmodel import Session, select
+from sqlalchemy import delete
+from sqlmodel import Session, col, select
 
 from db.models import ConsoleSession, Staff
 from mailbot.config import Settings
 from mailbot.console.auth import audit
+from mailbot.console.rate import KEPT
 from mailbot.keys import keyring
 
 COOKIE = "mailbot_console"
@@ -66,6 +68,8 @@ def start_session(
     assert staff.id is not None
     if presented:
         end_session(session, presented, now, reason="replaced_at_login")
+    # Sessions a day past their absolute end are of no more use (the audit log keeps them).
+    session.execute(delete(ConsoleSession).where(col(ConsoleSession.expires_at) < now - KEPT))
     value = secrets.token_urlsafe(32)
     row = ConsoleSession(
         token_hash=_hash(value),
