@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import pwd
 import sqlite3
 import threading
 import weakref
@@ -17,13 +16,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from mailbot.errors import ConfigError
-
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-
-
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -38,7 +31,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
 def _sqlite_engine(url: str, database: str | None, echo: bool) -> Engine:
     if database and database != ":memory:":
-        check_sqlite_access(Path(database))
+        # Where a command runs, mailbot.file_access has checked the files and made the folder
+        # (naming the user when it cannot); here the folder is made for every other caller.
+        Path(database).absolute().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -87,53 +82,6 @@ def _sqlite_engine(url: str, database: str | None, echo: bool) -> Engine:
     event.listen(engine.pool, "checkin", _release_record)
     event.listen(engine.pool, "invalidate", _release_record)
     return engine
-
-
-def check_sqlite_access(database: Path) -> None:
-    """Fail now, naming the path and the user, when this process could not write ``database``.
-
-    Every SQLite connection in WAL mode writes: the database, its ``-wal`` and ``-shm`` files,
-    and the folder they are created in. Without this, a pipe run as the wrong user (or a
-    database created by root) answers "attempt to write a readonly database" at the first
-    INSERT, naming neither.
-    """
-    folder = database.absolute().parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(
-            f"MAILBOT_DATABASE_URL: cannot create the folder {folder} for the database as "
-            f"{process_user()}: {exc.strerror}; set MAILBOT_HOME (or home in "
-            "/etc/mailbot/mailbot.toml) to a folder that user owns"
-        ) from None
-    unwritable = [
-        path
-        for path in (
-            database,
-            Path(f"{database}-wal"),
-            Path(f"{database}-shm"),
-            *Turnstile.files_of(database),
-        )
-        if path.exists() and not os.access(path, os.R_OK | os.W_OK)
-    ]
-    if not os.access(folder, os.W_OK | os.X_OK):
-        unwritable.insert(0, folder)
-    if unwritable:
-        raise ConfigError(
-            f"the database {database} is not writable by {process_user()}: "
-            f"{', '.join(map(str, unwritable))} must be writable by that user. Run mailbot as "
-            "the user that owns them (the install makes that user mailbot), or fix their owner "
-            "or mode"
-        )
-
-
-def process_user() -> str:
-    """Who this process runs as, for messages about permissions: "user 'mailbot' (uid 998)"."""
-    uid = os.geteuid()
-    try:
-        return f"user {pwd.getpwuid(uid).pw_name!r} (uid {uid})"
-    except KeyError:
-        return f"uid {uid}"
 
 
 _HOLDS_TURNSTILE = "mailbot_holds_turnstile"

@@ -8,7 +8,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+
+from db.dialect import transaction_lock
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Any constant works; it only has to be the same in every mailbot process.
@@ -25,9 +27,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision``. Safe when several processes start at once."""
     config = _config()
     with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            # Two `serve` processes starting together must not both create the tables.
-            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": UPGRADE_LOCK_KEY})
+        # Two `serve` processes starting together must not both create the tables.
+        transaction_lock(connection, UPGRADE_LOCK_KEY)
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

@@ -30,8 +30,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from db.engine import process_user
 from mailbot.errors import ConfigError
+from mailbot.file_access import process_user
 
 ENV_PREFIX = "MAILBOT_"
 # The key file of earlier versions, imported into the database once (mailbot.keys).

@@ -14,6 +14,7 @@ from sqlmodel import Session
 from db.engine import make_engine, session_scope
 from mailbot.calendar import BusinessCalendar
 from mailbot.config import Settings
+from mailbot.file_access import check_database_access
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Runtime:
 
     @cached_property
     def engine(self) -> Engine:
+        check_database_access(self.settings.database_url)
         return make_engine(self.settings.database_url)
 
     @cached_property

@@ -13,9 +13,9 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 
-from db.engine import process_user
 from mailbot.config import Settings
 from mailbot.errors import ConfigError
+from mailbot.file_access import process_user
 
 CERT_SETTING = "MAILBOT_SMTP_TLS_CERT"
 KEY_SETTING = "MAILBOT_SMTP_TLS_KEY"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from db.engine import check_sqlite_access, process_user
 from mailbot.errors import ConfigError
+from mailbot.file_access import check_sqlite_access, process_user
 
 
 def test_a_writable_database_passes(tmp_path: Path) -> None:
