@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from db.dialect import is_sqlite
 from mailbot.errors import MailbotError
 
 # Pages copied per step: between steps writers get the database (a step is a few ms), and a
@@ -38,7 +39,7 @@ class Backup:
 
 def backup_database(engine: Engine, target: Path) -> Backup:
     """Copy the SQLite database behind ``engine`` to ``target`` (which must not exist)."""
-    if engine.dialect.name != "sqlite":
+    if not is_sqlite(engine):
         raise BackupError(
             "this database is PostgreSQL: back it up with its own tools, e.g. "
             "pg_dump --format=custom --file=mailbot.dump DBNAME (the signing keys are in the "

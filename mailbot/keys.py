@@ -30,6 +30,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, func, text
 from sqlmodel import Session, col, select
 
+from db.dialect import is_postgresql
 from db.engine import session_scope
 from db.models import SigningKey, Token
 from mailbot.config import MIN_SECRET_KEY_LENGTH, SECRET_KEY_FILE, Settings
@@ -221,7 +222,7 @@ def describe(session: Session, settings: Settings) -> list[KeyInfo]:
 
 def _lock(session: Session) -> None:
     """Serialise changes of the keys between processes (readers are not blocked)."""
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):  # SQLite: BEGIN IMMEDIATE already serialises them
         session.execute(text("LOCK TABLE signing_key IN SHARE ROW EXCLUSIVE MODE"))
 
 

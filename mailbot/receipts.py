@@ -12,11 +12,10 @@ import re
 import string
 import unicodedata
 from datetime import date
-from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
 
+from db.dialect import upsert
 from db.models import ReceiptCounter
 from mailbot.errors import MailbotError
 
@@ -54,11 +53,9 @@ def allocate_receipt_no(session: Session, received_on: date) -> str:
     would silently hand out the same number twice on SQLite.
     """
     year = received_on.year
-    dialect = session.get_bind().dialect.name
-    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table: Any = SQLModel.metadata.tables[ReceiptCounter.__tablename__]
+    table = SQLModel.metadata.tables[ReceiptCounter.__tablename__]
     statement = (
-        insert(table)
+        upsert(session, table)
         .values(year=year, issued=1)
         .on_conflict_do_update(index_elements=["year"], set_={"issued": table.c.issued + 1})
         .returning(table.c.issued)

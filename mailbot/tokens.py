@@ -156,9 +156,7 @@ def check_reply_token(
     if signed_purpose(keys, text, now) is None:
         return TokenCheck(None, TokenRefusal.BAD_SIGNATURE)
     query = select(Token).where(Token.nonce == _b32(parts[0]))
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    token = session.exec(query).first()
+    token = session.exec(query.with_for_update()).first()
     if token is None:
         return TokenCheck(None, TokenRefusal.UNKNOWN)
     if token.purpose != purpose.value:

@@ -28,6 +28,8 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
+from db.dialect import is_postgresql, is_sqlite
+
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "mailbot.scheduler"
@@ -57,10 +59,10 @@ class LeaderLock(Protocol):
 
 def leader_lock_for(engine: Engine) -> LeaderLock:
     """The right lock for ``engine``'s database."""
-    if engine.dialect.name == "postgresql":
+    if is_postgresql(engine):
         return PostgresLeaderLock(engine)
     database = engine.url.database
-    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+    if is_sqlite(engine) and database and database != ":memory:":
         return FileLeaderLock(Path(database).with_name(Path(database).name + ".scheduler-lock"))
     return SoleProcess()
 

@@ -12,6 +12,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, create_engine
 
+from db.dialect import is_sqlite
 from db.engine import SQLITE_BUSY_TIMEOUT_MS
 from db.models import SchedulerJob
 from scheduler.jobs import JobContext, remind, retain
@@ -30,7 +31,7 @@ def store_engine(engine: Engine) -> Engine:
     and a plain (deferred) read under WAL never waits for a writer, so an apply transaction
     in progress cannot stall the loop that also serves SMTP.
     """
-    if engine.dialect.name == "sqlite":
+    if is_sqlite(engine):
         return create_engine(engine.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
     return create_engine(engine.url, pool_pre_ping=True, pool_size=2, max_overflow=2)
 

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Dialect, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from db.dialect import is_postgresql, is_sqlite
 from db.engine import driver_transaction
 from db.models import INBOUND_PENDING, InboundMessage, utcnow
 from mailbot.errors import StoreError
@@ -210,7 +211,7 @@ def _insert_many_or_find(
         tuple(convert(row[name]) for row in rows for name, convert in _converters(dialect)),
     )
     new = {sha: row_id for row_id, sha in cursor.fetchall()}
-    if dialect.name == "sqlite":
+    if is_sqlite(dialect):
         _write_blobs(cursor, rows, new)
     missing = sorted({row["sha256"] for row in rows} - set(new))
     old: dict[str, int] = {}
@@ -289,7 +290,7 @@ def _converters(dialect: Dialect) -> list[_Converter]:
 def _converter(name: str, dialect: Dialect) -> Callable[[Any], Any]:
     if name == _JSON_COLUMN:
         return _json_text
-    if name == _BLOB_COLUMN and dialect.name == "sqlite":
+    if name == _BLOB_COLUMN and is_sqlite(dialect):
         return len  # the size of the zeroblob the bytes are then written into
     return _processor(name, dialect)
 
@@ -302,7 +303,7 @@ def _batch_insert_sql(dialect: Dialect, count: int) -> str:
     """``INSERT … VALUES (…), (…) ON CONFLICT (sha256) DO NOTHING RETURNING id, sha256`` for
     ``count`` rows, in the driver's placeholder style (SQLite ``?``, psycopg ``%s``)."""
     mark = _placeholder(dialect)
-    sqlite = dialect.name == "sqlite"
+    sqlite = is_sqlite(dialect)
     special = {
         _JSON_COLUMN: mark if sqlite else f"{mark}::json",
         _BLOB_COLUMN: f"zeroblob({mark})" if sqlite else mark,
@@ -323,7 +324,7 @@ def _find_sql(dialect: Dialect, count: int) -> str:
 
 
 def _placeholder(dialect: Dialect) -> str:
-    if dialect.name not in ("sqlite", "postgresql"):
+    if not (is_sqlite(dialect) or is_postgresql(dialect)):
         raise StoreError(f"inbound storage supports SQLite and PostgreSQL, not {dialect.name}")
     return "?" if dialect.paramstyle == "qmark" else "%s"
 

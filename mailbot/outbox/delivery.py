@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlmodel import Session
 
+from db.dialect import skip_locked
 from db.engine import session_scope
 from db.models import (
     OUTBOUND_FAILED,
@@ -154,14 +155,13 @@ def _claim(
 ) -> tuple[list[OutboundMessage], list[tuple[OutboundMessage, DeliveryError]]]:
     """Claim due rows, rendering the intents among them; (ready to send, failed to render)."""
     with session_scope(engine) as session:
-        statement = (
+        # Concurrent claimers skip each other's rows instead of waiting and then sending them
+        # again.
+        statement = skip_locked(
             select(OutboundMessage)
             .where(OUTBOUND.c.status == OUTBOUND_PENDING, OUTBOUND.c.next_attempt_at <= now)
             .order_by(OUTBOUND.c.next_attempt_at, OUTBOUND.c.id)
             .limit(batch)
-            # PostgreSQL: concurrent claimers skip each other's rows instead of waiting and
-            # then sending them again. SQLite ignores it; BEGIN IMMEDIATE serialises claims.
-            .with_for_update(skip_locked=True)
         )
         if render is None:
             statement = statement.where(OUTBOUND.c.raw.is_not(None))

@@ -7,13 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime
 from email.utils import parseaddr
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import CursorResult, Select, Table, literal, select, true, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlmodel import Session, SQLModel
 
+from db.dialect import dialect_of, upsert
 from db.models import (
     OUTBOUND_BOUNCED,
     OUTBOUND_PENDING,
@@ -32,11 +33,6 @@ MAX_ERROR_CHARS = 2000
 
 class OutboxError(MailbotError):
     """An outbox request that cannot be carried out (an unknown status, a retry of a sent row)."""
-
-
-def _insert(session: Session) -> Any:
-    # Both dialects spell the upsert the same way, but it lives in dialect-specific modules.
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def enqueue(
@@ -83,20 +79,19 @@ def enqueue(
     return new_id
 
 
-@cache
-def _enqueue_statement_for(dialect: str) -> Any:
-    # Built once per dialect and executed with the values as parameters: building the
+@lru_cache(maxsize=8)
+def _enqueue_statement_for(dialect: Dialect) -> Any:
+    # Built once per engine and executed with the values as parameters: building the
     # statement per notice cost as much as running it.
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
-        insert(OUTBOUND)
+        upsert(dialect, OUTBOUND)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(OUTBOUND.c.id)
     )
 
 
 def _enqueue_statement(session: Session) -> Any:
-    return _enqueue_statement_for(session.get_bind().dialect.name)
+    return _enqueue_statement_for(dialect_of(session))
 
 
 def enqueue_intents(session: Session, rows: Select[*tuple[Any, ...]], *, now: datetime) -> int:
@@ -123,7 +118,7 @@ def enqueue_intents(session: Session, rows: Select[*tuple[Any, ...]], *, now: da
         moment,
     ).where(true())  # SQLite needs a WHERE before ON CONFLICT in an INSERT … SELECT
     statement = (
-        _insert(session)(OUTBOUND)
+        upsert(session, OUTBOUND)
         .from_select(
             [
                 o.created_at,
@@ -169,7 +164,7 @@ def count_autoreply(session: Session, address: str, day: date, *, fold: bool = T
     """
     key = mailbox_key(parseaddr(address)[1] or address) if fold else address
     statement = (
-        _insert(session)(_AUTOREPLY)
+        upsert(session, _AUTOREPLY)
         .values(address=key, day=day, sent=1)
         .on_conflict_do_update(
             index_elements=["address", "day"], set_={"sent": _AUTOREPLY.c.sent + 1}
