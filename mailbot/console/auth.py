@@ -245,7 +245,7 @@ def check_link(
     if isinstance(nonce, LoginRefusal):
         return LinkCheck(None, None, nonce)
     query = select(ConsoleLogin).where(ConsoleLogin.link_hash == _link_hash(nonce))
-    if lock and session.get_bind().dialect.name == "postgresql":
+    if lock:
         query = query.with_for_update()
     login = session.exec(query).first()
     if login is None:
@@ -310,9 +310,8 @@ def redeem_code(
         .where(col(ConsoleLogin.expires_at) > now)
         .where(col(ConsoleLogin.code_tries) < MAX_CODE_TRIES)
         .order_by(col(ConsoleLogin.id).desc())
+        .with_for_update()
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
     waiting = list(session.exec(query))
     secrets_now = list(keyring(session, settings).verifying(now))
     for login in waiting:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
+from db.dialect import upsert
 from db.models import ConsoleRateCount
 
 _TABLE = ConsoleRateCount.__table__  # type: ignore[attr-defined]
@@ -26,10 +26,9 @@ def clock_hour(now: datetime) -> datetime:
 
 def take(session: Session, bucket: str, limit: int, now: datetime) -> bool:
     """Count one use of ``bucket`` in ``now``'s hour; True while the count is at most ``limit``."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     hour = clock_hour(now)
     statement = (
-        insert(_TABLE)
+        upsert(session, _TABLE)
         .values(bucket=bucket[:400], hour=hour, count=1)
         .on_conflict_do_update(
             index_elements=["bucket", "hour"], set_={"count": _TABLE.c.count + 1}
