@@ -27,7 +27,6 @@ up the others.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections import defaultdict
@@ -46,22 +45,20 @@ from sqlalchemy import (
     Subquery,
     Table,
     and_,
-    any_,
     cast,
     exists,
     false,
     func,
     insert,
     literal,
-    literal_column,
     null,
     select,
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlmodel import Session, SQLModel
 
+from db.dialect import JsonSql, dialect_of, in_one_parameter, is_postgresql, skip_locked
 from db.engine import session_scope
 from db.models import (
     APPLIED,
@@ -345,9 +342,7 @@ def _claim(
     if through is not None:
         query = query.where(a.start_date <= through)
     if only is not None:
-        query = query.where(
-            _in_one_parameter(a.id, only, Integer(), postgres=_is_postgres(session))
-        )
+        query = query.where(in_one_parameter(session, a.id, only, Integer()))
     skip = list(exclude)
     if skip:
         query = query.where(a.id.notin_(skip))
@@ -356,7 +351,7 @@ def _claim(
     if lock:
         # PostgreSQL: another process applying at the same moment skips these rows and takes
         # the next ones. SQLite ignores it: BEGIN IMMEDIATE already made this the only writer.
-        query = query.with_for_update(skip_locked=True)
+        query = skip_locked(query)
     return [_Claimed(*row) for row in session.execute(query)]
 
 
@@ -409,54 +404,24 @@ def _result(one: _Claimed, detail: dict[str, Any]) -> AppliedApplication:
     )
 
 
-def _is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
 class _Batch:
     """The claimed applications' ids, and how a statement names them: one bound parameter.
 
     ``IN (…)`` would bind one parameter per application, several times per statement; with
     thousands of applications per batch that alone costs more than the statements' work
-    (and SQLite caps the number of parameters). PostgreSQL gets one array, SQLite one JSON
-    text that ``json_each`` unpacks.
+    (and SQLite caps the number of parameters): see :func:`db.dialect.in_one_parameter`.
     """
 
     def __init__(self, session: Session, ids: list[int]) -> None:
         self.ids = ids
-        self.postgres = _is_postgres(session)
+        self.dialect = dialect_of(session)
+        self.postgres = is_postgresql(session)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def holds(self, column: ColumnElement[int]) -> ColumnElement[bool]:
-        return _in_one_parameter(column, self.ids, Integer(), postgres=self.postgres)
-
-
-def _in_one_parameter(
-    column: ColumnElement[Any],
-    values: Sequence[int] | Sequence[str],
-    element: Integer | String,
-    *,
-    postgres: bool,
-) -> ColumnElement[bool]:
-    """``column IN values``, the values bound as one parameter (see :class:`_Batch`)."""
-    if postgres:
-        # One text parameter in array syntax, cast by the server: binding a Python list makes
-        # the driver adapt it element by element, for every statement of the batch (0.1 s of
-        # a 10,000-application apply). Text elements are quoted, so no value (a user code is
-        # letters and digits anyway) can be read as array syntax.
-        array = "{" + ",".join(_array_element(value) for value in values) + "}"
-        return column == any_(cast(literal(array, String), ARRAY(element)))
-    unpacked = func.json_each(literal(json.dumps(list(values)), String)).table_valued("value")
-    return column.in_(select(unpacked.c.value))
-
-
-def _array_element(value: int | str) -> str:
-    """One element of a PostgreSQL array literal: numbers as they are, text double-quoted."""
-    if isinstance(value, int):
-        return str(value)
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return in_one_parameter(self.dialect, column, self.ids, Integer())
 
 
 def _already_abolished(session: Session, batch: _Batch) -> list[str]:
@@ -547,7 +512,7 @@ def _abolish_completed_codes(session: Session, codes: set[str]) -> set[str]:
     statement = (
         update(_USER_CODE)
         .where(
-            _in_one_parameter(c.code, sorted(codes), String(), postgres=_is_postgres(session)),
+            in_one_parameter(session, c.code, sorted(codes), String()),
             _code_goes(),
         )
         .values(status=ABOLISHED, abolished_on=last_day)
@@ -602,7 +567,7 @@ def _audit(
     It is read back (``RETURNING``) as the report, and the applied notice is rendered from
     it later (mailbot.notify), so all three say the same.
     """
-    as_json = _Json(session)
+    as_json = JsonSql(session)
     a = _APPLICATION.c
     id_lists = _id_lists(as_json, batch, already)
     code_lists = _code_lists(as_json, batch)
@@ -637,7 +602,7 @@ def _audit(
     return {application_id: detail for application_id, detail in session.execute(statement)}
 
 
-def _id_lists(as_json: _Json, batch: _Batch, already: list[str]) -> Subquery:
+def _id_lists(as_json: JsonSql, batch: _Batch, already: list[str]) -> Subquery:
     """Per application: its user IDs abolished now, and those abolished before, in order."""
     i = _ITEM.c
     items = (
@@ -658,7 +623,7 @@ def _id_lists(as_json: _Json, batch: _Batch, already: list[str]) -> Subquery:
     )
 
 
-def _code_lists(as_json: _Json, batch: _Batch) -> Subquery:
+def _code_lists(as_json: JsonSql, batch: _Batch) -> Subquery:
     """Per application: the codes it touches that go now, and the active ones that stay."""
     i, u, c = _ITEM.c, _USER_ID.c, _USER_CODE.c
     touched = (
@@ -688,41 +653,6 @@ def _code_lists(as_json: _Json, batch: _Batch) -> Subquery:
         .group_by(codes.c.application_id)
         .subquery()
     )
-
-
-class _Json:
-    """JSON built in SQL, spelled per dialect (SQLite's JSON1 functions, PostgreSQL's json)."""
-
-    def __init__(self, session: Session) -> None:
-        self.postgres = _is_postgres(session)
-
-    def array(
-        self, value: ColumnElement[Any], order: ColumnElement[Any], where: ColumnElement[bool]
-    ) -> ColumnElement[Any]:
-        """The values of the group's rows that pass ``where``, in ``order``; ``[]`` for none."""
-        if self.postgres:
-            aggregated = func.json_agg(aggregate_order_by(value, order)).filter(where)
-            return func.coalesce(aggregated, literal_column("'[]'::json"))
-        # SQLite (3.40) has no ORDER BY inside an aggregate: it aggregates in the order the
-        # rows come, which the ordered subquery the callers group fixes.
-        return func.json_group_array(value).filter(where)
-
-    def embed(self, array: ColumnElement[Any]) -> ColumnElement[Any]:
-        """An array from a subquery, as JSON inside an object (``[]`` when the join found none).
-
-        SQLite passes JSON between statements as text and would embed it as a string; json()
-        marks it as JSON again.
-        """
-        if self.postgres:
-            return func.coalesce(array, literal_column("'[]'::json"))
-        return func.json(func.coalesce(array, "[]"))
-
-    def object(self, **members: ColumnElement[Any]) -> ColumnElement[Any]:
-        pairs: list[Any] = []
-        for name, value in members.items():
-            pairs += [literal(name, String), value]
-        build = func.json_build_object if self.postgres else func.json_object
-        return build(*pairs)
 
 
 # --- the notices, as intents in the outbox ---------------------------------------------------

@@ -344,21 +344,20 @@ def test_the_apply_time_setting_and_as_of(engine: Engine, settings: Settings) ->
 def test_a_batch_parameter_names_exactly_its_values(engine: Engine) -> None:
     """Batches are bound as one parameter (a PostgreSQL array literal, a JSON text for
     SQLite); values that look like that syntax must still mean only themselves."""
-    from mailbot.applying import _in_one_parameter
+    from db.dialect import in_one_parameter
 
     values = ["Q0001", "a,b", "{x}", 'say "hi"', "back\\slash", "NULL", ""]
     others = ["a", "b", "x", "{x", "hi", "Q0002", "back"]
     rows = union_all(*(select(literal(v, String).label("v")) for v in values + others)).subquery()
-    postgres = engine.dialect.name == "postgresql"
     seed(engine, 3, 1)
     ids = SQLModel.metadata.tables[Application.__tablename__].c.id
     with session_scope(engine) as session:
         found = session.scalars(
-            select(rows.c.v).where(_in_one_parameter(rows.c.v, values, String(), postgres=postgres))
+            select(rows.c.v).where(in_one_parameter(session, rows.c.v, values, String()))
         ).all()
         first, _second, third = session.scalars(select(ids).order_by(ids)).all()
         numbers = session.scalars(
-            select(ids).where(_in_one_parameter(ids, [third, first], Integer(), postgres=postgres))
+            select(ids).where(in_one_parameter(session, ids, [third, first], Integer()))
         ).all()
     assert sorted(found) == sorted(values)
     assert sorted(numbers) == [first, third]
