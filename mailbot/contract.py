@@ -21,7 +21,6 @@ from typing import Any, Literal
 from sqlmodel import Session
 
 from db.models import APPROVED
-from db.queries import ContractIdRow, contact_office_codes, contract_id_rows, office_infos
 from mailbot import notices
 from mailbot.applications import STATUS_JA
 from mailbot.blank_form import Prefill, prefilled_attachments
@@ -31,6 +30,12 @@ from mailbot.config import Settings
 from mailbot.normalize import ident_of
 from mailbot.notify import Reply, send_reply
 from mailbot.office_link import office_link_expiry, office_url
+from mailbot.registry_queries import (
+    ContractIdRow,
+    contact_office_codes,
+    contract_id_rows,
+    office_infos,
+)
 from mailbot.rules import OfficeInfo
 from mailbot.upcoming import Upcoming, load_upcoming
 
@@ -153,7 +158,7 @@ def build_contracts(
     offices: Mapping[str, OfficeInfo], rows: Iterable[ContractIdRow]
 ) -> list[OfficeContract]:
     """The contract of each office in ``offices`` (in code order) from the rows of
-    :func:`db.queries.contract_id_rows`, which also hold the sharing offices' IDs."""
+    :func:`mailbot.registry_queries.contract_id_rows`, which also hold the sharing offices' IDs."""
     rows = list(rows)
     by_code: dict[str, list[ContractIdRow]] = {}
     for row in rows:

@@ -13,7 +13,6 @@ from datetime import datetime
 from sqlmodel import Session
 
 from db.models import AuditEvent, InboundMessage
-from db.queries import is_registered_contact, registry_view
 from mailbot import notices
 from mailbot.addresses import is_own_address, reply_tag
 from mailbot.applications import create_application
@@ -37,6 +36,7 @@ from mailbot.notify import (
 from mailbot.outbox import mark_bounced
 from mailbot.outcome import Outcome
 from mailbot.parsers.select import read_request
+from mailbot.registry_queries import is_registered_contact, registry_view
 from mailbot.reply_limits import is_known_sender
 from mailbot.review import (
     REVIEW_TAG,

@@ -28,12 +28,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from db.engine import session_scope
-from db.queries import OfficeApplicationRow, office_applications
 from mailbot.applications import STATUS_JA
 from mailbot.calendar import BusinessCalendar
 from mailbot.contract import OfficeContract, load_contracts
 from mailbot.keys import Keyring, keyring, verifying_keyring
 from mailbot.office_link import office_link_refusal
+from mailbot.registry_queries import OfficeApplicationRow, office_applications
 from mailbot.tokens import TokenRefusal, link_token
 from mailbot.upcoming import Upcoming, load_upcoming
 from mailbot.web import REVIEWED, STATUS_EN, WebContext, refusal, templates

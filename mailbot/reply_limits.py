@@ -31,10 +31,10 @@ from datetime import UTC, datetime
 from sqlmodel import Session, select
 
 from db.models import InboundMessage, Staff
-from db.queries import is_registered_contact
 from mailbot.addresses import is_null_sender, is_own_address, split_address
 from mailbot.config import Settings
 from mailbot.outbox import count_autoreply
+from mailbot.registry_queries import is_registered_contact
 
 log = logging.getLogger(__name__)
 

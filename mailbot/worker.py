@@ -27,8 +27,8 @@ from db.models import (
     INBOUND_QUARANTINED,
     InboundMessage,
 )
-from db.queries import claim_pending_inbound
 from mailbot.errors import MailbotError, NotFoundError
+from mailbot.inbound_claim import claim_pending_inbound
 from mailbot.intake import IntakeContext, answer_unreadable, process_message
 from mailbot.logs import log_context
 

@@ -28,7 +28,6 @@ from db.models import (
     AuditEvent,
     Staff,
 )
-from db.queries import registry_view
 from mailbot import notices
 from mailbot.addresses import tagged_address
 from mailbot.applications import application_items, audit, finish
@@ -39,6 +38,7 @@ from mailbot.errors import BilingualError
 from mailbot.keys import keyring
 from mailbot.logs import add_log_fields
 from mailbot.notify import application_context, queue_staff_mail, send_to_applicants, status_url
+from mailbot.registry_queries import registry_view
 from mailbot.review.commands import Action, Decision
 from mailbot.review.context import ReviewContext
 from mailbot.review.requests import REVIEW_TAG, send_review_requests

@@ -7,8 +7,8 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from db.engine import session_scope
-from db.queries import CLAIM_MAX_BYTES, claim_pending_inbound
 from mailbot.gateway.store import store_message
+from mailbot.inbound_claim import CLAIM_MAX_BYTES, claim_pending_inbound
 
 
 def store(engine: Engine, name: str, size: int) -> int:

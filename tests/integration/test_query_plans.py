@@ -19,9 +19,9 @@ from sqlalchemy import Engine, event
 from bench.apply import seed
 from db.engine import session_scope
 from db.models import UNDER_REVIEW
-from db.queries import claim_pending_inbound
 from mailbot.applications import application_summaries, list_applications
 from mailbot.facts import read_facts
+from mailbot.inbound_claim import claim_pending_inbound
 
 SMALL_TABLES = {"receipt_counter", "signing_key"}
 

@@ -1,29 +1,29 @@
-"""Queries that need care: the registry slice the rules see, an office's contract and
-applications (the contract reply and the office page), and claiming work across processes."""
+"""Reading the registry: the slice of it one request touches, in the shape the rules read
+(:mod:`mailbot.registry_view`), whether an address is a contact, and an office's contract rows
+and applications (the contract reply and the office page)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
-from sqlalchemy import Table, func, or_
+from sqlalchemy import ColumnElement, Subquery, Table, func, or_
 from sqlalchemy import desc as sql_desc
 from sqlalchemy import select as core_select
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, SQLModel, select
 
 from db.models import (
-    INBOUND_PENDING,
     OPEN_STATUSES,
     Application,
     ApplicationItem,
-    InboundMessage,
     Office,
     OfficeContact,
     UserId,
 )
 from mailbot.normalize import user_code_of
-from mailbot.rules import OfficeInfo, RegistryView, UserIdInfo
+from mailbot.registry_view import OfficeInfo, RegistryView, UserIdInfo
 
 # Core tables: the registry slice is read as plain columns, not ORM objects.
 _TABLES = SQLModel.metadata.tables
@@ -57,16 +57,8 @@ def registry_view(
     """
     named = list(user_ids)
     codes = {user_code_of(uid) for uid in named} | set(user_codes)
-    u, i, a = _USER_ID.c, _ITEM.c, _APPLICATION.c
-    # Each ID with the receipt number of the open application that holds it, if any.
-    holder = (
-        core_select(i.key, a.receipt_no)
-        .join(_APPLICATION, a.id == i.application_id)
-        .where(i.open.is_(True), i.kind == "user_id")
-        # Applied applications' ID items stay open (see ApplicationItem); they hold nothing open.
-        .where(a.status.in_(OPEN_STATUSES))
-        .subquery()
-    )
+    u, a = _USER_ID.c, _APPLICATION.c
+    holder = _open_holders(a.receipt_no)
     rows = session.execute(
         core_select(u.user_id, u.office_code, u.status, u.abolished_on, holder.c.receipt_no)
         .outerjoin(holder, holder.c.key == u.user_id)
@@ -86,6 +78,20 @@ def registry_view(
     if office_code:
         wanted.add(office_code)
     return RegistryView(offices=_offices_by_code(session, wanted), user_ids=infos)
+
+
+def _open_holders(*columns: ColumnElement[Any]) -> Subquery:
+    """Each user ID held by an open application (under review or approved), as ``key``, with
+    ``columns`` of that application."""
+    i, a = _ITEM.c, _APPLICATION.c
+    return (
+        core_select(i.key, *columns)
+        .join(_APPLICATION, a.id == i.application_id)
+        .where(i.open.is_(True), i.kind == "user_id")
+        # Applied applications' ID items stay open (see ApplicationItem); they hold nothing open.
+        .where(a.status.in_(OPEN_STATUSES))
+        .subquery()
+    )
 
 
 def _contact_offices(session: Session, sender: str) -> set[str]:
@@ -153,14 +159,8 @@ def contract_id_rows(session: Session, office_codes: Sequence[str]) -> list[Cont
     ``office_code`` and ``user_code`` indexes, the holders by the open-item index)."""
     if not office_codes:
         return []
-    u, i, a = _USER_ID.c, _ITEM.c, _APPLICATION.c
-    holder = (
-        core_select(i.key, a.receipt_no, a.status, a.proposed_start_date, a.start_date)
-        .join(_APPLICATION, a.id == i.application_id)
-        .where(i.open.is_(True), i.kind == "user_id")
-        .where(a.status.in_(OPEN_STATUSES))
-        .subquery()
-    )
+    u, a = _USER_ID.c, _APPLICATION.c
+    holder = _open_holders(a.receipt_no, a.status, a.proposed_start_date, a.start_date)
     own_codes = core_select(u.user_code).where(u.office_code.in_(list(office_codes)))
     rows = session.execute(
         core_select(
@@ -237,47 +237,3 @@ def office_applications(
         for row_id, receipt_no, status, received_on, desired, proposed, start in found
     ]
     return applications, int(total)
-
-
-# Every message of a claimed batch is in memory (its raw bytes) until the batch commits, so
-# large messages are claimed fewer at a time: a batch stops before this many bytes, but always
-# takes one message (bench/memory.py, docs/performance.md).
-CLAIM_MAX_BYTES = 16 * 1024 * 1024
-
-
-def claim_pending_inbound(
-    session: Session, limit: int, max_bytes: int = CLAIM_MAX_BYTES
-) -> list[InboundMessage]:
-    """Lock the oldest pending messages (up to ``limit``, and up to ``max_bytes`` of them
-    unless the first alone is larger) for this transaction.
-
-    On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets several workers take different messages;
-    the rows stay locked until the processing transaction commits (status done) or rolls back
-    (pending again), so a crash mid-way loses nothing and repeats nothing. SQLite's
-    BEGIN IMMEDIATE already serialises writers, so the plain select is enough there. Sizes are
-    read first, so that the bytes of messages left for the next batch are never loaded.
-    """
-    sizes = (
-        select(InboundMessage.id, InboundMessage.size)
-        .where(InboundMessage.status == INBOUND_PENDING)
-        .order_by(col(InboundMessage.id))
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        sizes = sizes.with_for_update(skip_locked=True)
-    chosen: list[int] = []
-    total = 0
-    for row_id, size in session.exec(sizes):
-        assert row_id is not None  # a stored row has its id
-        if chosen and total + size > max_bytes:
-            break
-        chosen.append(row_id)
-        total += size
-    if not chosen:
-        return []
-    query = (
-        select(InboundMessage)
-        .where(col(InboundMessage.id).in_(chosen))
-        .order_by(col(InboundMessage.id))
-    )
-    return list(session.exec(query))
