@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, tzinfo
 from typing import Any
 
-from sqlalchemy import select
-from sqlmodel import Session, col
+from sqlmodel import Session
 
-from db.models import SchedulerJob
 from mailbot.applying import APPLY_JOB_PREFIX, apply_job_id, pending_applies
+from scheduler.job_rows import stored_jobs
 
 
 @dataclass(frozen=True)
@@ -45,12 +44,7 @@ def list_scheduled(
     session: Session, zone: tzinfo, apply_time: time, now: datetime
 ) -> tuple[list[ScheduledApply], list[str]]:
     """(pending applies, earliest first; job ids left over for applications not approved)."""
-    jobs = {
-        job_id: run
-        for job_id, run in session.execute(
-            select(col(SchedulerJob.id), col(SchedulerJob.next_run_time))
-        )
-    }
+    jobs = stored_jobs(session)
     rows = []
     for pending in pending_applies(session, zone, apply_time):
         stored = jobs.pop(apply_job_id(pending.receipt_no), None)

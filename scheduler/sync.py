@@ -21,8 +21,9 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from db.engine import session_scope
-from db.models import APPROVED, Application, SchedulerJob
+from db.models import APPROVED, Application
 from mailbot.applying import APPLY_JOB_PREFIX, apply_job_id, run_time
+from scheduler.job_rows import stored_jobs
 from scheduler.jobs import APPLY_JOB_FUNCTION, JobContext, run_apply
 
 if TYPE_CHECKING:
@@ -88,12 +89,7 @@ def read_sides(context: JobContext) -> tuple[dict[str, date], dict[str, float | 
                 )
             )
         }
-        jobs = {
-            job_id: next_run
-            for job_id, next_run in session.execute(
-                select(col(SchedulerJob.id), col(SchedulerJob.next_run_time))
-            )
-        }
+        jobs = stored_jobs(session)
     return approved, jobs
 
 

@@ -9,9 +9,8 @@ application is approved and its start date has not come. In one transaction: the
 becomes ``cancelled``, its items stop holding the IDs (a new application may name them), its
 date job is removed from the scheduler's job store, the audit log records who, why and how
 (``via``, and the reply's inbound message), and the applicant and manager are told. The job
-row is deleted here rather than through a scheduler, because the scheduler runs in another
-process; had it been missed, applying would still skip a cancelled application and the
-scheduler's sync would drop the job.
+row goes in the same transaction (:func:`scheduler.job_rows.remove_apply_job`), not through a
+running scheduler, which is in another process.
 
 A cancellation cannot race the apply: both lock the application row (PostgreSQL) or hold the
 single writer lock (SQLite), and each acts only on an ``approved`` application.
@@ -21,24 +20,23 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
-from sqlalchemy import delete
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from db.models import (
     APPROVED,
     CANCELLED,
     Application,
-    SchedulerJob,
     Staff,
 )
 from mailbot import notices
 from mailbot.applications import STATUS_JA, find_application, finish
-from mailbot.applying import MIDNIGHT, apply_job_id, is_due, run_time
+from mailbot.applying import MIDNIGHT, is_due, run_time
 from mailbot.config import Settings
 from mailbot.dates import ja_date
 from mailbot.errors import BilingualError
 from mailbot.notify import application_context, queue_staff_mail, send_to_applicants, status_url
 from mailbot.staff import active_staff, find_staff
+from scheduler.job_rows import remove_apply_job
 
 
 class CancelError(BilingualError):
@@ -87,8 +85,7 @@ def cancel_application(
         reason=reason,
         inbound_id=inbound_id,
     )
-    job_id = apply_job_id(application.receipt_no)
-    session.execute(delete(SchedulerJob).where(col(SchedulerJob.id) == job_id))
+    remove_apply_job(session, application.receipt_no)
     session.flush()
     send_to_applicants(
         session,
