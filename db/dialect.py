@@ -4,8 +4,8 @@ mailbot runs on both (SQLite by default). Code elsewhere asks this module rather
 dialect's name:
 
 * which database it is (:func:`is_postgresql`, :func:`is_sqlite`), for what only one of them
-  has: PostgreSQL's advisory locks and ``LOCK TABLE``, SQLite's blob API, its file lock and its
-  backup;
+  has: PostgreSQL's advisory locks and ``LOCK TABLE``, SQLite's blob API; and
+  :func:`sqlite_file`, the file a SQLite database is (its lock files beside it, its backup);
 * :func:`upsert`: the INSERT that can say ``ON CONFLICT … DO NOTHING / DO UPDATE`` (both spell
   it alike, but SQLAlchemy keeps it in each dialect's own module);
 * :func:`skip_locked`: a claim, ``FOR UPDATE SKIP LOCKED``, so that processes claiming work at
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -42,7 +43,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.sql.selectable import GenerativeSelect
 from sqlmodel import Session
 
@@ -65,6 +66,15 @@ def is_postgresql(bind: Bind) -> bool:
 
 def is_sqlite(bind: Bind) -> bool:
     return dialect_of(bind).name == "sqlite"
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file of a SQLite database; None for PostgreSQL or a database in memory."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return Path(database)
 
 
 def upsert(bind: Bind, table: Table) -> postgresql.Insert | sqlite.Insert:

@@ -16,6 +16,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
+from db.dialect import sqlite_file
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -25,15 +27,16 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed.render_as_string(hide_password=False), parsed.database, echo)
+        url_text = parsed.render_as_string(hide_password=False)
+        return _sqlite_engine(url_text, sqlite_file(parsed), echo)
     return create_engine(parsed, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
-def _sqlite_engine(url: str, database: str | None, echo: bool) -> Engine:
-    if database and database != ":memory:":
+def _sqlite_engine(url: str, database: Path | None, echo: bool) -> Engine:
+    if database is not None:
         # Where a command runs, mailbot.file_access has checked the files and made the folder
         # (naming the user when it cannot); here the folder is made for every other caller.
-        Path(database).absolute().parent.mkdir(parents=True, exist_ok=True)
+        database.absolute().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -48,7 +51,7 @@ def _sqlite_engine(url: str, database: str | None, echo: bool) -> Engine:
         cursor.execute("PRAGMA synchronous=FULL")  # a 250 promises the bytes survive power loss
         cursor.close()
 
-    turnstile = Turnstile(Path(database) if database and database != ":memory:" else None)
+    turnstile = Turnstile(database)
     _TURNSTILES[engine] = turnstile
 
     @event.listens_for(engine, "begin")

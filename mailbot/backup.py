@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from db.dialect import is_sqlite
+from db.dialect import is_sqlite, sqlite_file
 from mailbot.errors import MailbotError
 
 # Pages copied per step: between steps writers get the database (a step is a few ms), and a
@@ -45,8 +45,8 @@ def backup_database(engine: Engine, target: Path) -> Backup:
             "pg_dump --format=custom --file=mailbot.dump DBNAME (the signing keys are in the "
             "table signing_key, so the dump includes them); restore with pg_restore"
         )
-    source = engine.url.database
-    if not source or source == ":memory:":
+    source = sqlite_file(engine.url)
+    if source is None:
         raise BackupError("the database is in memory; there is nothing to back up")
     target = target.expanduser().absolute()
     if target.exists():
@@ -55,7 +55,7 @@ def backup_database(engine: Engine, target: Path) -> Backup:
         raise BackupError(f"{target.parent} is not a folder; create it first")
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
     try:
-        _copy(Path(source), partial)
+        _copy(source, partial)
         _check(partial)
         os.link(partial, target)  # fails, rather than replaces, if target appeared meanwhile
     except (sqlite3.Error, OSError) as exc:

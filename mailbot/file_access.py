@@ -8,8 +8,7 @@ import os
 import pwd
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
+from db.dialect import sqlite_file
 from db.engine import Turnstile
 from mailbot.errors import ConfigError
 
@@ -26,10 +25,9 @@ def process_user() -> str:
 def check_database_access(url: str) -> None:
     """For a SQLite database in a file, :func:`check_sqlite_access`; nothing for PostgreSQL
     (the server owns its files) or an in-memory database."""
-    parsed = make_url(url)
-    database = parsed.database
-    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:":
-        check_sqlite_access(Path(database))
+    database = sqlite_file(url)
+    if database is not None:
+        check_sqlite_access(database)
 
 
 def check_sqlite_access(database: Path) -> None:

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from db.dialect import is_postgresql, is_sqlite
+from db.dialect import is_postgresql, sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,9 @@ def leader_lock_for(engine: Engine) -> LeaderLock:
     """The right lock for ``engine``'s database."""
     if is_postgresql(engine):
         return PostgresLeaderLock(engine)
-    database = engine.url.database
-    if is_sqlite(engine) and database and database != ":memory:":
-        return FileLeaderLock(Path(database).with_name(Path(database).name + ".scheduler-lock"))
+    database = sqlite_file(engine.url)
+    if database is not None:
+        return FileLeaderLock(database.with_name(database.name + ".scheduler-lock"))
     return SoleProcess()
 
 
