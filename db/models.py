@@ -16,6 +16,8 @@ from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
+    """The columns' default time, for a row made without one. mailbot's code takes "now" from
+    its injected clock (mailbot.clock) instead, so that a test can fix it."""
     return datetime.now(UTC)
 
 
@@ -30,7 +32,6 @@ OPEN_STATUSES = (UNDER_REVIEW, APPROVED)
 
 # Inbound message statuses.
 INBOUND_PENDING = "pending"
-INBOUND_PROCESSING = "processing"
 INBOUND_DONE = "done"
 INBOUND_QUARANTINED = "quarantined"
 

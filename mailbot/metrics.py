@@ -18,7 +18,7 @@ process metrics: the monitor learns that the database is the problem.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 
 from prometheus_client import (
@@ -33,12 +33,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
+from mailbot.clock import Clock
 from mailbot.facts import QueueFacts, read_facts
 from mailbot.monitor import LEADER, OK_STATES, Monitor
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
 
 # How long the gateway took from the end of DATA to its answer: 250 once the raw bytes are
 # committed, or 451 when they could not be.

@@ -14,11 +14,11 @@ reader may see one part a moment before another, never a torn value.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
-Clock = Callable[[], datetime]
+from mailbot.clock import Clock, utc_now
 
 # States a part can be in. "ok" states keep /healthz at 200.
 STARTING = "starting"
@@ -31,10 +31,6 @@ UNREACHABLE = "unreachable"
 FAILING = "failing"
 STOPPED = "stopped"
 OK_STATES = frozenset({RUNNING, CONNECTED, LEADER, STANDBY})
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

@@ -22,7 +22,8 @@ import click
 from sqlalchemy import Table, bindparam, delete, insert, update
 from sqlmodel import Session, SQLModel, col, select
 
-from db.models import Office, OfficeContact, UserCode, UserId, utcnow
+from db.models import Office, OfficeContact, UserCode, UserId
+from mailbot.clock import utc_now
 from mailbot.errors import ImportFileError, NotFoundError
 from mailbot.normalize import (
     USER_CODE_LENGTH,
@@ -228,7 +229,7 @@ def _write_offices(session: Session, rows: list[OfficeRow]) -> None:
     """Insert the new offices, update the known ones, and replace every office's contacts:
     a few statements per 1,000 offices (one ORM round trip per office took 20 s for 20,000)."""
     o, c = _OFFICE.c, _CONTACT.c
-    now = utcnow()
+    now = utc_now()
     values = [
         {
             "key": row.code,

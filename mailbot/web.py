@@ -20,9 +20,9 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from http import HTTPStatus
 from typing import Any
@@ -43,6 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db.engine import session_scope
 from db.models import APPLIED, APPROVED, CANCELLED, REJECTED, UNDER_REVIEW, WITHDRAWN
+from mailbot.clock import Clock, utc_now
 from mailbot.config import HostPort, Settings
 from mailbot.dates import ja_date
 from mailbot.documents import (
@@ -66,8 +67,6 @@ from mailbot.tokens import TokenRefusal, link_refusal
 from mailbot.web_health import check_health
 
 log = logging.getLogger("mailbot.web")
-
-Clock = Callable[[], datetime]
 
 # The review is over (審査終了) in these statuses: the portal's news line appears.
 REVIEWED = (APPROVED, REJECTED, APPLIED, CANCELLED)
@@ -93,10 +92,6 @@ SECURITY_HEADERS = {
     ),
 }
 SHUTDOWN_GRACE_SECONDS = 5
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

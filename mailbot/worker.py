@@ -13,8 +13,7 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -27,6 +26,7 @@ from db.models import (
     INBOUND_QUARANTINED,
     InboundMessage,
 )
+from mailbot.clock import Clock, utc_now, wait_any
 from mailbot.errors import MailbotError, NotFoundError
 from mailbot.inbound_claim import claim_pending_inbound
 from mailbot.intake import IntakeContext, answer_unreadable, process_message
@@ -46,12 +46,6 @@ BATCH = 10
 # `serve` answered 0.05 x a bare SMTP sink while its worker drained (bench/gateway.py); the
 # worker itself drains as fast with one or two messages per commit (docs/performance.md).
 TRANSACTION_BUDGET_SECONDS = 0.005
-
-Clock = Callable[[], datetime]
-
-
-def utc_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 def process_batch(engine: Engine, ctx: IntakeContext, now: datetime, limit: int = BATCH) -> int:
@@ -129,7 +123,7 @@ def _is_transient(exc: Exception) -> bool:
     return isinstance(exc, IntegrityError | OperationalError)
 
 
-def drain(engine: Engine, ctx: IntakeContext, clock: Clock = utc_clock) -> int:
+def drain(engine: Engine, ctx: IntakeContext, clock: Clock = utc_now) -> int:
     """Process until the queue is empty; return how many messages were handled."""
     handled = 0
     while batch := process_batch(engine, ctx, clock()):
@@ -143,7 +137,7 @@ async def run_worker(
     stop: asyncio.Event,
     wake: asyncio.Event,
     *,
-    clock: Clock = utc_clock,
+    clock: Clock = utc_now,
     processed: asyncio.Event | None = None,
 ) -> None:
     """Process batches until the queue is empty, then sleep until woken (a new message) or
@@ -165,16 +159,7 @@ async def run_worker(
             if processed is not None:
                 processed.set()
             continue
-        await _wait_any(stop, wake, delay)
-
-
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
+        await wait_any(stop, wake, timeout=delay)
 
 
 # --- operator commands ----------------------------------------------------------------------

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
 from db.engine import session_scope
 from mailbot.applying import ApplyReport, apply_due
 from mailbot.calendar import BusinessCalendar
+from mailbot.clock import Clock, utc_now
 from mailbot.config import Settings
 from mailbot.reminders import reminders_due, send_review_reminders
 from mailbot.retention import PurgeReport, RetentionPolicy, purge
@@ -28,12 +27,7 @@ from scheduler.config import ScheduleConfig
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 APPLY_JOB_FUNCTION = "scheduler.jobs:apply_job"
-
-
-def utc_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -42,7 +36,7 @@ class JobContext:
     settings: Settings
     config: ScheduleConfig
     calendar: BusinessCalendar
-    clock: Clock = utc_clock
+    clock: Clock = utc_now
 
 
 _bound: JobContext | None = None

@@ -18,10 +18,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 
 from mailbot.calendar import BusinessCalendar
+from mailbot.clock import Clock, utc_now
 from mailbot.config import Settings
 from mailbot.monitor import FAILING, LEADER, STANDBY
 from scheduler.config import ScheduleConfig
-from scheduler.jobs import Clock, JobContext, bind, catch_up, unbind, utc_clock
+from scheduler.jobs import JobContext, bind, catch_up, unbind
 from scheduler.leader import LeaderLock, leader_lock_for
 from scheduler.setup import add_service_jobs, build_scheduler
 
@@ -43,7 +44,7 @@ async def run_scheduler(
     *,
     config: ScheduleConfig,
     calendar: BusinessCalendar | None = None,
-    clock: Clock = utc_clock,
+    clock: Clock = utc_now,
     lock: LeaderLock | None = None,
     report: Report = _ignore,
 ) -> None:

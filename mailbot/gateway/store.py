@@ -31,7 +31,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from db.dialect import is_postgresql, is_sqlite
 from db.engine import driver_transaction
-from db.models import INBOUND_PENDING, InboundMessage, utcnow
+from db.models import INBOUND_PENDING, InboundMessage
+from mailbot.clock import utc_now
 from mailbot.errors import StoreError
 
 NULL_SENDER = ""
@@ -182,7 +183,7 @@ def _describe(exc: Exception) -> str:
 def _row_values(incoming: Incoming) -> dict[str, Any]:
     sender = envelope_sender(incoming.envelope_from)
     return {
-        "received_at": utcnow(),
+        "received_at": utc_now(),
         "channel": incoming.channel,
         "envelope_from": sender[:ENVELOPE_FROM_MAX] if sender is not None else None,
         "envelope_to": list(incoming.envelope_to),

@@ -21,8 +21,8 @@ from db.models import (
     OUTBOUND_PENDING,
     OUTBOUND_SENT,
     OutboundMessage,
-    utcnow,
 )
+from mailbot.clock import Clock, utc_now, wait_any
 from mailbot.config import Settings
 from mailbot.logs import log_context
 from mailbot.outbox.queue import OUTBOUND, OutboxError, clip_error
@@ -297,7 +297,7 @@ async def run_outbox(
     stop: asyncio.Event,
     *,
     render: IntentRenderer,
-    clock: Callable[[], datetime] = utcnow,
+    clock: Clock = utc_now,
     poll_seconds: float = 1.0,
     transport: Transport | None = None,
     wake: asyncio.Event | None = None,
@@ -338,12 +338,6 @@ def _idle_seconds(poll_seconds: float, failures: int) -> float:
 
 
 async def _idle(stop: asyncio.Event, seconds: float, wake: asyncio.Event | None) -> None:
-    events = [stop] if wake is None else [stop, wake]
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
+    await wait_any(*([stop] if wake is None else [stop, wake]), timeout=seconds)
     if wake is not None:
         wake.clear()

@@ -20,9 +20,9 @@ from db.models import (
     OUTBOUND_PENDING,
     AutoreplyCount,
     OutboundMessage,
-    utcnow,
 )
 from mailbot.addresses import mailbox_key
+from mailbot.clock import utc_now
 from mailbot.compose import ComposedMail, normalize_message_id
 from mailbot.errors import MailbotError
 
@@ -60,7 +60,7 @@ def enqueue(
             f"{kind} to {recipient} is {len(composed.raw):,} bytes, over its limit of "
             f"{max_bytes:,}: shorten the template (mailbot.reply_limits)"
         )
-    moment = now if now is not None else utcnow()
+    moment = now if now is not None else utc_now()
     values = {
         "created_at": moment,
         "kind": kind,

@@ -14,8 +14,8 @@ from db.models import (
     OUTBOUND_PENDING,
     OUTBOUND_SENT,
     OutboundMessage,
-    utcnow,
 )
+from mailbot.clock import utc_now
 from mailbot.errors import NotFoundError
 from mailbot.outbox.queue import OUTBOUND, OutboxError
 
@@ -72,7 +72,7 @@ def outbox_row(session: Session, id: int) -> dict[str, Any]:
 
 def _requeue(now: datetime | None) -> dict[str, Any]:
     # A fresh set of attempts, due at once, and a fresh give-up time counted from now.
-    moment = now or utcnow()
+    moment = now or utc_now()
     return {
         "status": OUTBOUND_PENDING,
         "attempts": 0,
