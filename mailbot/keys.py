@@ -33,6 +33,7 @@ from sqlmodel import Session, col, select
 from db.dialect import is_postgresql
 from db.engine import session_scope
 from db.models import SigningKey, Token
+from mailbot.clock import utc_now
 from mailbot.config import MIN_SECRET_KEY_LENGTH, SECRET_KEY_FILE, Settings
 from mailbot.errors import ConfigError
 
@@ -121,7 +122,7 @@ def ensure_signing_key(engine: Engine, settings: Settings, now: datetime | None 
     processes start at once: the table is locked (PostgreSQL) or the write lock is taken first
     (SQLite: every transaction begins with BEGIN IMMEDIATE).
     """
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     path = settings.home / SECRET_KEY_FILE
     file_key = _key_file(path)
     with session_scope(engine) as session:
@@ -183,7 +184,7 @@ def rotate(engine: Engine, settings: Settings, now: datetime | None = None) -> l
     Returns every key afterwards, the new one first. Other processes sign with the new key
     within RELOAD_SECONDS and verify with it at once.
     """
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     with session_scope(engine) as session:
         _lock(session)
         rows = _rows(session)

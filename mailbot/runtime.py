@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from db.engine import make_engine, session_scope
 from mailbot.calendar import BusinessCalendar
+from mailbot.clock import utc_now
 from mailbot.config import Settings
 from mailbot.file_access import check_database_access
 
@@ -41,5 +42,5 @@ class Runtime:
 
     def today(self, now: datetime | None = None) -> date:
         """The Japanese calendar date (MAILBOT_TIMEZONE) at ``now`` (default: the clock)."""
-        moment = now if now is not None else datetime.now(self.settings.zone)
+        moment = now if now is not None else utc_now()
         return moment.astimezone(self.settings.zone).date()

@@ -126,14 +126,13 @@ def reject(ctx: click.Context, receipt_no: str, by: str, reason: str) -> None:
 
 
 def _decide(ctx: click.Context, receipt_no: str, by: str, decision: Any) -> None:
-    from datetime import UTC, datetime
-
     from mailbot.applications import find_application
+    from mailbot.clock import utc_now
     from mailbot.review import ReviewContext, decide
     from mailbot.staff import find_staff
 
     rt = runtime(ctx)
-    review = ReviewContext(settings=rt.settings, calendar=rt.calendar, now=datetime.now(UTC))
+    review = ReviewContext(settings=rt.settings, calendar=rt.calendar, now=utc_now())
     with rt.session() as session:
         application = find_application(session, receipt_no)
         result = decide(session, review, application, find_staff(session, by), decision, via="cli")
@@ -160,15 +159,14 @@ def apply_due_command(
     ctx: click.Context, as_of: Any, dry_run: bool, batch: int | None, as_json: bool
 ) -> None:
     """Apply approved applications whose start date has come (the scheduler does this too)."""
-    from datetime import UTC, datetime
-
     from mailbot.applying import DEFAULT_BATCH, apply_due, format_report
+    from mailbot.clock import utc_now
 
     rt = runtime(ctx)
     report = apply_due(
         rt.engine,
         rt.settings,
-        datetime.now(UTC),
+        utc_now(),
         apply_time=rt.settings.apply_time,
         dry_run=dry_run,
         through=as_of.date() if as_of else None,
@@ -186,8 +184,7 @@ def apply_due_command(
 @click.pass_context
 def cancel(ctx: click.Context, receipt_no: str, by: str, reason: str) -> None:
     """Cancel an approved application before its start date (staff only)."""
-    from datetime import UTC, datetime
-
+    from mailbot.clock import utc_now
     from mailbot.review import cancel_application
 
     rt = runtime(ctx)
@@ -198,7 +195,7 @@ def cancel(ctx: click.Context, receipt_no: str, by: str, reason: str) -> None:
             receipt_no,
             by=by,
             reason=reason,
-            now=datetime.now(UTC),
+            now=utc_now(),
             apply_time=rt.settings.apply_time,
         )
         click.echo(

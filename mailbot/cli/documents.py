@@ -42,12 +42,11 @@ def form(fmt: str, output: Path | None) -> None:
 @click.pass_context
 def document(ctx: click.Context, kind: str, receipt_no: str, output: Path) -> None:
     """Write an application's approval notice (from its start date on) or form as PDF."""
-    from datetime import UTC, datetime
-
+    from mailbot.clock import utc_now
     from mailbot.documents import document_context, produce_document
 
     rt = runtime(ctx)
     with rt.session() as session:
         context = document_context(session, receipt_no, rt.settings)
-    output.write_bytes(produce_document(kind, context, datetime.now(UTC)))
+    output.write_bytes(produce_document(kind, context, utc_now()))
     click.echo(f"{output}: {kind} of {context.receipt_no}")

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from mailbot.cli.common import emit, format_mapping, in_zone, json_option, runtime
+from mailbot.clock import utc_now
 from mailbot.errors import MailbotError
 
 # The statuses `--status` accepts (a wrong one is a usage error listing these, exit 2).
@@ -116,7 +117,7 @@ def inbound_purge(ctx: click.Context, before: Any, dry_run: bool, as_json: bool)
     from mailbot.retention import RetentionPolicy, purge
 
     rt = runtime(ctx)
-    now = datetime.now(UTC)
+    now = utc_now()
     if before is None:
         policy = RetentionPolicy.from_settings(rt.settings, now)
     else:

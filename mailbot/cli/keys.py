@@ -20,12 +20,11 @@ def keys() -> None:
 @click.pass_context
 def keys_rotate(ctx: click.Context, as_json: bool) -> None:
     """Make a new current key; old keys verify until what they signed has expired."""
-    from datetime import UTC, datetime
-
+    from mailbot.clock import utc_now
     from mailbot.keys import rotate
 
     rt = runtime(ctx)
-    now = datetime.now(UTC)
+    now = utc_now()
     described = rotate(rt.engine, rt.settings, now)
     _keys_override_note(rt)
     old = [_zoned_key(k.as_dict(now), rt) for k in described[1:] if k.verifies(now)]
@@ -44,12 +43,11 @@ def _format_rotation(data: dict[str, Any]) -> str:
 @click.pass_context
 def keys_list(ctx: click.Context, as_json: bool) -> None:
     """Every key: id, created, age, current or retired, until when it verifies."""
-    from datetime import UTC, datetime
-
+    from mailbot.clock import utc_now
     from mailbot.keys import describe
 
     rt = runtime(ctx)
-    now = datetime.now(UTC)
+    now = utc_now()
     with rt.session() as session:
         described = [_zoned_key(k.as_dict(now), rt) for k in describe(session, rt.settings)]
     _keys_override_note(rt)

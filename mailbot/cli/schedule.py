@@ -86,13 +86,10 @@ def _format_schedule(data: dict[str, Any]) -> str:
 @click.pass_context
 def schedule_jobs(ctx: click.Context, as_json: bool) -> None:
     """Pending applies with their run times, and whether their date job is set."""
-    from datetime import UTC, datetime
-
+    from mailbot.clock import utc_now
     from scheduler.listing import format_jobs, jobs_as_dict, list_scheduled
 
     rt = runtime(ctx)
     with rt.session() as session:
-        rows, stale = list_scheduled(
-            session, rt.settings.zone, rt.settings.apply_time, datetime.now(UTC)
-        )
+        rows, stale = list_scheduled(session, rt.settings.zone, rt.settings.apply_time, utc_now())
     emit(jobs_as_dict(rows, stale), as_json, lambda _: format_jobs(rows, stale))
