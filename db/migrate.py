@@ -40,11 +40,3 @@ def current_revision(engine: Engine) -> str | None:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(_config()).get_current_head()
-
-
-def autogenerate(engine: Engine, message: str) -> None:
-    """Developer helper: write a new revision from the models (``make migration``)."""
-    config = _config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.revision(config, message=message, autogenerate=True)

@@ -252,7 +252,6 @@ async def run_services(
         log.info("mailbot running: %s", _summary(rt, roles))
         await stop.wait()
     finally:
-        shared.monitor.stopping = True
         for listener in listeners:
             await listener.stop()
         stop.set()

@@ -11,9 +11,9 @@ from db.models import UserCode, UserId
 from mailbot.errors import NotFoundError
 from mailbot.normalize import InvalidUserId, normalise_user_id
 from mailbot.registry import user_id_summary
-from mailbot.rules import can_perform
+from mailbot.rules import Operation, can_perform
 
-OPERATIONS = ("business", "management_statistics", "package_software")
+OPERATIONS: tuple[Operation, ...] = ("business", "management_statistics", "package_software")
 
 
 def _load(session: Session, user_id: str) -> tuple[UserId, UserCode | None]:

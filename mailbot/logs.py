@@ -54,10 +54,6 @@ def add_log_fields(**fields: object) -> None:
     _fields.set({**_fields.get(), **_present(fields)})
 
 
-def current_log_fields() -> Mapping[str, object]:
-    return _fields.get()
-
-
 def _present(fields: Mapping[str, object]) -> dict[str, object]:
     return {key: value for key, value in fields.items() if value is not None}
 

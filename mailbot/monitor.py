@@ -2,9 +2,8 @@
 ``/metrics``.
 
 Each role that runs here gets a :class:`Part`. Long-running tasks are watched through their
-asyncio task (one that ended while the process was not stopping is down); the IMAP reader and
-the scheduler report their state as it changes (connected, login refused, unreachable; leader,
-standby). Facts that live in the database (how old the oldest waiting message is) are read by
+asyncio task (one that has ended is stopped, and down); the IMAP reader and the scheduler
+report their state as it changes (connected, login refused, unreachable; leader, standby). Facts that live in the database (how old the oldest waiting message is) are read by
 mailbot.facts, not kept here, so every process reports the same ones.
 
 Only the event loop's thread and the threads it starts write here, one attribute at a time; a
@@ -15,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from mailbot.clock import Clock, utc_now
@@ -40,14 +39,11 @@ class Part:
     name: str
     clock: Clock = utc_now
     state: str = STARTING
-    since: datetime = field(default_factory=utc_now)
     last_success: datetime | None = None
     task: asyncio.Task[None] | None = None
 
     def report(self, state: str) -> None:
-        if state != self.state:
-            self.state = state
-            self.since = self.clock()
+        self.state = state
 
     def succeeded(self, state: str = RUNNING) -> None:
         """It just did its job (an IMAP pass, a scheduler check): ``state``, as of now."""
@@ -67,9 +63,8 @@ class Monitor:
 
     def __init__(self, roles: Iterable[str] = (), *, clock: Clock = utc_now) -> None:
         self.clock = clock
-        self.parts = {role: Part(role, clock=clock, since=clock()) for role in roles}
+        self.parts = {role: Part(role, clock=clock) for role in roles}
         self.smtp_port: int | None = None  # where this process's gateway listens, once it does
-        self.stopping = False
 
     def __contains__(self, role: str) -> bool:
         return role in self.parts

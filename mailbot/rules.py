@@ -34,7 +34,6 @@ from mailbot.who_may_apply import OFFICE_CHECKS_SKIPPED, contact_address_problem
 from mailbot.who_may_apply import which_office as which_office
 
 Operation = Literal["business", "management_statistics", "package_software"]
-OPERATIONS: tuple[Operation, ...] = ("business", "management_statistics", "package_software")
 
 DEFAULT_LEAD_BUSINESS_DAYS = 4
 

@@ -444,14 +444,3 @@ async def start_web(
     await server.start()
     log.info("status pages on http://%s (links use %s)", settings.web_address, settings.base_url)
     return server
-
-
-async def run_web(
-    engine: Engine, settings: Settings, stop: asyncio.Event, *, clock: Clock = utc_now
-) -> None:
-    """Serve until ``stop`` is set (the shape of the worker and outbox tasks)."""
-    server = await start_web(engine, settings, clock=clock)
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()
