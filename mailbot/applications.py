@@ -14,6 +14,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from db.models import (
+    APPLIED,
     APPROVED,
     CANCELLED,
     REJECTED,
@@ -33,12 +34,20 @@ log = logging.getLogger(__name__)
 
 # The guide's words for each status, for notices, the CLI and the status page.
 STATUS_JA = {
-    "under_review": "内容確認中",
-    "approved": "審査終了（承認）",
-    "rejected": "審査終了（却下）",
-    "withdrawn": "取下げ",
-    "cancelled": "取消",
-    "applied": "適用済み",
+    UNDER_REVIEW: "内容確認中",
+    APPROVED: "審査終了（承認）",
+    REJECTED: "審査終了（却下）",
+    WITHDRAWN: "取下げ",
+    CANCELLED: "取消",
+    APPLIED: "適用済み",
+}
+# How an application was decided, in one word, for the answer to a decision that came too late
+# ("… は … に … が承認済みです").
+DECISION_JA = {
+    APPROVED: "承認",
+    REJECTED: "却下",
+    WITHDRAWN: "取下げ",
+    CANCELLED: "承認後に取消",
 }
 
 

@@ -20,7 +20,6 @@ from sqlmodel import Session, col, select
 
 from db.models import (
     APPROVED,
-    CANCELLED,
     REJECTED,
     UNDER_REVIEW,
     WITHDRAWN,
@@ -30,7 +29,7 @@ from db.models import (
 )
 from mailbot import notices
 from mailbot.addresses import tagged_address
-from mailbot.applications import application_items, audit, finish
+from mailbot.applications import DECISION_JA, application_items, audit, finish
 from mailbot.applying import is_due, run_time
 from mailbot.config import Settings
 from mailbot.dates import InvalidDate, parse_date
@@ -381,12 +380,7 @@ def decided(application: Application) -> dict[str, Any]:
     """Who decided ``application`` and when, as the answer to a late decision shows it."""
     return {
         "receipt_no": application.receipt_no,
-        "status_ja": {
-            APPROVED: "承認",
-            REJECTED: "却下",
-            WITHDRAWN: "取下げ",
-            CANCELLED: "承認後に取消",
-        }.get(application.status, application.status),
+        "status_ja": DECISION_JA.get(application.status, application.status),
         "decided_by": application.decided_by or "-",
         "decided_at": application.decided_at.isoformat(timespec="minutes")
         if application.decided_at
