@@ -28,7 +28,7 @@ from db.models import APPLIED, APPROVED, UNDER_REVIEW
 from mailbot.applications import find_application
 from mailbot.config import Settings
 from mailbot.dates import ja_date
-from mailbot.errors import MailbotError
+from mailbot.errors import BilingualError, MailbotError
 from mailbot.normalize import ident_of, user_code_of
 from mailbot.notify import application_context, network_ja
 
@@ -65,18 +65,19 @@ class FontMissingError(DocumentError):
     """The Japanese font is not installed."""
 
 
-class DocumentUnavailable(DocumentError):
+class DocumentUnavailable(DocumentError, BilingualError):
     """The approval notice cannot be produced (yet): ``available_from`` says from when, if ever.
 
     ``message_ja`` is what the applicant reads on the status page; ``str()`` is the operator's
     one line (Japanese, then English).
     """
 
-    def __init__(self, message_ja: str, message_en: str, available_from: date | None) -> None:
-        self.message_ja = message_ja
-        self.message_en = message_en
+    def __init__(self, *, ja: str, en: str, available_from: date | None) -> None:
+        super().__init__(ja=ja, en=en)
         self.available_from = available_from
-        super().__init__(f"{message_ja} / {message_en}")
+
+    def __str__(self) -> str:
+        return f"{self.message_ja} / {self.message_en}"
 
 
 @dataclass(frozen=True)
@@ -164,24 +165,24 @@ def approval_notice_refusal(context: DocumentContext, now: datetime) -> Document
     start = context.start_date
     if context.status == UNDER_REVIEW:
         return DocumentUnavailable(
-            "承認通知は、審査終了（承認）後、利用開始日以降に出力できます。",
-            f"application {context.receipt_no} is under review: the approval notice exists "
+            ja="承認通知は、審査終了（承認）後、利用開始日以降に出力できます。",
+            en=f"application {context.receipt_no} is under review: the approval notice exists "
             "once it is approved, from its start date on",
-            None,
+            available_from=None,
         )
     if not context.approved or start is None:
         return DocumentUnavailable(
-            "この申込は承認されていないため、承認通知はありません。",
-            f"application {context.receipt_no} is {context.status}: only an approved "
+            ja="この申込は承認されていないため、承認通知はありません。",
+            en=f"application {context.receipt_no} is {context.status}: only an approved "
             "application has an approval notice",
-            None,
+            available_from=None,
         )
     if context.today(now) < start:
         return DocumentUnavailable(
-            f"承認通知は利用開始日（{ja_date(start)}）以降に出力できます。",
-            f"the approval notice of {context.receipt_no} can be produced from its start date, "
-            f"{start.isoformat()}, on",
-            start,
+            ja=f"承認通知は利用開始日（{ja_date(start)}）以降に出力できます。",
+            en=f"the approval notice of {context.receipt_no} can be produced from its start "
+            f"date, {start.isoformat()}, on",
+            available_from=start,
         )
     return None
 
