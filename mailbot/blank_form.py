@@ -106,7 +106,9 @@ def blank_form_csv(layout: Literal["vertical", "table"]) -> bytes:
     return buffer.getvalue().encode("utf-8-sig")
 
 
-# Fixed document properties: the form does not claim to be written at the time it is sent.
+# The workbook's "created" date: the form's, not the time it is sent. Not everything is fixed:
+# openpyxl stamps "modified" and each zip entry with the time of writing, so two copies of the
+# same form differ in those bytes (test_notice_bytes compares an XLSX member by member).
 _EPOCH = datetime(2026, 1, 1)
 _INPUT_FILL = PatternFill(fill_type="solid", start_color="FFFFF2CC", end_color="FFFFF2CC")
 _HEAD_FILL = PatternFill(fill_type="solid", start_color="FFD9D9D9", end_color="FFD9D9D9")
@@ -140,8 +142,12 @@ def blank_form_xlsx() -> bytes:
     sheet.column_dimensions["B"].width = 40
     sheet.column_dimensions["C"].width = 70
     sheet.freeze_panes = sheet.cell(heading_row + 1, 1)
+    return _xlsx_bytes(workbook)
+
+
+def _xlsx_bytes(workbook: Workbook) -> bytes:
     workbook.properties.creator = "mailbot"
-    workbook.properties.created = workbook.properties.modified = _EPOCH
+    workbook.properties.created = _EPOCH
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()
@@ -301,11 +307,7 @@ def prefilled_form_xlsx(prefill: Prefill) -> bytes:
     # C holds the vertical part's notes and the table's user codes.
     for letter, width in zip("ABCDE", (30, 40, 56, 10, 12), strict=True):
         sheet.column_dimensions[letter].width = width
-    workbook.properties.creator = "mailbot"
-    workbook.properties.created = workbook.properties.modified = _EPOCH
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
+    return _xlsx_bytes(workbook)
 
 
 def _style_vertical(cell: Any, column: int) -> None:
