@@ -5,11 +5,12 @@ The parts are roles (``SERVE_ROLES``), all of them by default, or those named by
 
 * ``smtp`` — the SMTP gateway (stores and answers);
 * ``worker`` — the intake worker (processes stored messages);
-* ``outbox`` — the sender (delivers rendered notices);
-* ``scheduler`` — start dates and review reminders, in whichever process holds the leader lock
-  (an advisory lock on PostgreSQL, a file lock beside the SQLite database), so any number of
-  processes may have the role and exactly one runs it;
-* ``web`` — the page behind the link in the notices, and /healthz;
+* ``outbox`` — the sender (renders queued intents, delivers notices, retries);
+* ``scheduler`` — start dates, review reminders and retention, in whichever process holds the
+  leader lock (an advisory lock on PostgreSQL, a file lock beside the SQLite database), so any
+  number of processes may have the role and exactly one runs it;
+* ``web`` — the pages behind the notices' links (an application, an office), the staff
+  console under /staff, /healthz and /metrics;
 * ``imap`` — the IMAP poller (by default only when ``MAILBOT_IMAP_URL`` is set).
 
 One asyncio loop holds a process's parts. In one process the gateway and the IMAP poller wake
