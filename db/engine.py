@@ -133,11 +133,11 @@ class Turnstile:
     then lets go of the waiting room, and of the turn after its commit. A writer that finishes
     and comes straight back finds the waiting room held by whoever waits for the turn, so the
     turn alternates. Without it the worker process committed and began again before the
-    gateway's sleeping busy handler looked: the gateway answered 0.03 x the pace of a bare
-    SMTP sink while a worker process drained (bench/gateway.py, docs/performance.md).
+    gateway's sleeping busy handler looked, and the gateway all but stopped answering while a
+    worker process drained (bench/gateway.py; the figures in docs/performance.md).
 
     The file locks are waited for blocking (a waiter is woken the moment the turn is free;
-    polling every 0.2 ms instead cost the gateway a quarter of its pace). They have no
+    polling instead slowed the gateway down, docs/performance.md). They have no
     timeout: every holder is a transaction that either commits or, waiting for SQLite's own
     lock held by some other program, gives up after the busy timeout; a process that dies
     lets go at once (the kernel drops its locks).

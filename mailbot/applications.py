@@ -235,7 +235,7 @@ def application_summaries(
     session: Session, applications: Sequence[Application], zone: tzinfo | None = None
 ) -> list[dict[str, Any]]:
     """:func:`application_summary` of each, with two queries per 500 applications instead of
-    two per application (``mailbot list`` of a hundred took a third of a second)."""
+    two per application (bench/scale.py, docs/performance.md)."""
 
     def when(moment: datetime | None) -> str | None:
         if moment is None:

@@ -137,8 +137,8 @@ class _WirePolicy(Compat32):
     """compat32 with CRLF, except that message-id headers are folded by hand between ids.
 
     compat32 rather than the default policy: every header value here is 7-bit or a Header
-    object already, and the default policy's header refolding cost ~10 ms a message, most of
-    the time spent composing a notice. Message ids are folded between ids, never inside one
+    object already, and the default policy's header refolding was most of the time spent
+    composing a notice (docs/performance.md). Message ids are folded between ids, never inside one
     and never RFC 2047 encoded, or threading breaks at the recipient.
     """
 

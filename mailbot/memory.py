@@ -5,8 +5,7 @@ unmaps them on ``free``. But the first time it frees such a block it raises the 
 that block's size (up to 32 MiB), so every later message-sized buffer comes from the heap, and
 a heap hole left by a freed message is reused or trimmed only by luck: ``serve`` kept hundreds
 of MiB after a burst of 10 MB messages (issue 13). Setting the threshold explicitly turns that
-adjustment off. Measured with ``bench/memory.py`` (docs/performance.md): 20 messages of 9.5 MB
-at once took serve's peak from 461 to 310 MiB, and it went back to 125 MiB instead of 290.
+adjustment off (measured with ``bench/memory.py``; the figures are in docs/performance.md).
 
 Other C libraries (musl, macOS) have no such adjustment, or no ``mallopt``: nothing to do there.
 """

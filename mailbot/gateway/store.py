@@ -203,9 +203,9 @@ def _insert_many_or_find(
 
     Driver SQL on a driver cursor, with values converted by the columns' own SQLAlchemy types:
     the SMTP gateway's writer thread runs this for every batch while the event loop serves the
-    sessions, and each bit of Python here is taken from the loop's share of the GIL. Going
-    through SQLAlchemy's connection, compiler and result machinery cost the gateway about a
-    third of its throughput (docs/performance.md).
+    sessions, and each bit of Python here is taken from the loop's share of the GIL, which
+    SQLAlchemy's connection, compiler and result machinery took a large share of (measured:
+    docs/performance.md).
     """
     cursor.execute(
         _batch_insert_sql(dialect, len(rows)),

@@ -137,9 +137,9 @@ def enqueue_intents(session: Session, rows: Select[*tuple[Any, ...]], *, now: da
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
     )
     # The driver's row count (PostgreSQL's command tag, SQLite's changes()) counts the rows
-    # inserted, not those skipped as conflicts; fetching an id per row just to count them cost
-    # a tenth of a big apply (docs/performance.md). SQLAlchemy keeps an INSERT's count only
-    # when asked to (preserve_rowcount).
+    # inserted, not those skipped as conflicts; fetching an id per row just to count them was
+    # a measurable part of a big apply (docs/performance.md). SQLAlchemy keeps an INSERT's
+    # count only when asked to (preserve_rowcount).
     result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         statement, execution_options={"preserve_rowcount": True}
     )
