@@ -12,7 +12,7 @@ office and not expired (:mod:`mailbot.office_link`):
 
 The token is checked before anything about the office is read, and every failure (no token,
 bad signature, expired, another office's token, an office that is gone, an unknown path) gets
-the application page's refusal (:func:`mailbot.web.refusal`): same page, same status, the same
+the application page's refusal (:func:`mailbot.web_base.refusal`): same page, same status, the same
 security headers (the app's middleware). The log says why, without the token.
 """
 
@@ -36,7 +36,7 @@ from mailbot.office_link import office_link_refusal
 from mailbot.registry_queries import OfficeApplicationRow, office_applications
 from mailbot.tokens import TokenRefusal, link_token
 from mailbot.upcoming import Upcoming, load_upcoming
-from mailbot.web import REVIEWED, STATUS_EN, WebContext, refusal, templates
+from mailbot.web_base import REVIEWED, STATUS_EN, WebContext, refusal, templates
 
 log = logging.getLogger("mailbot.web")
 

@@ -23,29 +23,26 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
 
 import uvicorn
-from jinja2 import Environment, PackageLoader, StrictUndefined
-from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db.engine import session_scope
-from db.models import APPLIED, APPROVED, CANCELLED, REJECTED, UNDER_REVIEW, WITHDRAWN
+from db.models import UNDER_REVIEW, WITHDRAWN
 from mailbot.clock import Clock, utc_now
 from mailbot.config import HostPort, Settings
-from mailbot.dates import ja_date
+from mailbot.console import routes as console_routes
 from mailbot.documents import (
     DocumentContext,
     DocumentUnavailable,
@@ -63,21 +60,13 @@ from mailbot.metrics import render as render_metrics
 from mailbot.monitor import Monitor
 from mailbot.normalize import ident_of, user_code_of
 from mailbot.notify import network_ja
+from mailbot.office_page import office_page
 from mailbot.tokens import TokenRefusal, link_refusal
+from mailbot.web_base import REVIEWED, STATUS_EN, WebContext, html, refusal
 from mailbot.web_health import check_health
 
 log = logging.getLogger("mailbot.web")
 
-# The review is over (審査終了) in these statuses: the portal's news line appears.
-REVIEWED = (APPROVED, REJECTED, APPLIED, CANCELLED)
-STATUS_EN = {
-    UNDER_REVIEW: "under review",
-    APPROVED: "review finished (approved)",
-    REJECTED: "review finished (rejected)",
-    WITHDRAWN: "withdrawn",
-    CANCELLED: "cancelled",
-    APPLIED: "applied",
-}
 # Token pages must not be cached (a shared computer's history), must not send the token on in
 # a Referer, and load nothing from anywhere: the only thing allowed is the inline <style>.
 SECURITY_HEADERS = {
@@ -95,15 +84,6 @@ SHUTDOWN_GRACE_SECONDS = 5
 
 
 @dataclass(frozen=True)
-class WebContext:
-    engine: Engine
-    settings: Settings
-    clock: Clock
-    monitor: Monitor
-    metrics: CollectorRegistry
-
-
-@dataclass(frozen=True)
 class Opened:
     """A request whose token opened its application."""
 
@@ -117,10 +97,6 @@ def make_app(
 ) -> Starlette:
     """The ASGI app: status page, documents, health check and metrics. ``monitor`` holds the
     parts of the process it runs in (none: only the database is checked)."""
-    # The office page lives in its own module, which needs this one's refusal and templates.
-    from mailbot.console import routes as console_routes
-    from mailbot.office_page import office_page
-
     app = Starlette(
         routes=[
             *console_routes(),  # the staff console, /staff (docs/console.md)
@@ -147,7 +123,7 @@ def application_page(request: Request) -> Response:
     opened = _open(request)
     if opened is None:
         return refusal()
-    return _html("application.html.j2", **_page_view(opened))
+    return html("application.html.j2", **_page_view(opened))
 
 
 def approval_notice(request: Request) -> Response:
@@ -190,11 +166,6 @@ def metrics(request: Request) -> Response:
     # A plain function: Starlette runs it on its thread pool, so the database reads of the
     # scrape never block the event loop.
     return Response(render_metrics(_web(request).metrics), media_type=METRICS_CONTENT_TYPE)
-
-
-def refusal(status: int = HTTPStatus.NOT_FOUND) -> Response:
-    """The one page every failed link gets: it says nothing about why."""
-    return _html("refusal.html.j2", status=status)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -289,7 +260,7 @@ def _document_href(opened: Opened, name: str) -> str:
 def _unavailable(opened: Opened, unavailable: DocumentUnavailable) -> Response:
     back = f"../{quote(opened.context.receipt_no)}?t={quote(opened.token, safe='')}"
     available_from = unavailable.available_from
-    return _html(
+    return html(
         "message.html.j2",
         status=HTTPStatus.FORBIDDEN,
         title="承認通知はまだ出力できません" if available_from else "承認通知はありません",
@@ -306,7 +277,7 @@ def _unavailable(opened: Opened, unavailable: DocumentUnavailable) -> Response:
 def _document_failure(exc: FontMissingError) -> Response:
     """A missing font is the operator's problem: log it, tell the applicant to try later."""
     log.error("cannot produce a document: %s", exc)
-    return _html(
+    return html(
         "message.html.j2",
         status=HTTPStatus.SERVICE_UNAVAILABLE,
         title="ただいま帳票を出力できません",
@@ -317,24 +288,6 @@ def _document_failure(exc: FontMissingError) -> Response:
 
 
 # --- responses -----------------------------------------------------------------------------------
-
-
-@cache
-def templates() -> Environment:
-    env = Environment(
-        loader=PackageLoader("mailbot", "templates/web"),
-        autoescape=True,  # every value is the applicant's own text: escape all of it
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["ja_date"] = ja_date
-    return env
-
-
-def _html(template: str, *, status: int = HTTPStatus.OK, **context: Any) -> HTMLResponse:
-    body = templates().get_template(template).render(**context)
-    return HTMLResponse(body, status_code=status)
 
 
 def _pdf(data: bytes, ascii_name: str, japanese_name: str) -> Response:

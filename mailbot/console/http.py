@@ -35,7 +35,7 @@ from mailbot.console.auth import audit
 from mailbot.console.sessions import COOKIE, StaffSession, load_session, session_token_ok
 from mailbot.dates import ja_date
 from mailbot.errors import BilingualError, MailbotError
-from mailbot.web import STATUS_EN, WebContext
+from mailbot.web_base import STATUS_EN, WebContext
 
 log = logging.getLogger("mailbot.console")
 

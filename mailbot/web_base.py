@@ -1,0 +1,70 @@
+"""What every page mailbot serves shares: the app's context, the statuses in English, the
+templates of ``templates/web/`` and the one refusal page.
+
+Here, not in mailbot.web, so that the pages (the application page in mailbot.web, the office
+page, the staff console) import it and mailbot.web imports them to assemble the app, with no
+import going back up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from http import HTTPStatus
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+from starlette.responses import HTMLResponse, Response
+
+from db.models import APPLIED, APPROVED, CANCELLED, REJECTED, UNDER_REVIEW, WITHDRAWN
+from mailbot.clock import Clock
+from mailbot.config import Settings
+from mailbot.dates import ja_date
+from mailbot.monitor import Monitor
+
+# The review is over (審査終了) in these statuses: the portal's news line appears.
+REVIEWED = (APPROVED, REJECTED, APPLIED, CANCELLED)
+STATUS_EN = {
+    UNDER_REVIEW: "under review",
+    APPROVED: "review finished (approved)",
+    REJECTED: "review finished (rejected)",
+    WITHDRAWN: "withdrawn",
+    CANCELLED: "cancelled",
+    APPLIED: "applied",
+}
+
+
+@dataclass(frozen=True)
+class WebContext:
+    """What a page reads from ``request.app.state.web``."""
+
+    engine: Engine
+    settings: Settings
+    clock: Clock
+    monitor: Monitor
+    metrics: CollectorRegistry
+
+
+@cache
+def templates() -> Environment:
+    env = Environment(
+        loader=PackageLoader("mailbot", "templates/web"),
+        autoescape=True,  # every value is the applicant's own text: escape all of it
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["ja_date"] = ja_date
+    return env
+
+
+def html(template: str, *, status: int = HTTPStatus.OK, **context: Any) -> HTMLResponse:
+    body = templates().get_template(template).render(**context)
+    return HTMLResponse(body, status_code=status)
+
+
+def refusal(status: int = HTTPStatus.NOT_FOUND) -> Response:
+    """The one page every failed link gets: it says nothing about why."""
+    return html("refusal.html.j2", status=status)
