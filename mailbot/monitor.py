@@ -3,7 +3,8 @@
 
 Each role that runs here gets a :class:`Part`. Long-running tasks are watched through their
 asyncio task (one that has ended is stopped, and down); the IMAP reader and the scheduler
-report their state as it changes (connected, login refused, unreachable; leader, standby). Facts that live in the database (how old the oldest waiting message is) are read by
+report their state as it changes (connected, login refused, unreachable; leader, standby).
+Facts that live in the database (how old the oldest waiting message is) are read by
 mailbot.facts, not kept here, so every process reports the same ones.
 
 Only the event loop's thread and the threads it starts write here, one attribute at a time; a
