@@ -1,6 +1,6 @@
-"""The registry as the rules see it: plain data the database layer builds for one request
-(offices with their contacts, user IDs with the open application holding each), so that
-:mod:`mailbot.rules` and :mod:`mailbot.who_may_apply` never read the database."""
+"""The registry as the rules see it: plain data :mod:`mailbot.registry_queries` reads for one
+request (offices with their contacts, user IDs with the open application holding each), so
+that :mod:`mailbot.rules` and :mod:`mailbot.who_may_apply` never read the database."""
 
 from __future__ import annotations
 
