@@ -1,6 +1,6 @@
 """The rules of docs/domain.md, as pure functions over plain data: the only place each rule lives.
 
-The database layer builds a :class:`RegistryView` (offices, their contacts, user IDs and which
+mailbot.registry_queries builds a :class:`RegistryView` (offices, their contacts, user IDs and which
 open application holds each) and passes it in with the schedule, a calendar and "today"; this
 module never reads the database or the clock. :func:`evaluate` checks a typed request and
 answers with a :class:`Plan` (what the application will do) or every problem found.
