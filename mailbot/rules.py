@@ -1,8 +1,8 @@
 """The rules of docs/domain.md, as pure functions over plain data: the only place each rule lives.
 
-mailbot.registry_queries builds a :class:`RegistryView` (offices, their contacts, user IDs and which
-open application holds each) and passes it in with the schedule, a calendar and "today"; this
-module never reads the database or the clock. :func:`evaluate` checks a typed request and
+A :class:`RegistryView` (offices, their contacts, user IDs and which open application holds
+each; read by mailbot.registry_queries) comes in with the schedule, a calendar and "today";
+this module never reads the database or the clock. :func:`evaluate` checks a typed request and
 answers with a :class:`Plan` (what the application will do) or every problem found.
 
 The view may be partial, but it must hold every office and, for every user code a request
