@@ -67,59 +67,9 @@ def bound_context() -> JobContext:
 
 
 def apply_job(receipt_no: str) -> None:
-    """The date job of ``apply:RECEIPT_NO``: apply whatever is due (this one among them).
-
-    Every application has its own date job, so a start date with 10,000 applications fires
-    10,000 jobs at once. Run side by side they fought over the same rows (each claim skipping
-    the others' locks) and the day took minutes on PostgreSQL (bench/apply.py). So one job at
-    a time in this process applies, and a job that fires meanwhile only asks it to look once
-    more when done (what came due since it began): the 10,000 jobs make two or three runs.
-    """
+    """The date job of ``apply:RECEIPT_NO``: apply whatever is due (this one among them)."""
     context = bound_context()
-    if not _APPLY_RUNS.request():
-        return  # the run going on looks again for this job when it is done
-    try:
-        while _APPLY_RUNS.next_run():
-            run_apply(context, via=f"job:{receipt_no}")
-    except BaseException:
-        _APPLY_RUNS.done()  # the next job (or the sweep) tries again
-        raise
-
-
-class _Coalescing:
-    """Requests to run, served by one runner at a time; requests that arrive while it runs
-    make it run once more (not once each)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requested = False
-        self._running = False
-
-    def request(self) -> bool:
-        """Ask for a run; True when the caller is to be the runner."""
-        with self._lock:
-            self._requested = True
-            if self._running:
-                return False
-            self._running = True
-            return True
-
-    def next_run(self) -> bool:
-        """For the runner: True to run (again), False when no request came since the last run
-        (the runner is done). A runner that raises must call :meth:`done`."""
-        with self._lock:
-            if not self._requested:
-                self._running = False
-                return False
-            self._requested = False
-            return True
-
-    def done(self) -> None:
-        with self._lock:
-            self._running = False
-
-
-_APPLY_RUNS = _Coalescing()
+    run_apply(context, via=f"job:{receipt_no}")
 
 
 def run_apply(context: JobContext, *, via: str) -> ApplyReport:
