@@ -206,7 +206,9 @@ def ask_for_link(
             "expires": zoned.strftime("%Y-%m-%d %H:%M"),
             "login_page": settings.base_url + "/staff/login",
         },
-        cause=f"console-login:{login.id}",
+        # The link's hash, not the row id: ids of deleted old logins come back on SQLite, and
+        # a reused id would make the new mail a "duplicate" of an old one, never sent.
+        cause=f"console-login:{login.link_hash[:32]}",
         now=now,
     )
     audit(
