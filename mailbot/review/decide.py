@@ -13,7 +13,7 @@ approval); a ``取消 理由`` reply to it cancels through mailbot.review.cancel
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, timedelta, tzinfo
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -77,7 +77,7 @@ def decide(
             en=f"{staff.email} is not active staff",
         )
     if application.status != UNDER_REVIEW:
-        info = decided(application)
+        info = decided(application, ctx.settings.zone)
         raise DecisionError(
             ja=f"申込受付番号 {application.receipt_no} は {info['decided_at']} に "
             f"{info['decided_by']} が{info['status_ja']}済みです。",
@@ -376,13 +376,13 @@ def _finish(
     )
 
 
-def decided(application: Application) -> dict[str, Any]:
-    """Who decided ``application`` and when, as the answer to a late decision shows it."""
+def decided(application: Application, zone: tzinfo) -> dict[str, Any]:
+    """Who decided ``application`` and when (in ``zone``, MAILBOT_TIMEZONE, with its offset,
+    as the CLI shows times), as the answer to a late decision shows it."""
+    moment = application.decided_at
     return {
         "receipt_no": application.receipt_no,
         "status_ja": DECISION_JA.get(application.status, application.status),
         "decided_by": application.decided_by or "-",
-        "decided_at": application.decided_at.isoformat(timespec="minutes")
-        if application.decided_at
-        else "-",
+        "decided_at": moment.astimezone(zone).isoformat(timespec="minutes") if moment else "-",
     }

@@ -56,7 +56,14 @@ def handle_review_reply(
     check, sender, staff, application = authority
     assert check.token is not None
     if application.status != UNDER_REVIEW:
-        answer_staff(session, ctx, inbound, mail, notices.ALREADY_DECIDED, decided(application))
+        answer_staff(
+            session,
+            ctx,
+            inbound,
+            mail,
+            notices.ALREADY_DECIDED,
+            decided(application, ctx.settings.zone),
+        )
         return Outcome.ALREADY_DECIDED
     if application.version != check.token.version:
         return refuse(session, ctx, inbound, mail, Refusal(check, sender, "application_changed"))
