@@ -183,7 +183,8 @@ def test_second_decision_is_told_who_decided_when(h: Harness) -> None:
     assert status(h) == "approved"
     (told,) = late
     assert to(told) == STAFF2
-    assert STAFF in body_text(told) and "2026-11-27T10:00+09:00" in body_text(told)  # in MAILBOT_TIMEZONE
+    # The time in MAILBOT_TIMEZONE, with its offset.
+    assert STAFF in body_text(told) and "2026-11-27T10:00+09:00" in body_text(told)
 
 
 def test_two_approvals_required(harness_factory: HarnessFactory) -> None:
