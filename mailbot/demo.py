@@ -69,6 +69,8 @@ def howto(settings: Settings) -> str:
             f"http://{settings.web_address}/)",
             "and decide it as staff (the receipt number is in `.venv/bin/mailbot list`):",
             f"    .venv/bin/mailbot approve RECEIPT_NO --by {DEMO_STAFF}",
+            f"or on the staff console, http://{settings.web_address}/staff/ (ask for a login "
+            f"link for {DEMO_STAFF}; the mail lands in the Maildir above).",
             "Stop with Ctrl-C.",
             "",
         ]
