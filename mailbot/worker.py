@@ -42,10 +42,11 @@ IDLE_BACKOFF_MAX_SECONDS = 30.0
 BATCH = 10
 # A transaction takes no further message once it has run this long: on SQLite it holds the
 # one write lock throughout, and the gateway's next commit (the 250s of every session waiting)
-# queues behind it. Ten messages at ~7 ms each kept the gateway waiting ~70 ms a turn, and
-# `serve` answered 0.05 x a bare SMTP sink while its worker drained (bench/gateway.py); the
-# worker itself drains as fast with one or two messages per commit (docs/performance.md).
-TRANSACTION_BUDGET_SECONDS = 0.005
+# queues behind it. Ten messages a transaction kept `serve`'s gateway at 0.04-0.06 x a bare
+# SMTP sink while its worker drained; 5 ms (one message) gave 0.15 x but cost end to end a
+# fifth (a commit per message); 15 ms gives 0.13 x and end to end as before
+# (bench/gateway.py, bench/intake.py; docs/performance.md).
+TRANSACTION_BUDGET_SECONDS = 0.015
 
 
 def process_batch(engine: Engine, ctx: IntakeContext, now: datetime, limit: int = BATCH) -> int:
