@@ -19,12 +19,21 @@ def test_a_writable_database_passes(tmp_path: Path) -> None:
     assert (tmp_path / "new").is_dir()  # the folder is made, as before
 
 
-@pytest.mark.parametrize("locked", ["mailbot.db", "mailbot.db-wal", "mailbot.db-shm", "."])
+FILES = (
+    "mailbot.db",
+    "mailbot.db-wal",
+    "mailbot.db-shm",
+    "mailbot.db-writer",
+    "mailbot.db-writer-next",
+)
+
+
+@pytest.mark.parametrize("locked", [*FILES, "."])
 def test_each_file_sqlite_writes_is_checked_and_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, locked: str
 ) -> None:
     database = tmp_path / "mailbot.db"
-    for name in ("mailbot.db", "mailbot.db-wal", "mailbot.db-shm"):
+    for name in FILES:
         (tmp_path / name).write_bytes(b"")
     refused = (tmp_path / locked).resolve()
     real_access = os.access
