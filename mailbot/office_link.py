@@ -1,9 +1,9 @@
 """The signed, expiring link to an office's page (its contract, applications and 新着情報).
 
-Shaped like the application page's link tokens (:mod:`mailbot.tokens`): an expiry and an
-itsdangerous signature, made with the keyring's current key and verified with any key that
-still verifies, nothing stored. Its own salt keeps the two kinds apart: an office code may look
-like a receipt number, and a link to one must never open the other.
+The application page's link tokens with another salt (:func:`mailbot.tokens.signed_link_token`):
+an expiry and an itsdangerous signature, made with the keyring's current key and verified with
+any key that still verifies, nothing stored. Its own salt keeps the two kinds apart: an office
+code may look like a receipt number, and a link to one must never open the other.
 
 Lifetime: ``MAILBOT_OFFICE_LINK_DAYS`` (default 14), never more than
 ``MAILBOT_LINK_TOKEN_DAYS``, the time a retired key keeps verifying links
@@ -15,12 +15,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
-from itsdangerous import Signer
 from sqlmodel import Session
 
 from mailbot.config import Settings
 from mailbot.keys import Keyring, keyring
-from mailbot.tokens import TokenRefusal
+from mailbot.tokens import TokenRefusal, signed_link_refusal, signed_link_token
 
 OFFICE_LINK_SALT = "mailbot.office-link"
 
@@ -35,24 +34,14 @@ def office_link_expiry(settings: Settings, now: datetime) -> datetime:
 
 def office_link_token(keys: Keyring, office_code: str, expires_at: datetime) -> str:
     """``EXPIRY.SIGNATURE``: opens ``office_code``'s page until ``expires_at``, nothing else."""
-    expiry = str(int(expires_at.timestamp()))
-    signer = Signer(keys.current.material, salt=OFFICE_LINK_SALT)
-    return f"{expiry}.{signer.get_signature(f'{office_code}:{expiry}').decode()}"
+    return signed_link_token(keys, OFFICE_LINK_SALT, office_code, expires_at)
 
 
 def office_link_refusal(
     keys: Keyring, token: str, *, office_code: str, now: datetime
 ) -> TokenRefusal | None:
     """Why ``token`` does not open ``office_code``'s page at ``now``; None when it does."""
-    expiry, _, signature = token.partition(".")
-    if not expiry.isdigit() or not signature:
-        return TokenRefusal.MALFORMED
-    signer = Signer(list(keys.verifying(now)), salt=OFFICE_LINK_SALT)
-    if not signer.verify_signature(f"{office_code}:{expiry}".encode(), signature.encode()):
-        return TokenRefusal.BAD_SIGNATURE
-    if now.timestamp() >= int(expiry):
-        return TokenRefusal.EXPIRED
-    return None
+    return signed_link_refusal(keys, OFFICE_LINK_SALT, token, office_code, now)
 
 
 def office_url(session: Session, settings: Settings, office_code: str, now: datetime) -> str:

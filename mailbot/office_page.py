@@ -31,12 +31,12 @@ from db.engine import session_scope
 from mailbot.applications import STATUS_JA
 from mailbot.calendar import BusinessCalendar
 from mailbot.contract import OfficeContract, load_contracts
-from mailbot.keys import Keyring, keyring, verifying_keyring
+from mailbot.keys import Keyring, keyring
 from mailbot.office_link import office_link_refusal
 from mailbot.registry_queries import OfficeApplicationRow, office_applications
-from mailbot.tokens import TokenRefusal, link_token
+from mailbot.tokens import TokenRefusal, checked_link, link_token
 from mailbot.upcoming import Upcoming, load_upcoming
-from mailbot.web_base import REVIEWED, STATUS_EN, WebContext, refusal, templates
+from mailbot.web_base import REVIEWED, STATUS_EN, WebContext, refusal, templates, web_context
 
 log = logging.getLogger("mailbot.web")
 
@@ -67,8 +67,7 @@ class OfficeView:
 
 
 def office_page(request: Request) -> Response:
-    web = request.app.state.web
-    assert isinstance(web, WebContext)
+    web = web_context(request)
     office_code = str(request.path_params["office_code"])
     token = request.query_params.get("t", "")
     now = web.clock()
@@ -78,13 +77,8 @@ def office_page(request: Request) -> Response:
 
     with session_scope(web.engine) as session:
         # As for the application page: the token first, so the answer cannot depend on
-        # whether the office exists; the keys read again only when none of them signed it.
-        keys = verifying_keyring(
-            session,
-            web.settings,
-            lambda keys: refusal_with(keys) is not TokenRefusal.BAD_SIGNATURE,
-        )
-        refused = refusal_with(keys)
+        # whether the office exists.
+        refused = checked_link(session, web.settings, refusal_with)
         if refused is not None:
             _log_refusal(refused, office_code)
             return refusal()

@@ -21,6 +21,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -29,7 +30,8 @@ from itsdangerous import Signer
 from sqlmodel import Session, select
 
 from db.models import Token
-from mailbot.keys import Keyring
+from mailbot.config import Settings
+from mailbot.keys import Keyring, verifying_keyring
 
 NONCE_BYTES = 10  # 80 bits of randomness: unguessable, and 16 base32 characters
 MAC_BYTES = 10
@@ -181,25 +183,52 @@ def _aware(moment: datetime) -> datetime:
 # --- link tokens ----------------------------------------------------------------------------
 
 
+def signed_link_token(keys: Keyring, salt: str, subject: str, expires_at: datetime) -> str:
+    """``EXPIRY.SIGNATURE``: opens ``subject``'s page until ``expires_at``, nothing else.
+
+    ``salt`` names the kind of page (a receipt's, an office's): a subject may look like one of
+    another kind (an office code like a receipt number), and a link must open only its own."""
+    expiry = str(int(expires_at.timestamp()))
+    signer = Signer(keys.current.material, salt=salt)
+    return f"{expiry}.{signer.get_signature(f'{subject}:{expiry}').decode()}"
+
+
+def signed_link_refusal(
+    keys: Keyring, salt: str, token: str, subject: str, now: datetime
+) -> TokenRefusal | None:
+    """Why ``token`` does not open ``subject``'s page at ``now``; None when it does (signed
+    under ``salt`` by a key that verifies at ``now``, for exactly ``subject``, not expired)."""
+    expiry, _, signature = token.partition(".")
+    if not expiry.isdigit() or not signature:
+        return TokenRefusal.MALFORMED
+    # Signer takes several keys: it verifies with each (and would sign with the last).
+    signer = Signer(list(keys.verifying(now)), salt=salt)
+    if not signer.verify_signature(f"{subject}:{expiry}".encode(), signature.encode()):
+        return TokenRefusal.BAD_SIGNATURE
+    if now.timestamp() >= int(expiry):
+        return TokenRefusal.EXPIRED
+    return None
+
+
 def link_token(keys: Keyring, receipt_no: str, expires_at: datetime) -> str:
     """``EXPIRY.SIGNATURE``: opens ``receipt_no``'s page until ``expires_at``, nothing else."""
-    expiry = str(int(expires_at.timestamp()))
-    signer = Signer(keys.current.material, salt=LINK_SALT)
-    return f"{expiry}.{signer.get_signature(f'{receipt_no}:{expiry}').decode()}"
+    return signed_link_token(keys, LINK_SALT, receipt_no, expires_at)
 
 
 def link_refusal(
     keys: Keyring, token: str, *, receipt_no: str, now: datetime
 ) -> TokenRefusal | None:
-    """Why ``token`` does not open ``receipt_no``'s page at ``now``; None when it does (signed
-    by a key that verifies at ``now``, for exactly that receipt number, not expired)."""
-    expiry, _, signature = token.partition(".")
-    if not expiry.isdigit() or not signature:
-        return TokenRefusal.MALFORMED
-    # Signer takes several keys: it verifies with each (and would sign with the last).
-    signer = Signer(list(keys.verifying(now)), salt=LINK_SALT)
-    if not signer.verify_signature(f"{receipt_no}:{expiry}".encode(), signature.encode()):
-        return TokenRefusal.BAD_SIGNATURE
-    if now.timestamp() >= int(expiry):
-        return TokenRefusal.EXPIRED
-    return None
+    """Why ``token`` does not open ``receipt_no``'s page at ``now``; None when it does."""
+    return signed_link_refusal(keys, LINK_SALT, token, receipt_no, now)
+
+
+def checked_link(
+    session: Session, settings: Settings, refusal_with: Callable[[Keyring], TokenRefusal | None]
+) -> TokenRefusal | None:
+    """What ``refusal_with`` says of a link (None: it opens the page), asked with this
+    process's keys, or, when none of them made the signature, with the keys read again from the
+    database (another process may have rotated them since)."""
+    keys = verifying_keyring(
+        session, settings, lambda keys: refusal_with(keys) is not TokenRefusal.BAD_SIGNATURE
+    )
+    return refusal_with(keys)

@@ -53,7 +53,7 @@ from mailbot.documents import (
     document_context,
 )
 from mailbot.errors import ConfigError, NotFoundError
-from mailbot.keys import Keyring, verifying_keyring
+from mailbot.keys import Keyring
 from mailbot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mailbot.metrics import make_registry
 from mailbot.metrics import render as render_metrics
@@ -61,8 +61,8 @@ from mailbot.monitor import Monitor
 from mailbot.normalize import ident_of, user_code_of
 from mailbot.notify import network_ja
 from mailbot.office_page import office_page
-from mailbot.tokens import TokenRefusal, link_refusal
-from mailbot.web_base import REVIEWED, STATUS_EN, WebContext, html, refusal
+from mailbot.tokens import TokenRefusal, checked_link, link_refusal
+from mailbot.web_base import REVIEWED, STATUS_EN, WebContext, html, refusal, web_context
 from mailbot.web_health import check_health
 
 log = logging.getLogger("mailbot.web")
@@ -154,7 +154,7 @@ def application_form(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    web = _web(request)
+    web = web_context(request)
     health = await check_health(web.engine, web.settings, web.monitor, web.clock())
     return JSONResponse(
         health.body,
@@ -165,7 +165,7 @@ async def healthz(request: Request) -> Response:
 def metrics(request: Request) -> Response:
     # A plain function: Starlette runs it on its thread pool, so the database reads of the
     # scrape never block the event loop.
-    return Response(render_metrics(_web(request).metrics), media_type=METRICS_CONTENT_TYPE)
+    return Response(render_metrics(web_context(request).metrics), media_type=METRICS_CONTENT_TYPE)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -177,15 +177,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 # --- opening an application ----------------------------------------------------------------------
 
 
-def _web(request: Request) -> WebContext:
-    web = request.app.state.web
-    assert isinstance(web, WebContext)
-    return web
-
-
 def _open(request: Request) -> Opened | None:
     """The application when the token opens it, else None (whatever the reason)."""
-    web = _web(request)
+    web = web_context(request)
     receipt_no = str(request.path_params["receipt_no"])
     token = request.query_params.get("t", "")
     now = web.clock()
@@ -196,14 +190,8 @@ def _open(request: Request) -> Opened | None:
     try:
         with session_scope(web.engine) as session:
             # The token is checked first, so the answer cannot depend on whether the receipt
-            # number exists. The keys are this process's (no query) unless none of them made
-            # the signature: then they are read again, in case another process rotated them.
-            keys = verifying_keyring(
-                session,
-                web.settings,
-                lambda keys: refusal_with(keys) is not TokenRefusal.BAD_SIGNATURE,
-            )
-            refused = refusal_with(keys)
+            # number exists.
+            refused = checked_link(session, web.settings, refusal_with)
             if refused is not None:
                 _log_refusal(refused, receipt_no)
                 return None

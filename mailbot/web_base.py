@@ -16,6 +16,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
+from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from db.models import APPLIED, APPROVED, CANCELLED, REJECTED, UNDER_REVIEW, WITHDRAWN
@@ -47,17 +48,28 @@ class WebContext:
     metrics: CollectorRegistry
 
 
-@cache
-def templates() -> Environment:
+def web_context(request: Request) -> WebContext:
+    context = request.app.state.web
+    assert isinstance(context, WebContext)
+    return context
+
+
+def page_environment() -> Environment:
+    """A new environment for ``templates/web/``; the console adds its own filters to one."""
     env = Environment(
         loader=PackageLoader("mailbot", "templates/web"),
-        autoescape=True,  # every value is the applicant's own text: escape all of it
+        autoescape=True,  # applicants' and senders' own text is shown: escape all of it
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
     env.filters["ja_date"] = ja_date
     return env
+
+
+@cache
+def templates() -> Environment:
+    return page_environment()
 
 
 def html(template: str, *, status: int = HTTPStatus.OK, **context: Any) -> HTMLResponse:
