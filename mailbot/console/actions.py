@@ -30,10 +30,10 @@ from db.models import (
     Application,
     AuditEvent,
     OutboundMessage,
+    Staff,
 )
 from mailbot.applications import find_application
 from mailbot.calendar import BusinessCalendar
-from mailbot.config import Settings
 from mailbot.dates import InvalidDate, parse_date
 from mailbot.errors import BilingualError, MailbotError
 from mailbot.outbox import retry_outbox
@@ -87,35 +87,40 @@ def _same_version(application: Application, version: int) -> None:
         )
 
 
-def approve(
-    session: Session,
-    settings: Settings,
-    calendar: BusinessCalendar,
-    now: datetime,
-    *,
-    by: str,
-    receipt_no: str,
-    version: int,
-    start_date: str = "",
-    force: bool = False,
-) -> Done:
-    """Approve as ``by`` (with another start date when given): "approved", or
+@dataclass(frozen=True)
+class Asked:
+    """A decision asked for on the console: by whom, on which application, at the version of
+    it that the page showed, and in which review context (settings, calendar, now)."""
+
+    ctx: ReviewContext
+    by: str
+    receipt_no: str
+    version: int
+
+
+def approve(session: Session, asked: Asked, *, start_date: str = "", force: bool = False) -> Done:
+    """Approve as ``asked.by`` (with another start date when given): "approved", or
     "approval_recorded" while more approvals are needed."""
-    application = _locked(session, receipt_no)
-    staff = find_staff(session, by)
-    _same_version(application, version)
+    application, staff = _still_as_shown(session, asked)
     warning = ("", "")
     if start_date.strip() and application.status == UNDER_REVIEW:
-        warning = _check_start_date(session, calendar, start_date, force)
-    result = decide(
-        session,
-        ReviewContext(settings, calendar, now),
-        application,
-        staff,
-        Decision(Action.APPROVE, start_date_text=start_date.strip() or None),
-        via="web",
-    )
-    return Done(result, *warning)
+        warning = _check_start_date(session, asked.ctx.calendar, start_date, force)
+    decision = Decision(Action.APPROVE, start_date_text=start_date.strip() or None)
+    return Done(decide(session, asked.ctx, application, staff, decision, via="web"), *warning)
+
+
+def reject(session: Session, asked: Asked, *, reason: str) -> Done:
+    application, staff = _still_as_shown(session, asked)
+    decision = Decision(Action.REJECT, reason=reason.strip())
+    return Done(decide(session, asked.ctx, application, staff, decision, via="web"))
+
+
+def _still_as_shown(session: Session, asked: Asked) -> tuple[Application, Staff]:
+    """The application, locked, at the version the page showed; and who decides."""
+    application = _locked(session, asked.receipt_no)
+    staff = find_staff(session, asked.by)
+    _same_version(application, asked.version)
+    return application, staff
 
 
 def _check_start_date(
@@ -142,43 +147,9 @@ def _check_start_date(
     return ("", "")
 
 
-def reject(
-    session: Session,
-    settings: Settings,
-    calendar: BusinessCalendar,
-    now: datetime,
-    *,
-    by: str,
-    receipt_no: str,
-    version: int,
-    reason: str,
-) -> Done:
-    application = _locked(session, receipt_no)
-    staff = find_staff(session, by)
-    _same_version(application, version)
-    result = decide(
-        session,
-        ReviewContext(settings, calendar, now),
-        application,
-        staff,
-        Decision(Action.REJECT, reason=reason.strip()),
-        via="web",
-    )
-    return Done(result)
-
-
-def cancel(
-    session: Session,
-    settings: Settings,
-    now: datetime,
-    *,
-    by: str,
-    receipt_no: str,
-    version: int,
-    reason: str,
-) -> Done:
-    application = _locked(session, receipt_no)
-    if application.version != version:
+def cancel(session: Session, asked: Asked, *, reason: str) -> Done:
+    application = _locked(session, asked.receipt_no)
+    if application.version != asked.version:
         raise ConsoleError(
             ja=f"この画面を開いた後に申込受付番号 {application.receipt_no} の状況が変わりました"
             f"（{application.decided_by or '-'}、{application.status}）。"
@@ -186,13 +157,14 @@ def cancel(
             en=f"{application.receipt_no} changed after you opened the page (now "
             f"{application.status}, by {application.decided_by or '-'}): open it again.",
         )
+    settings = asked.ctx.settings
     cancel_application(
         session,
         settings,
-        receipt_no,
-        by=by,
+        asked.receipt_no,
+        by=asked.by,
         reason=reason.strip(),
-        now=now,
+        now=asked.ctx.now,
         apply_time=settings.apply_time,
         via="web",
     )
@@ -262,6 +234,7 @@ def retry_notice(session: Session, now: datetime, *, by: str, outbound_id: int) 
 
 __all__ = [
     "DISCARDED",
+    "Asked",
     "ConsoleError",
     "DecisionError",
     "Done",

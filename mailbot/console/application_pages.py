@@ -21,12 +21,13 @@ from mailbot.console.http import (
     root,
     staff_action,
     staff_page,
-    web,
 )
 from mailbot.console.pages import CALENDAR
 from mailbot.console.sessions import StaffSession
 from mailbot.errors import NotFoundError
 from mailbot.mime import UnreadableMail, parse_mail
+from mailbot.review import ReviewContext
+from mailbot.web_base import web_context
 from mailbot.worker import get_inbound
 
 SOURCE_SHOWN = 256 * 1024  # bytes of a message's source shown on its page (all: download)
@@ -55,12 +56,12 @@ def _int(text: str) -> int:
 
 
 def application_href(request: Request, receipt_no: str) -> str:
-    return f"{root(web(request).settings)}/a/{quote(receipt_no)}"
+    return f"{root(web_context(request).settings)}/a/{quote(receipt_no)}"
 
 
 @staff_page
 def application_page(request: Request, session: Session, who: StaffSession) -> Response:
-    settings = web(request).settings
+    settings = web_context(request).settings
     receipt_no = str(request.path_params["receipt_no"])
     try:
         detail = load_detail(session, receipt_no, settings.max_attachment_bytes)
@@ -88,55 +89,37 @@ def _after(request: Request, receipt_no: str, done: actions.Done) -> Response:
     return redirect(url + "#timeline")
 
 
+def _asked(request: Request, who: StaffSession, form: Form) -> actions.Asked:
+    """The decision the page's form asks for: on its application, at the version it showed."""
+    context = web_context(request)
+    return actions.Asked(
+        ReviewContext(context.settings, CALENDAR, context.clock()),
+        by=who.email,
+        receipt_no=str(request.path_params["receipt_no"]),
+        version=_int(form.get("version")),
+    )
+
+
 @staff_action
 def approve(request: Request, session: Session, who: StaffSession, form: Form) -> Response:
-    context = web(request)
-    receipt_no = str(request.path_params["receipt_no"])
-    done = actions.approve(
-        session,
-        context.settings,
-        CALENDAR,
-        context.clock(),
-        by=who.email,
-        receipt_no=receipt_no,
-        version=_int(form.get("version")),
-        start_date=form.get("start_date"),
-        force=form.get("force") == "1",
-    )
-    return _after(request, receipt_no, done)
+    asked = _asked(request, who, form)
+    start_date, force = form.get("start_date"), form.get("force") == "1"
+    done = actions.approve(session, asked, start_date=start_date, force=force)
+    return _after(request, asked.receipt_no, done)
 
 
 @staff_action
 def reject(request: Request, session: Session, who: StaffSession, form: Form) -> Response:
-    context = web(request)
-    receipt_no = str(request.path_params["receipt_no"])
-    done = actions.reject(
-        session,
-        context.settings,
-        CALENDAR,
-        context.clock(),
-        by=who.email,
-        receipt_no=receipt_no,
-        version=_int(form.get("version")),
-        reason=form.get("reason"),
-    )
-    return _after(request, receipt_no, done)
+    asked = _asked(request, who, form)
+    done = actions.reject(session, asked, reason=form.get("reason"))
+    return _after(request, asked.receipt_no, done)
 
 
 @staff_action
 def cancel(request: Request, session: Session, who: StaffSession, form: Form) -> Response:
-    context = web(request)
-    receipt_no = str(request.path_params["receipt_no"])
-    done = actions.cancel(
-        session,
-        context.settings,
-        context.clock(),
-        by=who.email,
-        receipt_no=receipt_no,
-        version=_int(form.get("version")),
-        reason=form.get("reason"),
-    )
-    return _after(request, receipt_no, done)
+    asked = _asked(request, who, form)
+    done = actions.cancel(session, asked, reason=form.get("reason"))
+    return _after(request, asked.receipt_no, done)
 
 
 # --- received messages ---------------------------------------------------------------------------
@@ -148,7 +131,7 @@ def _message_id(request: Request) -> int:
 
 @staff_page
 def message_page(request: Request, session: Session, who: StaffSession) -> Response:
-    settings = web(request).settings
+    settings = web_context(request).settings
     try:
         inbound = get_inbound(session, _message_id(request))
     except NotFoundError:
@@ -186,7 +169,7 @@ def message_source(request: Request, session: Session, who: StaffSession) -> Res
 def attachment(request: Request, session: Session, who: StaffSession) -> Response:
     """One attachment, always as a download of octet-stream: a sender's HTML or SVG must never
     be rendered from the console's origin."""
-    settings = web(request).settings
+    settings = web_context(request).settings
     try:
         inbound = get_inbound(session, _message_id(request))
         mail = parse_mail(
@@ -212,7 +195,7 @@ def attachment(request: Request, session: Session, who: StaffSession) -> Respons
 def reprocess(request: Request, session: Session, who: StaffSession, form: Form) -> Response:
     inbound_id = _message_id(request)
     done = actions.reprocess(session, now_of(request), by=who.email, inbound_id=inbound_id)
-    return redirect(f"{root(web(request).settings)}/messages/{inbound_id}?done={done.result}")
+    return _after_message(request, inbound_id, done)
 
 
 @staff_action
@@ -221,11 +204,16 @@ def discard(request: Request, session: Session, who: StaffSession, form: Form) -
     done = actions.discard(
         session, now_of(request), by=who.email, inbound_id=inbound_id, reason=form.get("reason")
     )
-    return redirect(f"{root(web(request).settings)}/messages/{inbound_id}?done={done.result}")
+    return _after_message(request, inbound_id, done)
+
+
+def _after_message(request: Request, inbound_id: int, done: actions.Done) -> Response:
+    url = f"{root(web_context(request).settings)}/messages/{inbound_id}?done={done.result}"
+    return redirect(url)
 
 
 @staff_action
 def retry(request: Request, session: Session, who: StaffSession, form: Form) -> Response:
     outbound_id = _int(str(request.path_params["outbound_id"]))
     actions.retry_notice(session, now_of(request), by=who.email, outbound_id=outbound_id)
-    return redirect(f"{root(web(request).settings)}/queues/failed?done=retried")
+    return redirect(f"{root(web_context(request).settings)}/queues/failed?done=retried")

@@ -9,7 +9,7 @@ notice no longer failed) is reported on its row and the others go on; what succe
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +22,7 @@ from mailbot.calendar import BusinessCalendar
 from mailbot.config import Settings
 from mailbot.console import actions
 from mailbot.errors import BilingualError, MailbotError
+from mailbot.review import ReviewContext
 
 log = logging.getLogger("mailbot.console")
 
@@ -32,6 +33,7 @@ BULK_ACTIONS = {
     "retry": ("送信失敗の通知を再送", "retry failed notices"),
 }
 MAX_ITEMS = 1000
+NOT_FOUND = "ありません / not found"
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def preview(session: Session, action: str, items: list[Item]) -> list[PreviewRow
         for item in items:
             application = found.get(item.key)
             if application is None:
-                rows.append(PreviewRow(item, item.key, "", "ありません / not found"))
+                rows.append(PreviewRow(item, item.key, "", NOT_FOUND))
                 continue
             problem = ""
             if application.status != "under_review":
@@ -99,54 +101,50 @@ def preview(session: Session, action: str, items: list[Item]) -> list[PreviewRow
                 )
             )
         return rows
-    if action in ("reprocess", "discard"):
-        ids = [int(i.key) for i in items if i.key.isdigit()]
-        found_messages = {
-            row[0]: row
-            for row in session.exec(
-                select(
-                    InboundMessage.id, InboundMessage.status, InboundMessage.envelope_from
-                ).where(col(InboundMessage.id).in_(ids))
-            )
-        }
-        return [
-            PreviewRow(
-                item,
-                f"#{item.key} {found_messages[int(item.key)][2] or '<>'}",
-                str(found_messages[int(item.key)][1]),
-                ""
-                if found_messages[int(item.key)][1] == "quarantined"
-                else "隔離中ではありません / not quarantined",
-            )
-            if item.key.isdigit() and int(item.key) in found_messages
-            else PreviewRow(item, f"#{item.key}", "", "ありません / not found")
-            for item in items
-        ]
     ids = [int(i.key) for i in items if i.key.isdigit()]
-    found_notices = {
-        row[0]: row
-        for row in session.exec(
-            select(
-                OutboundMessage.id,
-                OutboundMessage.status,
-                OutboundMessage.recipient,
-                OutboundMessage.kind,
-            ).where(col(OutboundMessage.id).in_(ids))
+    if action in ("reprocess", "discard"):
+        m = InboundMessage
+        messages = select(m.id, m.status, m.envelope_from).where(col(m.id).in_(ids))
+        return _numbered_rows(
+            items,
+            {
+                row_id: (
+                    sender or "<>",
+                    status,
+                    "" if status == "quarantined" else "隔離中ではありません / not quarantined",
+                )
+                for row_id, status, sender in session.exec(messages)
+            },
         )
-    }
-    return [
-        PreviewRow(
-            item,
-            f"#{item.key} {found_notices[int(item.key)][3]}",
-            str(found_notices[int(item.key)][2]),
-            ""
-            if found_notices[int(item.key)][1] == "failed"
-            else "送信失敗ではありません / not failed",
-        )
-        if item.key.isdigit() and int(item.key) in found_notices
-        else PreviewRow(item, f"#{item.key}", "", "ありません / not found")
-        for item in items
-    ]
+    o = OutboundMessage
+    notices = select(o.id, o.status, o.recipient, o.kind).where(col(o.id).in_(ids))
+    return _numbered_rows(
+        items,
+        {
+            row_id: (
+                kind,
+                recipient,
+                "" if status == "failed" else "送信失敗ではありません / not failed",
+            )
+            for row_id, status, recipient, kind in session.exec(notices)
+        },
+    )
+
+
+def _numbered_rows(
+    items: list[Item], found: Mapping[int | None, tuple[str, str, str]]
+) -> list[PreviewRow]:
+    """The rows of items named by id: ``found`` holds each found id's title, detail and
+    problem."""
+    rows = []
+    for item in items:
+        number = int(item.key) if item.key.isdigit() else None
+        if number is None or number not in found:
+            rows.append(PreviewRow(item, f"#{item.key}", "", NOT_FOUND))
+            continue
+        title, detail, problem = found[number]
+        rows.append(PreviewRow(item, f"#{item.key} {title}", detail, problem))
+    return rows
 
 
 @dataclass(frozen=True)
@@ -205,9 +203,8 @@ def _one(
     reason: str,
 ) -> actions.Done:
     if action == "approve":
-        return actions.approve(
-            session, settings, calendar, now, by=by, receipt_no=item.key, version=item.version
-        )
+        ctx = ReviewContext(settings, calendar, now)
+        return actions.approve(session, actions.Asked(ctx, by, item.key, item.version))
     number = int(item.key) if item.key.isdigit() else -1
     if action == "reprocess":
         return actions.reprocess(session, now, by=by, inbound_id=number)

@@ -11,31 +11,34 @@ from starlette.responses import Response
 
 from db.engine import session_scope
 from mailbot.console import bulk
-from mailbot.console.auth import audit
 from mailbot.console.http import (
     Form,
-    client,
     in_thread,
     read_form,
     render,
     staff_action,
-    web,
+    who_posted,
 )
 from mailbot.console.pages import CALENDAR
-from mailbot.console.sessions import COOKIE, StaffSession, load_session, session_token_ok
+from mailbot.console.sessions import StaffSession
+from mailbot.web_base import web_context
 
 
-def _action(form: Form) -> str:
+def _chosen(form: Form) -> tuple[str, list[bulk.Item]] | None:
+    """The form's bulk action and its items; None when either is missing (or unknown)."""
     action = form.get("action")
-    return action if action in bulk.BULK_ACTIONS else ""
+    items = bulk.items_from(form.getlist("item"))
+    if action not in bulk.BULK_ACTIONS or not items:
+        return None
+    return action, items
 
 
 @staff_action
 def preview(request: Request, session: Session, who: StaffSession, form: Form) -> Response:
-    action = _action(form)
-    items = bulk.items_from(form.getlist("item"))
-    if not action or not items:
+    chosen = _chosen(form)
+    if chosen is None:
         return render(request, "bulk_nothing.html.j2", who=who, status=HTTPStatus.BAD_REQUEST)
+    action, items = chosen
     return render(
         request,
         "bulk_preview.html.j2",
@@ -55,26 +58,15 @@ async def run(request: Request) -> Response:
 def _run(request: Request, form: Form) -> Response:
     """Not one transaction: the session and token are checked in one, then each item has its
     own (mailbot.console.bulk.run)."""
-    context = web(request)
+    context = web_context(request)
     with session_scope(context.engine) as session:
-        now = context.clock()
-        who = load_session(session, context.settings, request.cookies.get(COOKIE), now)
-        if who is None:
-            return render(request, "ended.html.j2", status=HTTPStatus.FORBIDDEN)
-        if not session_token_ok(who, form.get("csrf")):
-            audit(
-                session,
-                "console_csrf_refused",
-                who.email,
-                now,
-                path=request.url.path[:200],
-                client=client(request),
-            )
-            return render(request, "csrf.html.j2", who=who, status=HTTPStatus.FORBIDDEN)
-    action = _action(form)
-    items = bulk.items_from(form.getlist("item"))
-    if not action or not items:
+        who = who_posted(request, session, form)
+    if isinstance(who, Response):
+        return who
+    chosen = _chosen(form)
+    if chosen is None:
         return render(request, "bulk_nothing.html.j2", who=who, status=HTTPStatus.BAD_REQUEST)
+    action, items = chosen
     results = bulk.run(
         context.engine,
         context.settings,

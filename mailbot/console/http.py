@@ -22,7 +22,7 @@ from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -33,9 +33,8 @@ from mailbot.applications import STATUS_JA
 from mailbot.config import Settings
 from mailbot.console.auth import audit
 from mailbot.console.sessions import COOKIE, StaffSession, load_session, session_token_ok
-from mailbot.dates import ja_date
 from mailbot.errors import BilingualError, MailbotError
-from mailbot.web_base import STATUS_EN, WebContext
+from mailbot.web_base import STATUS_EN, page_environment, web_context
 
 log = logging.getLogger("mailbot.console")
 
@@ -78,12 +77,6 @@ async def read_form(request: Request) -> Form:
     except (UnicodeDecodeError, ValueError):
         return Form()
     return Form(pairs)
-
-
-def web(request: Request) -> WebContext:
-    context = request.app.state.web
-    assert isinstance(context, WebContext)
-    return context
 
 
 def client(request: Request) -> str:
@@ -144,14 +137,7 @@ def _short_date(day: date | None) -> str:
 
 @cache
 def templates() -> Environment:
-    env = Environment(
-        loader=PackageLoader("mailbot", "templates/web"),
-        autoescape=True,  # applicants' and senders' text is shown: escape all of it
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["ja_date"] = ja_date
+    env = page_environment()
     env.filters["iso"] = _short_date
     env.globals["STATUS_JA"] = STATUS_JA
     env.globals["STATUS_EN"] = STATUS_EN
@@ -166,7 +152,7 @@ def render(
     status: int = HTTPStatus.OK,
     **context: Any,
 ) -> HTMLResponse:
-    settings = web(request).settings
+    settings = web_context(request).settings
     zone = settings.zone
     body = (
         templates()
@@ -204,7 +190,7 @@ F = TypeVar("F")
 
 
 def now_of(request: Request) -> datetime:
-    return web(request).clock()
+    return web_context(request).clock()
 
 
 def staff_page(page: Page) -> Callable[[Request], Response]:
@@ -212,7 +198,7 @@ def staff_page(page: Page) -> Callable[[Request], Response]:
 
     @wraps(page)
     def handler(request: Request) -> Response:
-        context = web(request)
+        context = web_context(request)
         with session_scope(context.engine) as session:
             who = load_session(
                 session, context.settings, request.cookies.get(COOKIE), context.clock()
@@ -237,30 +223,41 @@ def staff_action(action: Action) -> Callable[[Request], Any]:
         return await in_thread(_run, request, form)
 
     def _run(request: Request, form: Form) -> Response:
-        context = web(request)
+        context = web_context(request)
         who: StaffSession | None = None
         try:
             with session_scope(context.engine) as session:
-                now = context.clock()
-                who = load_session(session, context.settings, request.cookies.get(COOKIE), now)
-                if who is None:
-                    return render(request, "ended.html.j2", status=HTTPStatus.FORBIDDEN)
-                if not session_token_ok(who, form.get("csrf")):
-                    audit(
-                        session,
-                        "console_csrf_refused",
-                        who.email,
-                        now,
-                        path=request.url.path[:200],
-                        client=client(request),
-                    )
-                    log.warning("console: a form without its CSRF token from %s", who.email)
-                    return render(request, "csrf.html.j2", who=who, status=HTTPStatus.FORBIDDEN)
+                poster = who_posted(request, session, form)
+                if isinstance(poster, Response):
+                    return poster
+                who = poster
                 return action(request, session, who, form)
         except (BilingualError, MailbotError) as problem:
             return problem_page(request, who, problem, back=_back(request, context.settings))
 
     return handler
+
+
+def who_posted(request: Request, session: Session, form: Form) -> StaffSession | Response:
+    """The staff member whose live session posted ``form`` with its CSRF token, or the page
+    refusing the post (the session has ended; the token is missing or wrong, which is audited)."""
+    context = web_context(request)
+    now = context.clock()
+    who = load_session(session, context.settings, request.cookies.get(COOKIE), now)
+    if who is None:
+        return render(request, "ended.html.j2", status=HTTPStatus.FORBIDDEN)
+    if not session_token_ok(who, form.get("csrf")):
+        audit(
+            session,
+            "console_csrf_refused",
+            who.email,
+            now,
+            path=request.url.path[:200],
+            client=client(request),
+        )
+        log.warning("console: a form without its CSRF token from %s", who.email)
+        return render(request, "csrf.html.j2", who=who, status=HTTPStatus.FORBIDDEN)
+    return who
 
 
 def _back(request: Request, settings: Settings) -> str:

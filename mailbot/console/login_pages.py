@@ -9,6 +9,9 @@ to a pre-session cookie (mailbot.console.sessions). A login always makes a new s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
 from http import HTTPStatus
 from typing import Any
 
@@ -35,7 +38,6 @@ from mailbot.console.http import (
     render,
     root,
     set_cookie,
-    web,
 )
 from mailbot.console.http import client as client_of
 from mailbot.console.sessions import (
@@ -49,6 +51,7 @@ from mailbot.console.sessions import (
     session_token_ok,
     start_session,
 )
+from mailbot.web_base import web_context
 
 # What a refused code is told: nothing about whether the address is staff's.
 CODE_REFUSED = "wrong"
@@ -72,7 +75,7 @@ def _pre_page(
     **context: Any,
 ) -> Response:
     """A page with pre-login forms: their CSRF token, and the cookie it is bound to."""
-    settings = web(request).settings
+    settings = web_context(request).settings
     pre, new = _pre(request)
     response = render(
         request,
@@ -86,88 +89,95 @@ def _pre_page(
     return response
 
 
+def _login_page(
+    request: Request,
+    session: Session,
+    *,
+    status: int = HTTPStatus.OK,
+    address: str = "",
+    sent: bool = False,
+    problem: str = "",
+    bye: bool = False,
+) -> Response:
+    return _pre_page(
+        request,
+        session,
+        "login.html.j2",
+        status=status,
+        address=address,
+        sent=sent,
+        problem=problem,
+        bye=bye,
+    )
+
+
 def login_page(request: Request) -> Response:
-    context = web(request)
+    context = web_context(request)
     with session_scope(context.engine) as session:
         who = load_session(session, context.settings, request.cookies.get(COOKIE), context.clock())
         if who is not None:
             return redirect(root(context.settings) + "/")
-        return _pre_page(
-            request,
-            session,
-            "login.html.j2",
-            address="",
-            sent=False,
-            problem="",
-            bye=bool(request.query_params.get("bye")),
-        )
+        return _login_page(request, session, bye=bool(request.query_params.get("bye")))
 
 
-async def ask(request: Request) -> Response:
-    return await in_thread(_ask, request, await read_form(request))
+PreLoginAction = Callable[[Request, Session, Form, datetime], Response]
 
 
-def _ask(request: Request, form: Form) -> Response:
-    context = web(request)
+def pre_login_action(action: PreLoginAction) -> Callable[[Request], Any]:
+    """A POST of a pre-login form: done only with the CSRF token bound to the browser's
+    pre-session cookie; without it, :func:`_stale`."""
+
+    @wraps(action)
+    async def handler(request: Request) -> Response:
+        return await in_thread(_run, request, await read_form(request))
+
+    def _run(request: Request, form: Form) -> Response:
+        context = web_context(request)
+        with session_scope(context.engine) as session:
+            now = context.clock()
+            if not pre_session_token_ok(
+                session, context.settings, request.cookies.get(PRE_COOKIE), form.get("csrf"), now
+            ):
+                return _stale(request, session)
+            return action(request, session, form, now)
+
+    return handler
+
+
+@pre_login_action
+def ask(request: Request, session: Session, form: Form, now: datetime) -> Response:
     address = form.get("email").strip()[:320]
-    with session_scope(context.engine) as session:
-        now = context.clock()
-        if not pre_session_token_ok(
-            session, context.settings, request.cookies.get(PRE_COOKIE), form.get("csrf"), now
-        ):
-            return _stale(request, session)
-        if not address:
-            return _pre_page(
-                request,
-                session,
-                "login.html.j2",
-                status=HTTPStatus.BAD_REQUEST,
-                address="",
-                sent=False,
-                problem="no_address",
-                bye=False,
-            )
-        ask_for_link(session, context.settings, address, now=now, client=client_of(request))
-        # The same page whoever asked, rate-limited or not: it tells nobody who is staff.
-        return _pre_page(
-            request, session, "login.html.j2", address=address, sent=True, problem="", bye=False
-        )
+    if not address:
+        return _login_page(request, session, status=HTTPStatus.BAD_REQUEST, problem="no_address")
+    settings = web_context(request).settings
+    ask_for_link(session, settings, address, now=now, client=client_of(request))
+    # The same page whoever asked, rate-limited or not: it tells nobody who is staff.
+    return _login_page(request, session, address=address, sent=True)
 
 
-async def code_login(request: Request) -> Response:
-    return await in_thread(_code_login, request, await read_form(request))
-
-
-def _code_login(request: Request, form: Form) -> Response:
-    context = web(request)
+@pre_login_action
+def code_login(request: Request, session: Session, form: Form, now: datetime) -> Response:
     address = form.get("email").strip()[:320]
-    with session_scope(context.engine) as session:
-        now = context.clock()
-        if not pre_session_token_ok(
-            session, context.settings, request.cookies.get(PRE_COOKIE), form.get("csrf"), now
-        ):
-            return _stale(request, session)
-        result = redeem_code(
-            session, context.settings, address, form.get("code"), now, client=client_of(request)
-        )
-        if isinstance(result, Staff):
-            return _logged_in(request, session, result)
-        problem = CODE_RATE_LIMITED if result is LoginRefusal.RATE_LIMITED else CODE_REFUSED
-        return _pre_page(
-            request,
-            session,
-            "login.html.j2",
-            status=HTTPStatus.UNAUTHORIZED,
-            address=address,
-            sent=True,
-            problem=problem,
-            bye=False,
-        )
+    settings = web_context(request).settings
+    result = redeem_code(
+        session, settings, address, form.get("code"), now, client=client_of(request)
+    )
+    if isinstance(result, Staff):
+        return _logged_in(request, session, result)
+    problem = CODE_RATE_LIMITED if result is LoginRefusal.RATE_LIMITED else CODE_REFUSED
+    return _login_page(
+        request,
+        session,
+        status=HTTPStatus.UNAUTHORIZED,
+        address=address,
+        sent=True,
+        problem=problem,
+    )
 
 
 def confirm_page(request: Request) -> Response:
     """The link's GET: shows the confirmation form; logs nobody in and spends nothing."""
-    context = web(request)
+    context = web_context(request)
     text = str(request.path_params["link"])
     with session_scope(context.engine) as session:
         now = context.clock()
@@ -179,27 +189,18 @@ def confirm_page(request: Request) -> Response:
         return _pre_page(request, session, "confirm.html.j2", email=check.staff.email)
 
 
-async def confirm(request: Request) -> Response:
-    return await in_thread(_confirm, request, await read_form(request))
-
-
-def _confirm(request: Request, form: Form) -> Response:
-    context = web(request)
+@pre_login_action
+def confirm(request: Request, session: Session, form: Form, now: datetime) -> Response:
     text = str(request.path_params["link"])
-    with session_scope(context.engine) as session:
-        now = context.clock()
-        if not pre_session_token_ok(
-            session, context.settings, request.cookies.get(PRE_COOKIE), form.get("csrf"), now
-        ):
-            return _stale(request, session)
-        result = redeem_link(session, context.settings, text, now, client=client_of(request))
-        if isinstance(result, Staff):
-            return _logged_in(request, session, result)
+    settings = web_context(request).settings
+    result = redeem_link(session, settings, text, now, client=client_of(request))
+    if isinstance(result, Staff):
+        return _logged_in(request, session, result)
     return render(request, "link_refused.html.j2", status=HTTPStatus.NOT_FOUND)
 
 
 def _logged_in(request: Request, session: Session, staff: Staff) -> Response:
-    context = web(request)
+    context = web_context(request)
     value = start_session(
         session,
         context.settings,
@@ -217,16 +218,7 @@ def _logged_in(request: Request, session: Session, staff: Staff) -> Response:
 def _stale(request: Request, session: Session) -> Response:
     """A pre-login form without its token (another site's, or a page from before a restart):
     nothing is done; the login page is shown again with a fresh token."""
-    return _pre_page(
-        request,
-        session,
-        "login.html.j2",
-        status=HTTPStatus.FORBIDDEN,
-        address="",
-        sent=False,
-        problem="stale",
-        bye=False,
-    )
+    return _login_page(request, session, status=HTTPStatus.FORBIDDEN, problem="stale")
 
 
 async def logout(request: Request) -> Response:
@@ -234,7 +226,7 @@ async def logout(request: Request) -> Response:
 
 
 def _logout(request: Request, form: Form) -> Response:
-    context = web(request)
+    context = web_context(request)
     value = request.cookies.get(COOKIE)
     with session_scope(context.engine) as session:
         who = load_session(session, context.settings, value, context.clock())

@@ -18,9 +18,10 @@ from db.engine import session_scope
 from mailbot.calendar import BusinessCalendar
 from mailbot.console import queues
 from mailbot.console.health import NextApply, database_part, panel
-from mailbot.console.http import now_of, query, redirect, render, root, staff_page, web
+from mailbot.console.http import now_of, query, redirect, render, root, staff_page
 from mailbot.console.search import STATUSES, as_csv, criteria_from, search
 from mailbot.console.sessions import COOKIE, StaffSession, load_session
+from mailbot.web_base import web_context
 from mailbot.web_health import check_health
 
 CALENDAR = BusinessCalendar()
@@ -28,12 +29,12 @@ CALENDAR = BusinessCalendar()
 
 def today_of(request: Request) -> tuple[datetime, date]:
     now = now_of(request)
-    return now, now.astimezone(web(request).settings.zone).date()
+    return now, now.astimezone(web_context(request).settings.zone).date()
 
 
 @staff_page
 def home(request: Request, session: Session, who: StaffSession) -> Response:
-    settings = web(request).settings
+    settings = web_context(request).settings
     _, today = today_of(request)
     counts = queues.counts(session, CALENDAR, today, settings.console_risk_business_days)
     return render(
@@ -52,7 +53,7 @@ def queue(request: Request, session: Session, who: StaffSession) -> Response:
     name = str(request.path_params["name"])
     if name not in queues.QUEUES:
         return render(request, "not_found.html.j2", who=who, status=HTTPStatus.NOT_FOUND)
-    settings = web(request).settings
+    settings = web_context(request).settings
     _, today = today_of(request)
     context: dict[str, Any] = {"name": name, "title": queues.QUEUE_TITLES[name]}
     if name == "review":
@@ -86,14 +87,14 @@ def search_page(request: Request, session: Session, who: StaffSession) -> Respon
         params=params,
         found=found,
         statuses=STATUSES,
-        csv_href=f"{root(web(request).settings)}/search.csv{query(**params)}",
+        csv_href=f"{root(web_context(request).settings)}/search.csv{query(**params)}",
     )
 
 
 @staff_page
 def search_csv(request: Request, session: Session, who: StaffSession) -> Response:
     criteria = criteria_from(request.query_params)
-    settings = web(request).settings
+    settings = web_context(request).settings
     found = search(session, criteria)
     stamp = now_of(request).astimezone(settings.zone).strftime("%Y%m%d-%H%M")
     return Response(
@@ -104,7 +105,7 @@ def search_csv(request: Request, session: Session, who: StaffSession) -> Respons
 
 
 async def health_page(request: Request) -> Response:
-    context = web(request)
+    context = web_context(request)
 
     def who_and_facts() -> tuple[StaffSession | None, datetime | None, NextApply | None]:
         with session_scope(context.engine) as session:

@@ -525,15 +525,8 @@ def test_a_web_decision_and_a_reply_racing_decide_once(harness: Harness) -> None
                 outcome.append(refused.message_en)
 
     with session_scope(h.engine) as session:
-        actions.approve(
-            session,
-            h.settings,
-            BusinessCalendar(),
-            h.now,
-            by=STAFF,
-            receipt_no="260001A",
-            version=1,
-        )
+        ctx = ReviewContext(h.settings, BusinessCalendar(), h.now)
+        actions.approve(session, actions.Asked(ctx, by=STAFF, receipt_no="260001A", version=1))
         racer = threading.Thread(target=reply_decides)
         racer.start()
         read.wait(timeout=2)  # PostgreSQL: it has read; SQLite: it waits for the writer lock
