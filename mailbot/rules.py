@@ -2,8 +2,9 @@
 
 A :class:`RegistryView` (offices, their contacts, user IDs and which open application holds
 each; read by mailbot.registry_queries) comes in with the schedule, a calendar and "today";
-this module never reads the database or the clock. :func:`evaluate` checks a typed request and
-answers with a :class:`Plan` (what the application will do) or every problem found.
+this module never reads the database or the clock. :func:`check_request` checks a request (a
+fully typed one, or what could be read of one) and answers with a :class:`Plan` (what the
+application will do) or every problem found.
 
 The view may be partial, but it must hold every office and, for every user code a request
 touches (its IDs' codes and its ``abolish_user_codes``), every ID of that code in any office:
@@ -64,23 +65,8 @@ class Plan:
     remarks: str
 
 
-def evaluate(
-    draft: RequestDraft,
-    sender: str,
-    view: RegistryView,
-    registration_dates: Iterable[date],
-    calendar: BusinessCalendar,
-    today: date,
-    lead_business_days: int = DEFAULT_LEAD_BUSINESS_DAYS,
-) -> Plan | list[Problem]:
-    """Check a fully typed ``draft`` against every rule; a Plan, or all problems."""
-    return check_request(
-        _as_partial(draft), sender, view, registration_dates, calendar, today, lead_business_days
-    )
-
-
 def check_request(
-    request: PartialDraft,
+    request: PartialDraft | RequestDraft,
     sender: str,
     view: RegistryView,
     registration_dates: Iterable[date],
@@ -88,7 +74,8 @@ def check_request(
     today: date,
     lead_business_days: int = DEFAULT_LEAD_BUSINESS_DAYS,
 ) -> Plan | list[Problem]:
-    """Check what could be read of a request against every rule; a Plan, or all problems.
+    """Check a request (fully typed, or what could be read of it) against every rule; a Plan,
+    or all problems.
 
     The request's own problems (from typing it) come first, then the rules' over the values
     that were good: an unknown ID is named beside a missing reason, a bad date beside a foreign
@@ -98,6 +85,8 @@ def check_request(
     A sender who is a contact of no office gets exactly one neutral problem and no hint about
     what the registry holds (intake refuses them before parsing; this is the rules' own guard).
     """
+    if isinstance(request, RequestDraft):
+        request = _as_partial(request)
     if not any(is_contact(info, sender) for info in view.offices.values()):
         return [NOT_AUTHORIZED]
     problems = list(request.problems)

@@ -17,7 +17,7 @@ from mailbot.rules import (
     RegistryView,
     UserIdInfo,
     can_perform,
-    evaluate,
+    check_request,
 )
 
 TODAY = date(2026, 11, 19)  # a Thursday; 11/23 is 勤労感謝の日
@@ -89,7 +89,7 @@ def draft(*user_ids: str, **changes: object) -> RequestDraft:
 def run(
     request: RequestDraft, sender: str = YAMADA, registry: RegistryView | None = None
 ) -> Plan | list[Problem]:
-    return evaluate(request, sender, registry or view(), SCHEDULE, CAL, TODAY, 4)
+    return check_request(request, sender, registry or view(), SCHEDULE, CAL, TODAY, 4)
 
 
 def plan_of(request: RequestDraft, sender: str = YAMADA) -> Plan:
@@ -358,8 +358,8 @@ def test_rule5_earliest_date_itself_is_accepted() -> None:
 
 def test_rule5_lead_is_a_setting() -> None:
     request = draft("4GHIJ001", desired_start_date=date(2026, 12, 1))
-    assert isinstance(evaluate(request, YAMADA, view(), SCHEDULE, CAL, TODAY, 4), Plan)
-    result = evaluate(request, YAMADA, view(), SCHEDULE, CAL, TODAY, 10)
+    assert isinstance(check_request(request, YAMADA, view(), SCHEDULE, CAL, TODAY, 4), Plan)
+    result = check_request(request, YAMADA, view(), SCHEDULE, CAL, TODAY, 10)
     assert isinstance(result, list) and result[0].code == "desired_start_date.too_soon"
 
 
@@ -373,7 +373,7 @@ def test_rule5_no_registration_date_after_the_desired_one() -> None:
 
 def test_rule6_review_answer_from_the_next_business_day() -> None:
     friday = date(2026, 11, 20)
-    result = evaluate(draft("4GHIJ001"), YAMADA, view(), SCHEDULE, CAL, friday, 4)
+    result = check_request(draft("4GHIJ001"), YAMADA, view(), SCHEDULE, CAL, friday, 4)
     assert isinstance(result, Plan)
     assert result.review_answer_from == date(2026, 11, 24)  # after the weekend and 11/23
 
