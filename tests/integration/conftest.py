@@ -8,10 +8,13 @@ import pytest
 from sqlalchemy import Engine
 
 from mailbot.config import load_settings
+from mailbot.gateway.smtp import SmtpGateway
 from tests.support.harness import Harness, start_harness
 from tests.support.loop import LoopThread
 
 HarnessFactory = Callable[..., Harness]
+GatewayFactory = Callable[..., SmtpGateway]
+GATEWAY_DOMAIN = "mailbot.test"  # the domain of start_gateway's gateways
 
 
 @pytest.fixture
@@ -43,3 +46,25 @@ def harness_factory(
 @pytest.fixture
 def harness(harness_factory: HarnessFactory) -> Harness:
     return harness_factory()
+
+
+@pytest.fixture
+def start_gateway(
+    engine: Engine, database_url: str, tmp_path: Path, loop_thread: LoopThread
+) -> Iterator[GatewayFactory]:
+    """Start a bare SMTP gateway (for GATEWAY_DOMAIN, on port 0) with settings overridden;
+    each one started is stopped after the test."""
+    started: list[SmtpGateway] = []
+
+    def start(**overrides: Any) -> SmtpGateway:
+        settings = load_settings(
+            home=tmp_path / "home", database_url=database_url, domain=GATEWAY_DOMAIN, **overrides
+        )
+        gateway = SmtpGateway(engine, settings, port=0)
+        loop_thread.run(gateway.start())
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        loop_thread.run(gateway.stop(grace=5))

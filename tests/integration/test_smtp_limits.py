@@ -10,46 +10,18 @@ from __future__ import annotations
 import smtplib
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
 
-from db.models import InboundMessage
-from mailbot.config import Settings, load_settings
 from mailbot.gateway.smtp import SmtpGateway
-from tests.support.loop import LoopThread
-from tests.support.smtp import as_sent
+from tests.integration.conftest import GATEWAY_DOMAIN, GatewayFactory
+from tests.support.smtp import stored
 
-DOMAIN = "mailbot.test"
+DOMAIN = GATEWAY_DOMAIN
 OURS = f"apply@{DOMAIN}"
 SENDER = "sender@example.net"
 FIRST, SECOND, THIRD = "127.0.0.1", "127.0.0.2", "127.0.0.3"
-
-GatewayFactory = Callable[..., SmtpGateway]
-
-
-@pytest.fixture
-def start_gateway(
-    engine: Engine, tmp_path: Path, database_url: str, loop_thread: LoopThread
-) -> Iterator[GatewayFactory]:
-    started: list[SmtpGateway] = []
-
-    def start(**overrides: Any) -> SmtpGateway:
-        settings: Settings = load_settings(
-            home=tmp_path / "home", database_url=database_url, domain=DOMAIN, **overrides
-        )
-        gateway = SmtpGateway(engine, settings, port=0)
-        loop_thread.run(gateway.start())
-        started.append(gateway)
-        return gateway
-
-    yield start
-    for gateway in started:
-        loop_thread.run(gateway.stop(grace=5))
 
 
 def message(name: str) -> bytes:
@@ -88,12 +60,6 @@ class HeldData:
         reply = self.client.getreply()
         self.client.quit()
         return reply
-
-
-def stored(engine: Engine) -> list[bytes]:
-    with Session(engine) as session:
-        rows = session.exec(select(InboundMessage).order_by(col(InboundMessage.id)))
-        return [as_sent(bytes(row.raw)) for row in rows]
 
 
 # --- sessions: 421 at connect ----------------------------------------------------------------

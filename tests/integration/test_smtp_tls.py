@@ -18,23 +18,19 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
 
-from db.models import InboundMessage
-from mailbot.config import load_settings
 from mailbot.gateway.smtp import SmtpGateway
-from tests.support.loop import LoopThread
-from tests.support.smtp import as_sent, split_trace, wait_for
+from tests.integration.conftest import GATEWAY_DOMAIN, GatewayFactory
+from tests.support.smtp import split_trace, stored, stored_with_trace, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-DOMAIN = "mailbot.test"
+DOMAIN = GATEWAY_DOMAIN
 OURS = f"apply@{DOMAIN}"
 SENDER = "applicant@example.co.jp"
 
@@ -94,28 +90,6 @@ def documented_tls_settings(certificate: Certificate) -> dict[str, Any]:
 
 # --- the gateway -----------------------------------------------------------------------------
 
-GatewayFactory = Callable[..., SmtpGateway]
-
-
-@pytest.fixture
-def start_gateway(
-    engine: Engine, database_url: str, tmp_path: Path, loop_thread: LoopThread
-) -> Iterator[GatewayFactory]:
-    started: list[SmtpGateway] = []
-
-    def start(**settings: Any) -> SmtpGateway:
-        values = load_settings(
-            home=tmp_path / "home", database_url=database_url, domain=DOMAIN, **settings
-        )
-        gateway = SmtpGateway(engine, values, port=0)
-        loop_thread.run(gateway.start())
-        started.append(gateway)
-        return gateway
-
-    yield start
-    for gateway in started:
-        loop_thread.run(gateway.stop(grace=5))
-
 
 def connect(gateway: SmtpGateway) -> smtplib.SMTP:
     client = smtplib.SMTP("127.0.0.1", gateway.port, timeout=30)
@@ -135,17 +109,6 @@ def transaction(client: smtplib.SMTP, raw: bytes) -> tuple[int, bytes]:
     assert client.mail(SENDER)[0] == 250
     assert client.rcpt(OURS)[0] == 250
     return client.data(raw)
-
-
-def stored(engine: Engine) -> list[bytes]:
-    """The stored messages as the client sent them (without the gateway's Received header)."""
-    return [as_sent(raw) for raw in stored_with_trace(engine)]
-
-
-def stored_with_trace(engine: Engine) -> list[bytes]:
-    with Session(engine) as session:
-        rows = session.exec(select(InboundMessage).order_by(col(InboundMessage.id)))
-        return [bytes(row.raw) for row in rows]
 
 
 # --- tests -----------------------------------------------------------------------------------

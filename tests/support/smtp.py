@@ -1,4 +1,5 @@
-"""Real SMTP parts for tests: a free port, a client, and a relay sink that records deliveries."""
+"""Real SMTP parts for tests: a free port, a client, a relay sink that records deliveries, and
+what the gateway stored."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlmodel
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
+from sqlalchemy import Engine
+
+from db.models import InboundMessage
 
 
 def free_port() -> int:
@@ -38,6 +43,18 @@ def split_trace(stored: bytes) -> tuple[bytes, bytes]:
 def as_sent(stored: bytes) -> bytes:
     """The message as the client sent it, without the gateway's Received header."""
     return split_trace(stored)[1]
+
+
+def stored_with_trace(engine: Engine) -> list[bytes]:
+    """The messages the gateway stored, oldest first, as stored (its Received header on top)."""
+    with sqlmodel.Session(engine) as session:
+        query = sqlmodel.select(InboundMessage).order_by(sqlmodel.col(InboundMessage.id))
+        return [bytes(row.raw or b"") for row in session.exec(query)]
+
+
+def stored(engine: Engine) -> list[bytes]:
+    """The messages the gateway stored, oldest first, as the client sent them."""
+    return [as_sent(raw) for raw in stored_with_trace(engine)]
 
 
 def send(
