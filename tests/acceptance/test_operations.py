@@ -27,27 +27,15 @@ from tests.acceptance.helpers import (
     registry_with_requests,
     wait_until,
 )
-from tests.support.dovecot import PASSWORD, Dovecot, dovecot_available, start_dovecot
+from tests.support.dovecot import PASSWORD, Dovecot, running_dovecot
 from tests.support.requests import INTAKE, OUTSIDER, form, mail
 from tests.support.smtp import Sink, send
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'serve' / 'mailbot.db'}"
-    url: str = request.getfixturevalue("postgres_schema_url")
-    return url
-
-
 @pytest.fixture
 def dovecot(tmp_path: Path) -> Iterator[Dovecot]:
-    reason = dovecot_available()
-    if reason is not None:
-        pytest.skip(reason)  # make system-deps installs it; CI runs as root
-    server = start_dovecot(tmp_path / "dovecot")
-    yield server
-    server.close()
+    with running_dovecot(tmp_path / "dovecot") as server:
+        yield server
 
 
 def web(process: ServeProcess, path: str) -> tuple[int, bytes]:

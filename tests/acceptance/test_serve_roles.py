@@ -13,8 +13,6 @@ import socket
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from tests.acceptance.helpers import (
     LEADS,
     RECEIPT_NOTICE,
@@ -29,14 +27,6 @@ from tests.acceptance.helpers import (
 )
 from tests.support.requests import INTAKE
 from tests.support.smtp import Sink
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def shared_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shared.db'}"
-    url: str = request.getfixturevalue("postgres_schema_url")
-    return url
 
 
 def web_port(process: ServeProcess) -> int:
@@ -85,16 +75,16 @@ def send(port: int, sender: str, raw: bytes) -> tuple[int, bytes]:
 
 
 def test_a_gateway_process_and_a_processing_process_share_the_work(
-    serve_factory: ServeFactory, shared_database: str, sink: Sink
+    serve_factory: ServeFactory, database_url: str, sink: Sink
 ) -> None:
     relay = f"smtp://127.0.0.1:{sink.port}"
-    settings = {"database_url": shared_database, "relay": relay}
+    settings = {"database_url": database_url, "relay": relay}
     gateway = serve_factory("gateway", **settings)
     # The worker polls at its default, one second: no shorter setting hides a lost wake-up.
     rest = serve_factory("rest", worker_poll_seconds="1", **settings)
     work = registry_with_requests(gateway, 2, code="ROLE01")
     first, second = work.messages
-    watch = DbWatch(shared_database)
+    watch = DbWatch(database_url)
 
     # The gateway alone: mail is stored and answered, and waits for a worker.
     start_roles(gateway, "smtp")

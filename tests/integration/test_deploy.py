@@ -29,6 +29,7 @@ from tests.support.install import (
     installed,
     run_as_service_user,
 )
+from tests.support.needs import require
 
 DEPLOY = REPO / "deploy"
 UNITS = ("mailbot.service", "mailbot@.service")
@@ -37,22 +38,14 @@ UNITS = ("mailbot.service", "mailbot@.service")
 MAX_EXPOSURE = 20
 
 
-def _require(reason: str | None) -> None:
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason + " (CI=true: the install must be tested)")
-    pytest.skip(reason)
-
-
 def _require_systemd_analyze() -> None:
     missing = shutil.which("systemd-analyze") is None
-    _require("systemd-analyze is missing (make system-deps installs systemd)" if missing else None)
+    require("systemd-analyze is missing (make system-deps installs systemd)" if missing else None)
 
 
 @pytest.fixture(scope="module")
 def install() -> Install:
-    _require(install_available())
+    require(install_available())
     return installed()
 
 

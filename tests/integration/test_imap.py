@@ -12,7 +12,6 @@ import asyncio
 import imaplib
 import itertools
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -48,7 +47,7 @@ from mailbot.gateway.imap_mailbox import (
     read_password,
 )
 from mailbot.gateway.store import StoreResult
-from tests.support.dovecot import PASSWORD, Dovecot, dovecot_available, start_dovecot
+from tests.support.dovecot import PASSWORD, Dovecot, running_dovecot
 from tests.support.harness import Harness
 from tests.support.loop import LoopThread
 from tests.support.requests import INTAKE, SATO, YAMADA, form, mail
@@ -57,25 +56,6 @@ PROCESSED = "mailbot-processed"
 RECEIPT = "利用申込受付完了のお知らせ"
 NO_IDLE_NO_MOVE = "IMAP4rev1 LITERAL+ UIDPLUS"
 BARE_IMAP4 = "IMAP4rev1 LITERAL+"
-
-
-def _require_dovecot() -> None:
-    reason = dovecot_available()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason + " (CI=true: the IMAP tests must run)")
-    pytest.skip(reason)
-
-
-@contextmanager
-def running_dovecot(root: Path, **options: Any) -> Iterator[Dovecot]:
-    _require_dovecot()
-    server = start_dovecot(root, **options)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

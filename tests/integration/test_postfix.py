@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import mailbox
 import os
 import re
 import shutil
@@ -39,7 +38,7 @@ from mailbot.notify import intent_renderer
 from mailbot.outbox import deliver_due, make_transport
 from mailbot.worker import drain
 from tests.integration.conftest import HarnessFactory
-from tests.support.harness import NOW, load_demo
+from tests.support.harness import NOW, load_demo, read_maildir
 from tests.support.install import (
     Install,
     install_available,
@@ -48,6 +47,7 @@ from tests.support.install import (
     service_ids,
     world_readable_temp_dir,
 )
+from tests.support.needs import require
 from tests.support.postfix import Postfix, doc_block, postfix_available, substitute
 from tests.support.requests import INTAKE, SATO, YAMADA, form, mail
 from tests.support.smtp import Sink, free_port, wait_for
@@ -58,31 +58,10 @@ RECEIPT = "利用申込受付完了のお知らせ"
 DOC_VENV = "/opt/mailbot/venv"
 
 
-def _require(reason: str | None) -> None:
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason + " (CI=true: the Postfix tests must run)")
-    pytest.skip(reason)
-
-
 def request_mail() -> bytes:
     """A request that passes every rule at the harness's clock, addressed to the doc's domain."""
     raw = mail(form("1ANACA0A", start="2026年12月15日"))
     return raw.replace(INTAKE.encode(), APPLY.encode())
-
-
-def read_maildir(path: Path) -> list[EmailMessage]:
-    if not path.exists():
-        return []
-    box = mailbox.Maildir(path, create=False)
-    parser = BytesParser(policy=policy.default)
-    found = []
-    for key in sorted(box.keys()):
-        message = parser.parsebytes(box.get_bytes(key))
-        assert isinstance(message, EmailMessage)
-        found.append(message)
-    return found
 
 
 def addressee(message: EmailMessage) -> str:
@@ -149,7 +128,7 @@ class SystemConfig:
 
 @pytest.fixture(scope="module")
 def install() -> Install:
-    _require(postfix_available() or install_available())
+    require(postfix_available() or install_available())
     return installed()
 
 
@@ -187,17 +166,35 @@ def pipe_postfix(install: Install, config: SystemConfig) -> Postfix:
     )
 
 
-def test_postfix_pipes_into_ingest_as_mailbot_with_only_the_system_file(
-    install: Install,
-    system_config: SystemConfig,
-    postfixes: list[Postfix],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@dataclass(frozen=True)
+class Piped:
+    """A private Postfix piping into the installed ``mailbot ingest``, and the settings and the
+    database the pipe reads and writes."""
+
+    settings: Settings
+    engine: Engine
+    postfix: Postfix
+
+
+@pytest.fixture
+def piped(
+    install: Install, system_config: SystemConfig, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Piped]:
     settings = system_config.settings(monkeypatch)
     engine = make_engine(settings.database_url)
-    load_demo(engine)
     postfix = pipe_postfix(install, system_config).start()
-    postfixes.append(postfix)
+    try:
+        yield Piped(settings, engine, postfix)
+    finally:
+        postfix.close()
+        engine.dispose()
+
+
+def test_postfix_pipes_into_ingest_as_mailbot_with_only_the_system_file(
+    piped: Piped, system_config: SystemConfig
+) -> None:
+    settings, engine, postfix = piped.settings, piped.engine, piped.postfix
+    load_demo(engine)
     raw = request_mail()
 
     postfix.submit(raw, mail_from=YAMADA, rcpt_to=APPLY)
@@ -215,19 +212,12 @@ def test_postfix_pipes_into_ingest_as_mailbot_with_only_the_system_file(
     notices = [m for m in read_maildir(settings.home / "sent") if RECEIPT in str(m["Subject"])]
     assert {addressee(m) for m in notices} == {YAMADA, SATO}
     assert len(inbound_rows(engine)) == 1
-    engine.dispose()
 
 
 def test_postfix_refuses_other_addresses_of_the_domain_and_takes_reply_addresses(
-    install: Install,
-    system_config: SystemConfig,
-    postfixes: list[Postfix],
-    monkeypatch: pytest.MonkeyPatch,
+    piped: Piped,
 ) -> None:
-    engine = make_engine(system_config.settings(monkeypatch).database_url)
-    postfix = pipe_postfix(install, system_config).start()
-    postfixes.append(postfix)
-
+    engine, postfix = piped.engine, piped.postfix
     with pytest.raises(Exception) as refused:
         postfix.submit(request_mail(), mail_from=YAMADA, rcpt_to=f"webmaster@{DOMAIN}")
     assert "550" in str(refused.value) and "Recipient address rejected" in str(refused.value)
@@ -235,7 +225,6 @@ def test_postfix_refuses_other_addresses_of_the_domain_and_takes_reply_addresses
 
     postfix.wait_for_log(rf"to=<apply\+r123@{DOMAIN}>, relay=mailbot, .*status=sent")
     assert [row.envelope_to for row in inbound_rows(engine)] == [[f"apply+r123@{DOMAIN}"]]
-    engine.dispose()
 
 
 @contextmanager
@@ -263,15 +252,9 @@ def database_unavailable(config: SystemConfig) -> Iterator[str]:
 
 
 def test_database_unavailable_postfix_defers_then_delivers_exactly_once(
-    install: Install,
-    system_config: SystemConfig,
-    postfixes: list[Postfix],
-    monkeypatch: pytest.MonkeyPatch,
+    piped: Piped, system_config: SystemConfig
 ) -> None:
-    engine = make_engine(system_config.settings(monkeypatch).database_url)
-    postfix = pipe_postfix(install, system_config).start()
-    postfixes.append(postfix)
-
+    engine, postfix = piped.engine, piped.postfix
     with database_unavailable(system_config) as reason:
         postfix.submit(request_mail(), mail_from=YAMADA, rcpt_to=APPLY)
         (deferred,) = postfix.wait_for_log(rf"to=<{APPLY}>, relay=mailbot, .*status=deferred")
@@ -285,7 +268,6 @@ def test_database_unavailable_postfix_defers_then_delivers_exactly_once(
     postfix.flush()  # nothing left to deliver again
     assert len(inbound_rows(engine)) == 1
     assert len(postfix.wait_for_log(r"status=sent")) == 1
-    engine.dispose()
 
 
 # --- (b) relay to the gateway, (c) notices out -----------------------------------------------------
@@ -294,7 +276,7 @@ def test_database_unavailable_postfix_defers_then_delivers_exactly_once(
 def test_postfix_relays_the_domain_to_the_gateway(
     harness_factory: HarnessFactory, postfixes: list[Postfix]
 ) -> None:
-    _require(postfix_available())
+    require(postfix_available())
     harness = harness_factory(
         domain=DOMAIN, **tomllib.loads(doc_block("mailbot.toml to the gateway"))
     )
@@ -317,7 +299,7 @@ def test_postfix_relays_the_domain_to_the_gateway(
 def test_notices_leave_through_postfix(
     harness_factory: HarnessFactory, postfixes: list[Postfix]
 ) -> None:
-    _require(postfix_available())
+    require(postfix_available())
     sink = Sink().start()
     try:
         postfix = Postfix(

@@ -30,6 +30,9 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 
+from tests.support.needs import require
+from tests.support.smtp import free_port
+
 USER = "mailbot"
 PASSWORD = "imap-secret"
 START_TIMEOUT = 10.0
@@ -45,12 +48,6 @@ def dovecot_available() -> str | None:
     if os.geteuid() != 0:
         return "a private Dovecot needs root (it chroots its mail processes)"
     return None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _mail_owner() -> tuple[int, int]:
@@ -349,4 +346,26 @@ def start_dovecot(root: Path, *, capabilities: str | None = None, tls: bool = Fa
     return server
 
 
-__all__ = ["PASSWORD", "USER", "Dovecot", "dovecot_available", "free_port", "start_dovecot"]
+@contextmanager
+def running_dovecot(
+    root: Path, *, capabilities: str | None = None, tls: bool = False
+) -> Iterator[Dovecot]:
+    """A private Dovecot for one test, stopped after it; where none can run, the test is
+    skipped (failed under CI=true: tests.support.needs)."""
+    require(dovecot_available())
+    server = start_dovecot(root, capabilities=capabilities, tls=tls)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+__all__ = [
+    "PASSWORD",
+    "USER",
+    "Dovecot",
+    "dovecot_available",
+    "free_port",
+    "running_dovecot",
+    "start_dovecot",
+]

@@ -43,6 +43,20 @@ NOW = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
 STAFF = "staff@mailbot.localhost"
 
 
+def read_maildir(path: Path) -> list[EmailMessage]:
+    """Every message in the Maildir at ``path`` (none when there is no Maildir yet)."""
+    if not path.exists():
+        return []
+    box = mailbox.Maildir(path, create=False)
+    parser = BytesParser(policy=policy.default)
+    found = []
+    for key in sorted(box.keys()):
+        message = parser.parsebytes(box.get_bytes(key))
+        assert isinstance(message, EmailMessage)
+        found.append(message)
+    return found
+
+
 @dataclass
 class Harness:
     engine: Engine
@@ -87,16 +101,7 @@ class Harness:
         return path
 
     def all_mail(self) -> list[EmailMessage]:
-        if not self.maildir_path.exists():
-            return []
-        box = mailbox.Maildir(self.maildir_path, create=False)
-        parser = BytesParser(policy=policy.default)
-        found = []
-        for key in sorted(box.keys()):
-            message = parser.parsebytes(box.get_bytes(key))
-            assert isinstance(message, EmailMessage)
-            found.append(message)
-        return found
+        return read_maildir(self.maildir_path)
 
     def new_mail(self) -> list[EmailMessage]:
         fresh = [m for m in self.all_mail() if str(m["Message-ID"]) not in self._seen]
