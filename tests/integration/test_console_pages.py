@@ -31,16 +31,14 @@ from mailbot.calendar import BusinessCalendar
 from mailbot.console import actions
 from mailbot.registry import import_registry
 from mailbot.review import Action, Decision, DecisionError, ReviewContext, decide
-from mailbot.staff import add_staff, find_staff
+from mailbot.staff import find_staff
 from tests.integration.conftest import HarnessFactory
 from tests.integration.test_web import CONFIRMATION, START, recipient, submit
 from tests.support.console import Browser, Console, Page, running_console
 from tests.support.harness import STAFF, Harness, body_text
 from tests.support.loop import LoopThread
-from tests.support.replies import reply_address, reply_to
 from tests.support.requests import SATO, YAMADA, form, mail
-
-STAFF2 = "staff2@mailbot.localhost"
+from tests.support.review import STAFF2, answer, with_second_reviewer
 
 
 @pytest.fixture
@@ -67,7 +65,8 @@ def review_request(sent: list[EmailMessage], to: str = STAFF) -> EmailMessage:
     return next(m for m in sent if "審査依頼" in str(m["Subject"]) and recipient(m) == to)
 
 
-def approve_form(b: Browser, receipt_no: str, **fields: str) -> tuple[Page, dict[str, str]]:
+def decision_form(b: Browser, receipt_no: str, **fields: str) -> tuple[Page, dict[str, str]]:
+    """The application's page and the fields its decision forms post (CSRF token, version)."""
     page = b.get(f"/staff/a/{receipt_no}")
     data = {"csrf": page.csrf(), "version": page.field("version"), **fields}
     return page, data
@@ -106,11 +105,7 @@ def test_approved_and_shared_code_queues(console: Console) -> None:
     # 1ANAC is shared by TYO01 and OSK01 (1ANACA0C): TYO01 giving up all its 1ANAC IDs waits
     # for OSK01.
     sent = submit(h, "1ANACA0A", "1ANACA0B", "1ANAC001")
-    h.round_trip(
-        reply_to(review_request(sent), sender=STAFF, body="承認"),
-        mail_from=STAFF,
-        rcpt_to=reply_address(review_request(sent)),
-    )
+    answer(h, review_request(sent), STAFF, "承認")
     b = logged_in(console)
     assert "1ANAC\nOSK01\n260001A" in b.get("/staff/queues/shared").text
     approved = b.get("/staff/queues/approved").text
@@ -124,7 +119,7 @@ def test_approve_on_the_web_sends_the_notices_and_shows_one_timeline(console: Co
     h = console.h
     submit(h)
     b = logged_in(console)
-    page, data = approve_form(b, "260001A")
+    page, data = decision_form(b, "260001A")
     assert "申込のメール" in page.text and "■事業所コード：TYO01" in page.text
     done = b.post("/staff/a/260001A/approve", data)
     assert done.status == 200 and "承認しました" in done.text
@@ -146,15 +141,11 @@ def test_a_decision_by_reply_between_loading_and_posting_is_reported_not_doubled
 ) -> None:
     h = console.h
     sent = submit(h)
-    add_staff_member(h, STAFF2)
+    with_second_reviewer(h)
     b = logged_in(console, STAFF2)
-    _, data = approve_form(b, "260001A")  # the page is loaded …
+    _, data = decision_form(b, "260001A")  # the page is loaded …
     review = review_request(sent)
-    h.round_trip(
-        reply_to(review, sender=STAFF, body="却下 利用者IDが誤っています"),
-        mail_from=STAFF,
-        rcpt_to=reply_address(review),
-    )  # … a reply decides …
+    answer(h, review, STAFF, "却下 利用者IDが誤っています")  # … a reply decides …
     outbox_before = len(h.outbound())
     late = b.post("/staff/a/260001A/approve", data)  # … and the form is posted
     assert late.status == 409
@@ -169,21 +160,17 @@ def test_a_changed_application_is_not_decided_from_an_old_page(
 ) -> None:
     with running_console(harness_factory, loop_thread, approvals_required=2) as c:
         h = c.h
-        add_staff_member(h, STAFF2)
+        with_second_reviewer(h)
         sent = submit(h)
         b = logged_in(c, STAFF2)
-        _, data = approve_form(b, "260001A")
+        _, data = decision_form(b, "260001A")
         review = review_request(sent)
         # STAFF approves with another start date: the application's version goes up.
-        h.round_trip(
-            reply_to(review, sender=STAFF, body="承認 利用開始日：2026年12月22日"),
-            mail_from=STAFF,
-            rcpt_to=reply_address(review),
-        )
+        answer(h, review, STAFF, "承認 利用開始日：2026年12月22日")
         old = b.post("/staff/a/260001A/approve", data)
         assert old.status == 409 and "この画面を開いた後に" in old.text
         assert [a.status for a in h.applications()] == ["under_review"]
-        _, data = approve_form(b, "260001A")
+        _, data = decision_form(b, "260001A")
         assert "staff@mailbot.localhost（1/2）" in b.get("/staff/a/260001A").text
         done = b.post("/staff/a/260001A/approve", data)
         assert "承認しました" in done.text
@@ -196,31 +183,23 @@ def test_four_eyes_counts_web_and_mail_approvals_together_never_one_person_twice
 ) -> None:
     with running_console(harness_factory, loop_thread, approvals_required=2) as c:
         h = c.h
-        add_staff_member(h, STAFF2)
+        with_second_reviewer(h)
         sent = submit(h)
         b = logged_in(c, STAFF)
-        _, data = approve_form(b, "260001A")
+        _, data = decision_form(b, "260001A")
         recorded = b.post("/staff/a/260001A/approve", data)
         assert "承認を記録しました" in recorded.text
-        _, data = approve_form(b, "260001A")
+        _, data = decision_form(b, "260001A")
         twice = b.post("/staff/a/260001A/approve", data)
         assert twice.status == 409 and "すでにあなたが承認しています" in twice.text
         # The same person by mail is refused too.
         review = review_request(sent, STAFF)
-        answer = h.round_trip(
-            reply_to(review, sender=STAFF, body="承認"),
-            mail_from=STAFF,
-            rcpt_to=reply_address(review),
-        )
+        told = answer(h, review, STAFF, "承認")
         assert [a.status for a in h.applications()] == ["under_review"]
-        assert any("回答を反映できませんでした" in str(m["Subject"]) for m in answer)
+        assert any("回答を反映できませんでした" in str(m["Subject"]) for m in told)
         # The second person, by mail, completes it.
         review2 = review_request(sent, STAFF2)
-        h.round_trip(
-            reply_to(review2, sender=STAFF2, body="承認"),
-            mail_from=STAFF2,
-            rcpt_to=reply_address(review2),
-        )
+        answer(h, review2, STAFF2, "承認")
         assert [a.status for a in h.applications()] == ["approved"]
         vias = [(e.actor, e.detail["via"]) for e in events(h, "approval")]
         assert vias == [(STAFF, "web"), (STAFF2, "mail")]
@@ -230,8 +209,7 @@ def test_reject_needs_a_reason_and_tells_the_applicant(console: Console) -> None
     h = console.h
     submit(h)
     b = logged_in(console)
-    page = b.get("/staff/a/260001A")
-    data = {"csrf": page.csrf(), "version": page.field("version")}
+    _, data = decision_form(b, "260001A")
     empty = b.post("/staff/a/260001A/reject", {**data, "reason": "  "})
     assert empty.status == 409 and "却下の理由" in empty.text
     done = b.post("/staff/a/260001A/reject", {**data, "reason": "利用者IDが誤っています"})
@@ -247,10 +225,9 @@ def test_cancel_an_approval_on_the_web(console: Console) -> None:
     h = console.h
     submit(h)
     b = logged_in(console)
-    _, data = approve_form(b, "260001A")
+    _, data = decision_form(b, "260001A")
     b.post("/staff/a/260001A/approve", data)
-    page = b.get("/staff/a/260001A")
-    data = {"csrf": page.csrf(), "version": page.field("version")}
+    _, data = decision_form(b, "260001A")
     done = b.post("/staff/a/260001A/cancel", {**data, "reason": "申込者から取消の依頼がありました"})
     assert "承認を取り消しました" in done.text
     (cancelled,) = events(h, "cancelled")
@@ -263,10 +240,10 @@ def test_start_dates_on_the_web_are_checked_as_by_the_cli(console: Console) -> N
     h = console.h
     submit(h)
     b = logged_in(console)
-    _, data = approve_form(b, "260001A", start_date="2026-12-19")  # a Saturday
+    _, data = decision_form(b, "260001A", start_date="2026-12-19")  # a Saturday
     refused = b.post("/staff/a/260001A/approve", data)
     assert refused.status == 409 and "営業日ではありません" in refused.text
-    _, data = approve_form(b, "260001A", start_date="2026-12-18")  # no registration date
+    _, data = decision_form(b, "260001A", start_date="2026-12-18")  # no registration date
     done = b.post("/staff/a/260001A/approve", data)
     assert "承認しました" in done.text and "システム登録日ではありません" in done.text
     assert str(h.applications()[0].start_date) == "2026-12-18"
@@ -436,11 +413,6 @@ def test_health_panel(console: Console) -> None:
     assert f"最後の受信 / Last message received\n{when:%Y-%m-%d %H:%M}" in page.text
     assert "database\n正常 ok" in page.text
     assert "次の適用 / Next apply\nなし / none" in page.text
-
-
-def add_staff_member(h: Harness, address: str) -> None:
-    with session_scope(h.engine) as session:
-        add_staff(session, address, "審査 次郎")
 
 
 # --- 200 in one action -------------------------------------------------------------------------

@@ -9,16 +9,13 @@ for an applicant's 取下げ.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
-from email.message import EmailMessage
 
 import pytest
 
 from tests.support.harness import STAFF, Harness
-from tests.support.replies import reply_address, reply_to
-from tests.support.requests import SATO, YAMADA, form, mail
-
-START = date(2026, 12, 15)
+from tests.support.replies import reply_address
+from tests.support.requests import SATO, YAMADA
+from tests.support.review import answer, submit
 
 
 def _tag_upper(address: str) -> str:
@@ -46,23 +43,6 @@ CASES: dict[str, Callable[[str], str]] = {
 }
 
 
-def submit(h: Harness) -> dict[str, EmailMessage]:
-    out = h.round_trip(mail(form("1ANACA0A", "1ANACA0B", start=START)))
-    keyed: dict[str, EmailMessage] = {}
-    for message in out:
-        kind = "review" if "審査依頼" in str(message["Subject"]) else "receipt"
-        keyed[f"{kind}:{message['To'].addresses[0].addr_spec}"] = message
-    return keyed
-
-
-def answer_at(
-    h: Harness, message: EmailMessage, sender: str, body: str, address: str
-) -> list[EmailMessage]:
-    """Reply to ``message`` at ``address`` (envelope and To), as the sender's mailer would."""
-    raw = reply_to(message, sender=sender, body=body, to=address)
-    return h.round_trip(raw, mail_from=sender, rcpt_to=address)
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_staff_decision_at_an_upper_cased_reply_address_decides(
     harness: Harness, case: str
@@ -71,7 +51,7 @@ def test_a_staff_decision_at_an_upper_cased_reply_address_decides(
     review = sent[f"review:{STAFF}"]
     address = CASES[case](reply_address(review))
     assert address != reply_address(review)
-    out = answer_at(harness, review, STAFF, "承認します", address)
+    out = answer(harness, review, STAFF, "承認します", to=address)
     (application,) = harness.applications()
     assert (application.status, application.decided_by) == ("approved", STAFF)
     assert harness.inbound()[-1].kind == "decision"
@@ -86,7 +66,7 @@ def test_an_applicants_withdrawal_at_an_upper_cased_reply_address_withdraws(
     sent = submit(harness)
     receipt = sent[f"receipt:{YAMADA}"]
     address = CASES[case](reply_address(receipt))
-    out = answer_at(harness, receipt, YAMADA, "取下げ\n誤って送信しました", address)
+    out = answer(harness, receipt, YAMADA, "取下げ\n誤って送信しました", to=address)
     (application,) = harness.applications()
     assert (application.status, application.decision_reason) == ("withdrawn", "誤って送信しました")
     assert harness.inbound()[-1].kind == "withdrawal"
