@@ -51,6 +51,7 @@ from tests.integration.test_web import (
 )
 from tests.support.harness import STAFF, Harness, body_text
 from tests.support.loop import LoopThread
+from tests.support.migrations import database_at, downgrade
 from tests.support.replies import reply_address, reply_to
 
 RECEIPT = "受付完了"
@@ -359,13 +360,7 @@ def test_a_refused_reply_token_is_logged_with_its_reason_and_staff_hear_it_may_b
 
 
 def test_migration_0005_keeps_tokens_and_goes_back(database_url: str) -> None:
-    from alembic import command
-
-    from db.migrate import _config
-
-    engine = make_engine(database_url)
-    try:
-        upgrade(engine, "0004")
+    with database_at(database_url, "0004") as engine:
         with engine.begin() as conn:
             conn.execute(
                 text(
@@ -377,12 +372,7 @@ def test_migration_0005_keeps_tokens_and_goes_back(database_url: str) -> None:
         upgrade(engine)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT nonce, key_id FROM token")).all() == [("n1", None)]
-        config = _config()
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0004")
+        downgrade(engine, "0004")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT nonce FROM token")).scalars().all() == ["n1"]
         upgrade(engine)
-    finally:
-        engine.dispose()

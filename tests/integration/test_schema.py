@@ -9,6 +9,7 @@ from sqlalchemy.exc import DBAPIError
 from db.engine import session_scope
 from db.migrate import current_revision, head_revision, upgrade
 from db.models import AuditEvent
+from tests.support.migrations import database_at, downgrade
 
 
 def test_upgrade_is_idempotent_and_reaches_head(engine: Engine) -> None:
@@ -44,14 +45,7 @@ def test_migration_0004_lets_the_outbox_hold_intents_and_keeps_rendered_rows(
 ) -> None:
     """0004 makes ``raw``/``subject`` nullable (a row without bytes is an intent to render);
     rendered rows survive the upgrade, and the downgrade drops only unrendered intents."""
-    from alembic import command
-
-    from db.engine import make_engine
-    from db.migrate import _config
-
-    engine = make_engine(database_url)
-    try:
-        upgrade(engine, "0003")
+    with database_at(database_url, "0003") as engine:
         columns = (
             "created_at, kind, dedupe_key, recipient, message_id, status, attempts, next_attempt_at"
         )
@@ -78,25 +72,16 @@ def test_migration_0004_lets_the_outbox_hold_intents_and_keeps_rendered_rows(
             ("rendered", b"bytes"),
         ]
 
-        config = _config()
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0003")
+        downgrade(engine, "0003")
         with engine.connect() as conn:
             keys = conn.execute(text("SELECT dedupe_key FROM outbound_message")).scalars()
             assert list(keys) == ["rendered"]
-    finally:
-        engine.dispose()
 
 
 def test_migration_0006_adds_columns_without_touching_referenced_mail(database_url: str) -> None:
     """0006 (retention, re-queued notices) only adds columns: a stored message that the audit
     log refers to keeps its bytes, and the new columns start empty."""
-    from db.engine import make_engine
-
-    engine = make_engine(database_url)
-    try:
-        upgrade(engine, "0005")
+    with database_at(database_url, "0005") as engine:
         with engine.begin() as conn:
             conn.execute(
                 text(
@@ -119,5 +104,3 @@ def test_migration_0006_adds_columns_without_touching_referenced_mail(database_u
             ).one()
             requeued = conn.execute(text("SELECT count(requeued_at) FROM outbound_message"))
             assert (bytes(raw), removed, headers, requeued.scalar_one()) == (b"abc", None, None, 0)
-    finally:
-        engine.dispose()
