@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import col, select
 
 from db.engine import session_scope
-from db.models import AuditEvent, ConsoleSession, OutboundMessage
+from db.models import ConsoleSession, OutboundMessage
 from mailbot.console.auth import ask_for_link
 from mailbot.keys import keyring
 from mailbot.staff import add_staff, remove_staff
@@ -38,14 +38,6 @@ from tests.support.replies import reply_address, reply_to
 def console(harness_factory: HarnessFactory, loop_thread: LoopThread) -> Iterator[Console]:
     with running_console(harness_factory, loop_thread) as running:
         yield running
-
-
-def events(c: Console, *names: str) -> list[AuditEvent]:
-    with session_scope(c.h.engine) as session:
-        query = select(AuditEvent).order_by(col(AuditEvent.id))
-        if names:
-            query = query.where(col(AuditEvent.event).in_(names))
-        return list(session.exec(query))
 
 
 def test_the_link_logs_in_only_through_its_confirmation_form(console: Console) -> None:
@@ -73,7 +65,9 @@ def test_the_link_logs_in_only_through_its_confirmation_form(console: Console) -
     assert "secure" not in session_cookie.lower()  # the base URL is http
     page = b.get("/staff/")
     assert page.status == 200 and "審査待ち" in page.text
-    assert [e.event for e in events(console, "console_login_issued", "console_login_redeemed")] == [
+    assert [
+        e.event for e in console.h.audit_events("console_login_issued", "console_login_redeemed")
+    ] == [
         "console_login_issued",
         "console_login_redeemed",
     ]
@@ -82,7 +76,7 @@ def test_the_link_logs_in_only_through_its_confirmation_form(console: Console) -
     again = console.browser()
     refused = again.get(link)
     assert refused.status == 404 and "このリンクは使えません" in refused.text
-    refusals = events(console, "console_login_refused")
+    refusals = console.h.audit_events("console_login_refused")
     assert refusals[-1].detail["reason"] == "used"
     assert again.get("/staff/", follow=False).status == 303
 
@@ -124,7 +118,7 @@ def test_a_link_stops_working_after_ten_minutes(console: Console) -> None:
     late = b.post("/staff/login/code", {"csrf": login.csrf(), "email": STAFF, "code": code})
     assert late.status == 401 and "コードが正しくないか" in late.text
     assert b.get("/staff/", follow=False).status == 303
-    reasons = [e.detail["reason"] for e in events(console, "console_login_refused")]
+    reasons = [e.detail["reason"] for e in console.h.audit_events("console_login_refused")]
     assert reasons == ["expired", "expired", "wrong_code"]
 
 
@@ -160,7 +154,7 @@ def test_tokens_of_other_scopes_are_no_login_and_a_login_link_is_no_reply_token(
         assert page.status == 404 and "このリンクは使えません" in page.text
         assert b.post(f"/staff/login/{token}", {"csrf": "x"}).status in (403, 404)
     assert b.get("/staff/", follow=False).status == 303
-    reasons = [e.detail["reason"] for e in events(console, "console_login_refused")]
+    reasons = [e.detail["reason"] for e in console.h.audit_events("console_login_refused")]
     assert reasons == ["malformed", "malformed", "bad_signature"]
 
     # The login link's token put in a reply address decides nothing.
@@ -192,7 +186,7 @@ def test_forms_without_their_csrf_token_do_nothing(console: Console) -> None:
         page = b.post("/staff/a/260001A/approve", data)
         assert page.status == 403 and "操作を受け付けませんでした" in page.text
     assert [a.status for a in h.applications()] == ["under_review"]
-    assert len(events(console, "console_csrf_refused")) == 2
+    assert len(console.h.audit_events("console_csrf_refused")) == 2
     # Another browser's token is no good either.
     other = console.browser()
     other.log_in(h)
@@ -223,7 +217,7 @@ def test_a_staff_member_made_inactive_loses_their_session_at_once(console: Conso
     with session_scope(h.engine) as session:
         add_staff(session, STAFF)
     assert b.get("/staff/", follow=False).status == 303
-    ended = events(console, "console_session_ended")
+    ended = console.h.audit_events("console_session_ended")
     assert [e.detail["reason"] for e in ended] == ["staff_inactive"]
 
 
@@ -258,7 +252,7 @@ def test_guessing_codes_is_stopped(console: Console) -> None:
         "/staff/login/code", {"csrf": token, "email": STAFF, "code": newest.replace(" ", "-")}
     )
     assert page.status == 200 and "審査待ち" in page.text
-    reasons = [e.detail["reason"] for e in events(console, "console_login_refused")]
+    reasons = [e.detail["reason"] for e in console.h.audit_events("console_login_refused")]
     assert reasons.count("wrong_code") == 10 and reasons.count("rate_limited") == 1
 
 
@@ -271,7 +265,9 @@ def test_asking_is_rate_limited_per_address_the_same_for_everyone(console: Conso
         assert len({p.text for p in pages}) == 1  # the sixth looks like the first
     h.deliver()
     assert len([m for m in h.new_mail() if recipient(m) == STAFF]) == 5
-    reasons = [(e.actor, e.detail["reason"]) for e in events(console, "console_login_refused")]
+    reasons = [
+        (e.actor, e.detail["reason"]) for e in console.h.audit_events("console_login_refused")
+    ]
     assert reasons.count((STAFF, "rate_limited")) == 1
     assert reasons.count(("nobody@example.jp", "rate_limited")) == 1
 
@@ -286,7 +282,7 @@ def test_an_outsider_asking_gets_the_same_page_and_no_mail(console: Console) -> 
     )
     h.deliver()
     assert [recipient(m) for m in h.new_mail()] == [STAFF]
-    refused = events(console, "console_login_refused")
+    refused = console.h.audit_events("console_login_refused")
     assert [(e.actor, e.detail["reason"]) for e in refused] == [("mallory@example.jp", "not_staff")]
 
 
@@ -332,7 +328,7 @@ def test_sessions_end_when_idle_after_their_lifetime_and_at_logout(console: Cons
         if b.get("/staff/", follow=False).status != 200:
             break
     assert b.get("/staff/", follow=False).status == 303
-    assert [e.detail["reason"] for e in events(console, "console_session_ended")] == [
+    assert [e.detail["reason"] for e in console.h.audit_events("console_session_ended")] == [
         "idle",
         "expired",
     ]

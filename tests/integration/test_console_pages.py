@@ -22,7 +22,6 @@ from sqlmodel import col, select
 
 from db.engine import session_scope
 from db.models import (
-    AuditEvent,
     InboundMessage,
     OutboundMessage,
 )
@@ -51,14 +50,6 @@ def logged_in(c: Console, address: str = STAFF) -> Browser:
     b = c.browser()
     assert b.log_in(c.h, address).status == 200
     return b
-
-
-def events(h: Harness, *names: str) -> list[AuditEvent]:
-    with session_scope(h.engine) as session:
-        query = select(AuditEvent).order_by(col(AuditEvent.id))
-        if names:
-            query = query.where(col(AuditEvent.event).in_(names))
-        return list(session.exec(query))
 
 
 def review_request(sent: list[EmailMessage], to: str = STAFF) -> EmailMessage:
@@ -126,7 +117,7 @@ def test_approve_on_the_web_sends_the_notices_and_shows_one_timeline(console: Co
     h.deliver()
     notices = [m for m in h.new_mail() if CONFIRMATION in str(m["Subject"])]
     assert sorted(recipient(m) for m in notices) == sorted([YAMADA, SATO])
-    (finished,) = events(h, "review_finished")
+    (finished,) = h.audit_events("review_finished")
     assert finished.actor == STAFF and finished.detail["via"] == "web"
     timeline = done.text[done.text.index("経過") :]
     assert re.search(r"受付\nreceived\n" + re.escape(YAMADA), timeline)
@@ -152,7 +143,7 @@ def test_a_decision_by_reply_between_loading_and_posting_is_reported_not_doubled
     assert re.search(r"260001A は .* に staff@mailbot\.localhost が却下済みです", late.text)
     assert "already decided by staff@mailbot.localhost at" in late.text
     assert [a.status for a in h.applications()] == ["rejected"]
-    assert len(events(h, "review_finished")) == 1 and len(h.outbound()) == outbox_before
+    assert len(h.audit_events("review_finished")) == 1 and len(h.outbound()) == outbox_before
 
 
 def test_a_changed_application_is_not_decided_from_an_old_page(
@@ -201,7 +192,7 @@ def test_four_eyes_counts_web_and_mail_approvals_together_never_one_person_twice
         review2 = review_request(sent, STAFF2)
         answer(h, review2, STAFF2, "承認")
         assert [a.status for a in h.applications()] == ["approved"]
-        vias = [(e.actor, e.detail["via"]) for e in events(h, "approval")]
+        vias = [(e.actor, e.detail["via"]) for e in h.audit_events("approval")]
         assert vias == [(STAFF, "web"), (STAFF2, "mail")]
 
 
@@ -230,7 +221,7 @@ def test_cancel_an_approval_on_the_web(console: Console) -> None:
     _, data = decision_form(b, "260001A")
     done = b.post("/staff/a/260001A/cancel", {**data, "reason": "申込者から取消の依頼がありました"})
     assert "承認を取り消しました" in done.text
-    (cancelled,) = events(h, "cancelled")
+    (cancelled,) = h.audit_events("cancelled")
     assert cancelled.detail["via"] == "web" and cancelled.actor == STAFF
     h.deliver()
     assert any("取消" in str(m["Subject"]) and recipient(m) == YAMADA for m in h.new_mail())
@@ -339,7 +330,7 @@ def test_quarantined_messages_are_shown_reprocessed_and_discarded(console: Conso
     assert [a.receipt_no for a in h.applications()] == ["260001A"]  # only the reprocessed one
     audited = [
         (e.event, e.inbound_id, e.detail.get("reason"))
-        for e in events(h, "inbound_discarded", "inbound_reprocessed")
+        for e in h.audit_events("inbound_discarded", "inbound_reprocessed")
     ]
     assert audited == [
         ("inbound_discarded", first, "重複して届いたため"),
@@ -399,7 +390,7 @@ def test_failed_notices_are_retried_from_the_console(console: Console) -> None:
             select(OutboundMessage).where(col(OutboundMessage.kind) != "console_login")
         )
         assert {o.status for o in retried} == {"pending"}
-    assert len(events(h, "notice_retried")) == 3
+    assert len(h.audit_events("notice_retried")) == 3
 
 
 def test_health_panel(console: Console) -> None:
@@ -457,7 +448,10 @@ def test_two_hundred_applications_approved_in_one_action(
         elapsed = time.perf_counter() - started
         assert f"{BULK}件中 {BULK}件を処理しました" in results.text
         assert {a.status for a in h.applications()} == {"approved"}
-        assert len(events(h, "review_finished")) == BULK and len(events(h, "approval")) == BULK
+        assert (
+            len(h.audit_events("review_finished")) == BULK
+            and len(h.audit_events("approval")) == BULK
+        )
         with session_scope(h.engine) as session:
             kinds = [
                 o.kind
@@ -506,4 +500,4 @@ def test_a_web_decision_and_a_reply_racing_decide_once(harness: Harness) -> None
     racer.join(timeout=30)
     assert len(outcome) == 1 and outcome[0].startswith("260001A was already decided by")
     assert [a.status for a in h.applications()] == ["approved"]
-    assert len(events(h, "review_finished")) == 1
+    assert len(h.audit_events("review_finished")) == 1

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from db.engine import session_scope
-from db.models import Application, InboundMessage, OutboundMessage
+from db.models import Application, AuditEvent, InboundMessage, OutboundMessage
 from mailbot.calendar import BusinessCalendar
 from mailbot.config import Settings
 from mailbot.gateway.smtp import SmtpGateway
@@ -122,6 +122,14 @@ class Harness:
     def outbound(self) -> list[OutboundMessage]:
         with session_scope(self.engine) as session:
             return list(session.exec(select(OutboundMessage).order_by(col(OutboundMessage.id))))
+
+    def audit_events(self, *names: str) -> list[AuditEvent]:
+        """The audit log, oldest first; only the events named, when any are."""
+        with session_scope(self.engine) as session:
+            query = select(AuditEvent).order_by(col(AuditEvent.id))
+            if names:
+                query = query.where(col(AuditEvent.event).in_(names))
+            return list(session.exec(query))
 
 
 def load_demo(engine: Engine) -> None:
