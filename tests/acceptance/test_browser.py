@@ -14,16 +14,11 @@ import re
 import shutil
 import struct
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
 
-from db.engine import make_engine
-from mailbot.config import HostPort, load_settings
-from mailbot.web import WebServer, make_app
+from tests.acceptance.conftest import LiveSite
 from tests.integration.test_web import (
     CONFIRMATION,
     MAY_DIFFER,
@@ -35,10 +30,8 @@ from tests.integration.test_web import (
     submit,
     visible_text,
 )
-from tests.support.harness import Harness, body_text, start_harness
-from tests.support.loop import LoopThread
+from tests.support.harness import body_text
 from tests.support.requests import mail
-from tests.support.smtp import free_port
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -89,35 +82,8 @@ def png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
-@dataclass
-class Site:
-    harness: Harness
-    base_url: str
-
-
-@pytest.fixture
-def site(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[Site]:
-    """mailbot whose notices link to a web server on a free port, over the same database."""
-    loop = LoopThread()
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    settings = load_settings(home=tmp_path / "home", database_url=database_url, base_url=base_url)
-    harness = start_harness(engine, settings, loop)
-    web_engine = make_engine(database_url)  # its own engine, as `mailbot serve` has
-    app = make_app(web_engine, settings, clock=lambda: harness.now)
-    server = WebServer(app, HostPort("127.0.0.1", port))
-    loop.run(server.start())
-    try:
-        yield Site(harness, base_url)
-    finally:
-        loop.run(server.stop())
-        loop.run(harness.gateway.stop(grace=5))
-        web_engine.dispose()
-        loop.close()
-
-
 def test_the_link_in_a_real_confirmation_notice_opens_in_chromium(
-    site: Site, tmp_path: Path, request: pytest.FixtureRequest
+    site: LiveSite, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     h = site.harness
     link = link_in(approve(h, submit(h)), CONFIRMATION)
@@ -175,7 +141,7 @@ DESKTOP = (1200, 900)
 
 
 def test_the_office_page_from_a_real_contract_reply_in_chromium(
-    site: Site, tmp_path: Path, request: pytest.FixtureRequest
+    site: LiveSite, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     h = site.harness
     approve(h, submit(h, "1ANACA0A"))  # 260001A approved: its news line shows

@@ -14,47 +14,21 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
-from sqlmodel import col, select
+from sqlmodel import select
 
-from db.engine import make_engine, session_scope
-from db.models import AuditEvent, ConsoleSession
-from mailbot.config import HostPort, load_settings
-from mailbot.web import WebServer, make_app
+from db.engine import session_scope
+from db.models import ConsoleSession
+from tests.acceptance.conftest import LiveSite
 from tests.acceptance.test_browser import ARTIFACTS, png_size
 from tests.integration.test_web import CONFIRMATION, recipient, submit
 from tests.support.cdp import Chromium
 from tests.support.console import login_mail
-from tests.support.harness import STAFF, Harness, start_harness
-from tests.support.loop import LoopThread
+from tests.support.harness import STAFF, Harness
 from tests.support.replies import reply_address, reply_to
 from tests.support.requests import YAMADA
-from tests.support.smtp import free_port
 
 DESKTOP = (1200, 900)
 PHONE = (390, 844)
-
-
-@pytest.fixture
-def site(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[tuple[Harness, str]]:
-    """mailbot whose mails link to a web server on a free port, over the same database."""
-    loop = LoopThread()
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    settings = load_settings(home=tmp_path / "home", database_url=database_url, base_url=base_url)
-    harness = start_harness(engine, settings, loop)
-    web_engine = make_engine(database_url)  # its own engine, as `mailbot serve` has
-    server = WebServer(
-        make_app(web_engine, settings, clock=lambda: harness.now), HostPort("127.0.0.1", port)
-    )
-    loop.run(server.start())
-    try:
-        yield harness, base_url
-    finally:
-        loop.run(server.stop())
-        loop.run(harness.gateway.stop(grace=5))
-        web_engine.dispose()
-        loop.close()
 
 
 @pytest.fixture
@@ -91,9 +65,9 @@ def shoot(chrome: Chromium, name: str, variant: str) -> None:
 
 
 def test_a_staff_member_logs_in_and_decides_in_chromium(
-    site: tuple[Harness, str], browser: Chromium, request: pytest.FixtureRequest
+    site: LiveSite, browser: Chromium, request: pytest.FixtureRequest
 ) -> None:
-    h, base_url = site
+    h, base_url = site.harness, site.base_url
     variant = request.node.callspec.id
     submit(h, "1ANACA0A")  # 260001A
     h.now += timedelta(minutes=12)
@@ -164,11 +138,7 @@ def test_a_staff_member_logs_in_and_decides_in_chromium(
     )
     shoot(browser, "already-decided", variant)
     assert [a.status for a in h.applications()] == ["approved", "rejected"]
-    with session_scope(h.engine) as session:
-        finished = session.exec(
-            select(AuditEvent).where(col(AuditEvent.event) == "review_finished")
-        ).all()
-    assert len(finished) == 2
+    assert len(h.audit_events("review_finished")) == 2
     browser.open(f"{base_url}/staff/a/260002A")
     assert "却下 rejected\nstaff@mailbot.localhost（メール返信）" in browser.text
 
