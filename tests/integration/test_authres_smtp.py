@@ -16,16 +16,15 @@ from datetime import date
 from email.message import EmailMessage
 
 import pytest
-from sqlmodel import select
 
 from db.engine import session_scope
-from db.models import AuditEvent
 from mailbot.gateway.pipe import ingest_stream
 from mailbot.staff import add_staff
 from tests.integration.conftest import HarnessFactory
 from tests.support.harness import STAFF, Harness
 from tests.support.replies import reply_address, reply_to
 from tests.support.requests import form, mail
+from tests.support.review import refusals, status
 
 STAFF2 = "staff2@mailbot.localhost"
 START = date(2026, 12, 15)  # a registration date far enough ahead of the harness clock
@@ -66,16 +65,6 @@ def deliver(
     h.process()
     h.deliver()
     return h.new_mail()
-
-
-def status(h: Harness) -> str:
-    return h.applications()[0].status
-
-
-def refusals(h: Harness) -> list[str]:
-    with session_scope(h.engine) as session:
-        events = session.exec(select(AuditEvent).where(AuditEvent.event == "reply_refused"))
-        return [str(e.detail["reason"]) for e in events]
 
 
 # --- item 2: Authentication-Results ---------------------------------------------------------

@@ -3,7 +3,7 @@ member's reply ``取消 理由`` to the notice that their approval took effect."
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 import pytest
@@ -21,8 +21,8 @@ from tests.integration.conftest import HarnessFactory
 from tests.support.harness import STAFF, Harness, body_text
 from tests.support.replies import reply_address, reply_to
 from tests.support.requests import OUTSIDER, SATO, YAMADA, form, mail
+from tests.support.review import STAFF2, START, answer, refusals, to
 
-START = date(2026, 12, 15)
 TOKYO_MIDNIGHT = datetime(2026, 12, 14, 15, 0, tzinfo=UTC)  # 2026-12-15 00:00 in Tokyo
 REASON = "申込者から電話で取消の依頼がありました"
 
@@ -184,18 +184,7 @@ def test_only_approved_applications(h: Harness) -> None:
 
 # --- by reply ----------------------------------------------------------------------------------
 
-STAFF2 = "staff2@mailbot.localhost"
 APPROVED_SUBJECT = "【NSS】承認が確定しました（260001A）"
-
-
-def to(message: EmailMessage) -> str:
-    return str(message["To"].addresses[0].addr_spec)
-
-
-def answer(h: Harness, message: EmailMessage, sender: str, body: str) -> list[EmailMessage]:
-    """``sender`` replies ``body`` on top of ``message`` (quoted), to its reply address."""
-    raw = reply_to(message, sender=sender, body=body)
-    return h.round_trip(raw, mail_from=sender, rcpt_to=reply_address(message))
 
 
 AUTHENTICATED = (
@@ -223,12 +212,6 @@ def approved_by_reply(h: Harness, *, authenticated: bool = False) -> EmailMessag
     assert to(notice) == STAFF
     assert reply_address(notice) != reply_address(review)  # a new token: the old one is used
     return notice
-
-
-def refusals(h: Harness) -> list[str]:
-    with session_scope(h.engine) as session:
-        events = session.scalars(select(AuditEvent).where(col(AuditEvent.event) == "reply_refused"))
-        return [str(e.detail["reason"]) for e in events]
 
 
 def test_the_approval_notice_tells_the_staff_member_how_to_cancel(h: Harness) -> None:

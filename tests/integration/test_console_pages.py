@@ -46,6 +46,14 @@ def console(harness_factory: HarnessFactory, loop_thread: LoopThread) -> Iterato
         yield running
 
 
+@pytest.fixture
+def four_eyes(harness_factory: HarnessFactory, loop_thread: LoopThread) -> Iterator[Console]:
+    """The console where an approval takes two staff members, with a second one (STAFF2)."""
+    with running_console(harness_factory, loop_thread, approvals_required=2) as running:
+        with_second_reviewer(running.h)
+        yield running
+
+
 def logged_in(c: Console, address: str = STAFF) -> Browser:
     b = c.browser()
     assert b.log_in(c.h, address).status == 200
@@ -146,54 +154,50 @@ def test_a_decision_by_reply_between_loading_and_posting_is_reported_not_doubled
     assert len(h.audit_events("review_finished")) == 1 and len(h.outbound()) == outbox_before
 
 
-def test_a_changed_application_is_not_decided_from_an_old_page(
-    harness_factory: HarnessFactory, loop_thread: LoopThread
-) -> None:
-    with running_console(harness_factory, loop_thread, approvals_required=2) as c:
-        h = c.h
-        with_second_reviewer(h)
-        sent = submit(h)
-        b = logged_in(c, STAFF2)
-        _, data = decision_form(b, "260001A")
-        review = review_request(sent)
-        # STAFF approves with another start date: the application's version goes up.
-        answer(h, review, STAFF, "承認 利用開始日：2026年12月22日")
-        old = b.post("/staff/a/260001A/approve", data)
-        assert old.status == 409 and "この画面を開いた後に" in old.text
-        assert [a.status for a in h.applications()] == ["under_review"]
-        _, data = decision_form(b, "260001A")
-        assert "staff@mailbot.localhost（1/2）" in b.get("/staff/a/260001A").text
-        done = b.post("/staff/a/260001A/approve", data)
-        assert "承認しました" in done.text
-        (application,) = h.applications()
-        assert application.status == "approved" and str(application.start_date) == "2026-12-22"
+def test_a_changed_application_is_not_decided_from_an_old_page(four_eyes: Console) -> None:
+    c = four_eyes
+    h = c.h
+    sent = submit(h)
+    b = logged_in(c, STAFF2)
+    _, data = decision_form(b, "260001A")
+    review = review_request(sent)
+    # STAFF approves with another start date: the application's version goes up.
+    answer(h, review, STAFF, "承認 利用開始日：2026年12月22日")
+    old = b.post("/staff/a/260001A/approve", data)
+    assert old.status == 409 and "この画面を開いた後に" in old.text
+    assert [a.status for a in h.applications()] == ["under_review"]
+    _, data = decision_form(b, "260001A")
+    assert "staff@mailbot.localhost（1/2）" in b.get("/staff/a/260001A").text
+    done = b.post("/staff/a/260001A/approve", data)
+    assert "承認しました" in done.text
+    (application,) = h.applications()
+    assert application.status == "approved" and str(application.start_date) == "2026-12-22"
 
 
 def test_four_eyes_counts_web_and_mail_approvals_together_never_one_person_twice(
-    harness_factory: HarnessFactory, loop_thread: LoopThread
+    four_eyes: Console,
 ) -> None:
-    with running_console(harness_factory, loop_thread, approvals_required=2) as c:
-        h = c.h
-        with_second_reviewer(h)
-        sent = submit(h)
-        b = logged_in(c, STAFF)
-        _, data = decision_form(b, "260001A")
-        recorded = b.post("/staff/a/260001A/approve", data)
-        assert "承認を記録しました" in recorded.text
-        _, data = decision_form(b, "260001A")
-        twice = b.post("/staff/a/260001A/approve", data)
-        assert twice.status == 409 and "すでにあなたが承認しています" in twice.text
-        # The same person by mail is refused too.
-        review = review_request(sent, STAFF)
-        told = answer(h, review, STAFF, "承認")
-        assert [a.status for a in h.applications()] == ["under_review"]
-        assert any("回答を反映できませんでした" in str(m["Subject"]) for m in told)
-        # The second person, by mail, completes it.
-        review2 = review_request(sent, STAFF2)
-        answer(h, review2, STAFF2, "承認")
-        assert [a.status for a in h.applications()] == ["approved"]
-        vias = [(e.actor, e.detail["via"]) for e in h.audit_events("approval")]
-        assert vias == [(STAFF, "web"), (STAFF2, "mail")]
+    c = four_eyes
+    h = c.h
+    sent = submit(h)
+    b = logged_in(c, STAFF)
+    _, data = decision_form(b, "260001A")
+    recorded = b.post("/staff/a/260001A/approve", data)
+    assert "承認を記録しました" in recorded.text
+    _, data = decision_form(b, "260001A")
+    twice = b.post("/staff/a/260001A/approve", data)
+    assert twice.status == 409 and "すでにあなたが承認しています" in twice.text
+    # The same person by mail is refused too.
+    review = review_request(sent, STAFF)
+    told = answer(h, review, STAFF, "承認")
+    assert [a.status for a in h.applications()] == ["under_review"]
+    assert any("回答を反映できませんでした" in str(m["Subject"]) for m in told)
+    # The second person, by mail, completes it.
+    review2 = review_request(sent, STAFF2)
+    answer(h, review2, STAFF2, "承認")
+    assert [a.status for a in h.applications()] == ["approved"]
+    vias = [(e.actor, e.detail["via"]) for e in h.audit_events("approval")]
+    assert vias == [(STAFF, "web"), (STAFF2, "mail")]
 
 
 def test_reject_needs_a_reason_and_tells_the_applicant(console: Console) -> None:

@@ -15,17 +15,16 @@ from tests.integration.conftest import HarnessFactory
 from tests.support.harness import STAFF, Harness, body_text
 from tests.support.replies import reply_address, reply_to
 from tests.support.requests import INTAKE, OUTSIDER, SATO, YAMADA, form, mail
-from tests.support.review import STAFF2, START, answer, submit, to, with_second_reviewer
-
-
-def status(h: Harness) -> str:
-    return h.applications()[0].status
-
-
-def refusals(h: Harness) -> list[str]:
-    with session_scope(h.engine) as session:
-        events = session.exec(select(AuditEvent).where(AuditEvent.event == "reply_refused"))
-        return [str(e.detail["reason"]) for e in events]
+from tests.support.review import (
+    STAFF2,
+    START,
+    answer,
+    refusals,
+    status,
+    submit,
+    to,
+    with_second_reviewer,
+)
 
 
 @pytest.fixture

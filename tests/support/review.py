@@ -23,6 +23,16 @@ def with_second_reviewer(h: Harness) -> Harness:
     return h
 
 
+def status(h: Harness) -> str:
+    """The status of the (first) application."""
+    return h.applications()[0].status
+
+
+def refusals(h: Harness) -> list[str]:
+    """Why replies were refused: the reasons of the reply_refused events, oldest first."""
+    return [str(e.detail["reason"]) for e in h.audit_events("reply_refused")]
+
+
 def to(message: EmailMessage) -> str:
     return str(message["To"].addresses[0].addr_spec)
 
