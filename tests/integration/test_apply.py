@@ -372,9 +372,8 @@ def test_one_failing_application_does_not_hold_up_the_others(
     receipts = seed(engine, 5, 3)
     bad = receipts[2]
     bad_id = application_id(engine, bad)
-    import mailbot.applying as applying
-
-    real_queue = applying._queue_notices
+    import mailbot.applying.run as applying
+    from mailbot.applying.applied_notices import queue_notices as real_queue
 
     def queue(session: Any, settings: Settings, batch: Any, now: datetime) -> None:
         # The last statement of a batch: everything else of the batch has run by now.
@@ -382,14 +381,14 @@ def test_one_failing_application_does_not_hold_up_the_others(
             raise RuntimeError("the relay template broke")
         real_queue(session, settings, batch, now)
 
-    monkeypatch.setattr(applying, "_queue_notices", queue)
+    monkeypatch.setattr(applying, "queue_notices", queue)
     report = apply_due(engine, settings, TOKYO_MIDNIGHT)
     assert sorted(a.receipt_no for a in report.applied) == sorted(set(receipts) - {bad})
     assert list(report.failed) == [bad] and "relay template" in report.failed[bad]
     assert status_of(engine, bad) == "approved"
     assert {user(engine, uid)[0] for uid in user_ids_of(2, 3)} == {"active"}  # all or nothing
 
-    monkeypatch.setattr(applying, "_queue_notices", real_queue)
+    monkeypatch.setattr(applying, "queue_notices", real_queue)
     assert [a.receipt_no for a in apply_due(engine, settings, TOKYO_MIDNIGHT).applied] == [bad]
     assert applied_outbox(engine) == 2 * len(receipts)
 
@@ -435,9 +434,9 @@ def test_two_appliers_finishing_a_shared_code_together_abolish_it(
     shared, other = user_ids_of(0, 2)[0][:5], user_ids_of(1, 2)[0][:5]
     with engine.begin() as conn:  # the second application's IDs belong to the first's code
         conn.execute(update(_USER_ID).where(_USER_ID.c.user_code == other).values(user_code=shared))
-    import mailbot.applying as applying
+    import mailbot.applying.run as applying
+    from mailbot.applying.applied_notices import queue_notices as real_queue
 
-    real_queue = applying._queue_notices
     first_inside, release = threading.Event(), threading.Event()
     calls: list[int] = []
 
@@ -448,7 +447,7 @@ def test_two_appliers_finishing_a_shared_code_together_abolish_it(
             assert release.wait(30)
         real_queue(session, settings, batch, now)
 
-    monkeypatch.setattr(applying, "_queue_notices", queue)
+    monkeypatch.setattr(applying, "queue_notices", queue)
     reports: list[Any] = []
 
     def run() -> None:
