@@ -10,8 +10,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlalchemy import Subquery, func, update
+from sqlalchemy import select as core_select
+from sqlmodel import Session, SQLModel, col, select
 
 from db.models import (
     APPLIED,
@@ -217,6 +218,17 @@ def find_application(session: Session, receipt_no: str) -> Application:
     if application is None:
         raise NotFoundError(f"no application with receipt number {receipt_no!r}")
     return application
+
+
+def user_id_counts() -> Subquery:
+    """How many user IDs each application names: ``(application_id, n)``, to join on."""
+    item = SQLModel.metadata.tables[ApplicationItem.__tablename__].c
+    return (
+        core_select(item.application_id, func.count().label("n"))
+        .where(item.kind == "user_id")
+        .group_by(item.application_id)
+        .subquery()
+    )
 
 
 def application_summary(

@@ -20,13 +20,13 @@ from sqlmodel import Session, SQLModel, col
 from db.models import (
     UNDER_REVIEW,
     Application,
-    ApplicationItem,
     AuditEvent,
     Office,
     OutboundMessage,
     Staff,
 )
 from mailbot import notices
+from mailbot.applications import user_id_counts
 from mailbot.calendar import BusinessCalendar
 from mailbot.config import Settings
 from mailbot.notify import queue_staff_mail, status_url
@@ -36,7 +36,6 @@ from mailbot.staff import active_staff
 OVERDUE_AFTER_BUSINESS_DAYS = 1
 
 _APPLICATION: Table = SQLModel.metadata.tables[Application.__tablename__]
-_ITEM: Table = SQLModel.metadata.tables[ApplicationItem.__tablename__]
 _OFFICE: Table = SQLModel.metadata.tables[Office.__tablename__]
 
 
@@ -90,13 +89,8 @@ def waiting_applications(
     """Applications under review for more than a business day at ``now``, oldest first."""
     today = now.astimezone(settings.zone).date()
     cutoff = overdue_cutoff(calendar, today)
-    a, i, o = _APPLICATION.c, _ITEM.c, _OFFICE.c
-    counts = (
-        select(i.application_id, func.count().label("n"))
-        .where(i.kind == "user_id")
-        .group_by(i.application_id)
-        .subquery()
-    )
+    a, o = _APPLICATION.c, _OFFICE.c
+    counts = user_id_counts()
     rows = session.execute(
         select(
             a.id,

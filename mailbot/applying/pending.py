@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from db.models import APPROVED
-from mailbot.applying.batch import APPLICATION, ITEM
+from mailbot.applications import user_id_counts
+from mailbot.applying.batch import APPLICATION
 from mailbot.applying.when import MIDNIGHT, run_time
 
 
@@ -37,13 +38,8 @@ def pending_applies(
     session: Session, zone: tzinfo, apply_time: time = MIDNIGHT
 ) -> list[PendingApply]:
     """Approved applications not applied yet, earliest run time first (due ones included)."""
-    a, i = APPLICATION.c, ITEM.c
-    counts = (
-        select(i.application_id, func.count().label("n"))
-        .where(i.kind == "user_id")
-        .group_by(i.application_id)
-        .subquery()
-    )
+    a = APPLICATION.c
+    counts = user_id_counts()
     rows = session.execute(
         select(a.receipt_no, a.office_code, a.start_date, func.coalesce(counts.c.n, 0))
         .outerjoin(counts, counts.c.application_id == a.id)
