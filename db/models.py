@@ -264,9 +264,11 @@ class SigningKey(SQLModel, table=True):
     """A key that signs tokens, shared by every process on this database (see mailbot.keys).
 
     The one row without ``retired_at`` is the current key, which signs; a retired key still
-    verifies until the longest token it signed has expired. ``material`` is secret: never
-    printed or logged. ``imported`` marks a key taken over from a ``$MAILBOT_HOME/secret_key``
-    file, which also signed the reply tokens issued before keys were recorded (``key_id`` NULL).
+    verifies until the longest token it signed has expired, unless it was revoked
+    (``revoked_at``, ``mailbot keys revoke``): then it verifies nothing. ``material`` is
+    secret: never printed or logged. ``imported`` marks a key taken over from a
+    ``$MAILBOT_HOME/secret_key`` file, which also signed the reply tokens issued before keys
+    were recorded (``key_id`` NULL).
     """
 
     __tablename__ = "signing_key"
@@ -276,6 +278,7 @@ class SigningKey(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     retired_at: datetime | None = None
     imported: bool = False
+    revoked_at: datetime | None = None  # revoked (a leaked key): verifies nothing from then on
 
 
 class Token(SQLModel, table=True):

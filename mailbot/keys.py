@@ -8,6 +8,9 @@ process on it signs and verifies with the same ones.
 * ``ensure_signing_key`` makes the first key (``mailbot db upgrade`` and ``serve`` call it),
   importing ``$MAILBOT_HOME/secret_key``, the key of earlier versions, so that links and reply
   addresses already mailed keep working. ``rotate`` makes a new current key.
+* ``revoke`` is for a key that leaked: it stops verifying at once, whatever it signed (the
+  links and reply addresses it signed stop working), and when it was the current key a new
+  one takes its place.
 * ``MAILBOT_SECRET_KEY``, when set, overrides all of it: it is then the only key, signing and
   verifying, and the keys in the database are not used (they are still made, rotated and
   listed, for the day the setting is removed).
@@ -84,10 +87,17 @@ class KeyInfo:
     retired_at: datetime | None
     imported: bool
     verifies_until: datetime | None  # None while it is the current key
+    revoked_at: datetime | None = None
 
     @property
     def current(self) -> bool:
         return self.retired_at is None
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "current" if self.current else "retired"
 
     def verifies(self, now: datetime) -> bool:
         return self.verifies_until is None or now < self.verifies_until
@@ -97,7 +107,7 @@ class KeyInfo:
             "id": self.id,
             "created_at": self.created_at.isoformat(timespec="seconds"),
             "age_days": round((now - self.created_at).total_seconds() / 86400, 1),
-            "state": "current" if self.current else "retired",
+            "state": self.state,
             "retired_at": self.retired_at.isoformat(timespec="seconds")
             if self.retired_at
             else None,
@@ -202,6 +212,72 @@ def rotate(engine: Engine, settings: Settings, now: datetime | None = None) -> l
     return described
 
 
+@dataclass(frozen=True)
+class Revocation:
+    """What ``revoke`` did: the keys afterwards (newest first), whether the revoked key was
+    the current one (a new key then took its place), and how many reply tokens it signed that
+    had not expired nor been used: the reply addresses that no longer work."""
+
+    revoked: int
+    keys: list[KeyInfo]
+    was_current: bool
+    already: bool
+    reply_tokens_lost: int
+
+
+def revoke(
+    engine: Engine, settings: Settings, key_id: int, now: datetime | None = None
+) -> Revocation:
+    """Revoke key ``key_id`` (it leaked): from ``now`` on it verifies nothing, in this process
+    at once and in others within RELOAD_SECONDS. Were it the current key, a new current key is
+    made in the same transaction, so signing never stops. Revoking a revoked key changes
+    nothing (``already``)."""
+    now = now or utc_now()
+    with session_scope(engine) as session:
+        _lock(session)
+        rows = _rows(session)
+        row = next((r for r in rows if r.id == key_id), None)
+        if row is None:
+            known = ", ".join(str(_id(r)) for r in rows) or "none"
+            raise ConfigError(
+                f"there is no signing key {key_id} (keys: {known}; `mailbot keys list` shows them)"
+            )
+        already = row.revoked_at is not None
+        was_current = row.retired_at is None
+        lost = 0
+        if not already:
+            lost = _live_reply_tokens(session, row, now)
+            row.revoked_at = now
+            if was_current:
+                row.retired_at = now
+                session.add(SigningKey(material=new_material(), created_at=now))
+            session.add(row)
+            session.flush()
+        described = describe(session, settings)
+    _forget(engine)
+    if not already:
+        log.warning(
+            "signing key %d revoked: what it signed no longer verifies (%d reply tokens)%s",
+            key_id,
+            lost,
+            f"; key {described[0].id} is now current" if was_current else "",
+        )
+    return Revocation(key_id, described, was_current, already, lost)
+
+
+def _live_reply_tokens(session: Session, row: SigningKey, now: datetime) -> int:
+    """Reply tokens ``row`` signed that are neither used nor expired."""
+    signed_by = col(Token.key_id) == row.id
+    if row.imported:  # it signed the tokens issued before keys were recorded
+        signed_by = signed_by | col(Token.key_id).is_(None)
+    query = (
+        select(func.count())
+        .select_from(Token)
+        .where(signed_by, col(Token.used_at).is_(None), col(Token.expires_at) > now)
+    )
+    return int(session.exec(query).one())
+
+
 def new_material() -> str:
     return secrets.token_urlsafe(48)  # 384 bits
 
@@ -216,6 +292,7 @@ def describe(session: Session, settings: Settings) -> list[KeyInfo]:
             retired_at=_aware(row.retired_at) if row.retired_at else None,
             imported=row.imported,
             verifies_until=_bound(session, row, settings) if row.retired_at else None,
+            revoked_at=_aware(row.revoked_at) if row.revoked_at else None,
         )
         for row in rows
     ]
@@ -236,8 +313,11 @@ def _bound(session: Session, row: SigningKey, settings: Settings) -> datetime:
     (review, applicant or cancel: their expiry is in their row), whichever expires later.
 
     Links are stored nowhere, so their part uses today's MAILBOT_LINK_TOKEN_DAYS: lowering it
-    shortens how long links mailed before the rotation keep opening."""
+    shortens how long links mailed before the rotation keep opening. A revoked key: its
+    revocation."""
     assert row.retired_at is not None
+    if row.revoked_at is not None:
+        return _aware(row.revoked_at)
     bound = _aware(row.retired_at) + SIGNING_GRACE + timedelta(days=settings.link_token_days)
     signed_by = [col(Token.key_id) == row.id]
     if row.imported:  # it signed the tokens issued before keys were recorded
@@ -311,6 +391,7 @@ def _reload(session: Session, settings: Settings) -> Keyring:
     if not current:
         raise ConfigError(NO_KEYS)
     # Exactly one row is current (changes are serialised); were there more, all would verify.
+    # A revoked key is left out altogether: it verifies nothing.
     retired = tuple(
         Key(
             _id(row),
@@ -318,7 +399,7 @@ def _reload(session: Session, settings: Settings) -> Keyring:
             _bound(session, row, settings) if row.retired_at else None,
         )
         for row in rows
-        if row is not current[0]
+        if row is not current[0] and row.revoked_at is None
     )
     ring = Keyring(Key(_id(current[0]), current[0].material.encode()), retired)
     _LOADED[_engine(session)] = _Loaded(ring, time.monotonic(), settings.link_token_days)

@@ -38,6 +38,59 @@ def _format_rotation(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@keys.command("revoke")
+@click.argument("key_id", type=int)
+@click.option(
+    "--yes",
+    is_flag=True,
+    help="Confirm: the links and reply addresses this key signed stop working.",
+)
+@json_option
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_id: int, yes: bool, as_json: bool) -> None:
+    """Revoke a key that leaked: it verifies nothing from now on (a new key signs if it was the
+    current one). Links and reply addresses it signed stop working."""
+    from mailbot.clock import utc_now
+    from mailbot.keys import revoke
+
+    if not yes:
+        raise click.UsageError(
+            f"revoking key {key_id} stops every link and reply address it signed from working "
+            "(applicants' status links, staff's pending review replies); add --yes to do it"
+        )
+    rt = runtime(ctx)
+    now = utc_now()
+    done = revoke(rt.engine, rt.settings, key_id, now)
+    _keys_override_note(rt)
+    emit(
+        {
+            "revoked": done.revoked,
+            "already": done.already,
+            "was_current": done.was_current,
+            "current": done.keys[0].id,
+            "reply_tokens_lost": done.reply_tokens_lost,
+        },
+        as_json,
+        _format_revocation,
+    )
+
+
+def _format_revocation(data: dict[str, Any]) -> str:
+    if data["already"]:
+        return f"key {data['revoked']} was already revoked: nothing changed"
+    lines = [
+        f"key {data['revoked']} is revoked: nothing it signed verifies any more "
+        f"({data['reply_tokens_lost']} open reply addresses stopped working, and its links)"
+    ]
+    if data["was_current"]:
+        lines.append(f"key {data['current']} is now the current key (new links and replies use it)")
+    lines.append(
+        "running processes stop accepting it within 10 s; staff decide what still waits in the "
+        "staff console (/staff) or an operator with `mailbot approve` / `mailbot reject`"
+    )
+    return "\n".join(lines)
+
+
 @keys.command("list")
 @json_option
 @click.pass_context

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -326,3 +327,34 @@ def test_keys_list_shows_times_in_the_zone(cli: Cli) -> None:
     assert isinstance(keys, list) and keys
     assert all(key["created_at"].endswith("+09:00") for key in keys)
     assert "+09:00" in cli("keys", "list").stdout
+
+
+def test_keys_revoke_asks_for_yes_then_revokes_and_says_what_stopped_working(cli: Cli) -> None:
+    unconfirmed = cli("keys", "revoke", "1")
+    assert unconfirmed.returncode == 2
+    assert "add --yes" in unconfirmed.stderr
+    assert [k["state"] for k in keys_listed(cli)] == ["current"]  # nothing changed
+
+    done = cli.json("keys", "revoke", "1", "--yes")
+    assert done == {
+        "revoked": 1,
+        "already": False,
+        "was_current": True,
+        "current": 2,
+        "reply_tokens_lost": 0,
+    }
+    assert [(k["id"], k["state"], k["verifies"]) for k in keys_listed(cli)] == [
+        (2, "current", True),
+        (1, "revoked", False),
+    ]
+    again = cli("keys", "revoke", "1", "--yes")
+    assert again.returncode == 0 and "already revoked" in again.stdout
+    unknown = cli("keys", "revoke", "7", "--yes")
+    assert unknown.returncode != 0 and "no signing key 7" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
+
+def keys_listed(cli: Cli) -> list[dict[str, Any]]:
+    listed = cli.json("keys", "list")
+    assert isinstance(listed, list)
+    return listed

@@ -1,7 +1,8 @@
 """Signing keys in the database, on both databases: the first key (made or imported from the
 key file of earlier versions), rotation (what the old key signed keeps working, what is new is
 signed with the new key), the end of a retired key, two processes starting at once, the
-``MAILBOT_SECRET_KEY`` override, and what a refused token leaves in the log and tells staff.
+``MAILBOT_SECRET_KEY`` override, revoking a leaked key, and what a refused token leaves in the
+log and tells staff.
 
 Links are opened over real HTTP and replies go through the real SMTP gateway (the harness and
 the web helpers of test_web.py)."""
@@ -33,6 +34,7 @@ from mailbot.keys import (
     describe,
     ensure_signing_key,
     keyring,
+    revoke,
     rotate,
 )
 from mailbot.staff import add_staff
@@ -301,6 +303,76 @@ def test_a_process_picks_up_a_rotation_made_by_another_without_restart(
     assert site.get(f"/a/260001A?t={signed_elsewhere}").status == 200
 
 
+# --- revocation (a leaked key) ------------------------------------------------------------------
+
+
+def test_a_revoked_key_verifies_nothing_at_once_and_the_current_one_keeps_working(
+    harness_factory: HarnessFactory, site_factory: SiteFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Key 1 leaked after a rotation: its links and reply addresses stop at once, long before
+    it would have stopped verifying as a retired key; key 2's keep working."""
+    h = harness_factory()
+    sent = submit(h)
+    old_link = link_in(sent, RECEIPT)
+    rotate(h.engine, h.settings, now=h.now)
+    site = site_factory(h)
+    assert site.get(path_of(old_link)).status == 200  # retired: it still verifies
+
+    caplog.set_level(logging.WARNING)
+    done = revoke(h.engine, h.settings, 1, now=h.now)
+    assert (done.revoked, done.was_current, done.already) == (1, False, False)
+    # The review request's token and the applicant's two reply tokens, all signed by key 1.
+    assert done.reply_tokens_lost == 3
+    assert "signing key 1 revoked" in caplog.text
+    assert [(k.id, k.state, k.verifies(h.now)) for k in done.keys] == [
+        (2, "current", True),
+        (1, "revoked", False),
+    ]
+
+    assert site.get(path_of(old_link)).status == 404
+    keys = materials(h.engine)
+    year = h.now + timedelta(days=365)
+    with_new = link_token(Keyring(Key(None, keys[2])), "260001A", year)
+    assert site.get(f"/a/260001A?t={with_new}").status == 200
+
+    # The staff member's reply to the review request signed with key 1 is refused.
+    review = review_request(sent)
+    raw = reply_to(review, sender=STAFF, body="承認します")
+    (answer,) = h.round_trip(raw, mail_from=STAFF, rcpt_to=reply_address(review))
+    assert h.applications()[0].status == "under_review"
+    assert "reply refused: token_bad_signature" in caplog.text
+    assert "署名鍵" in body_text(answer)
+
+
+def test_revoking_the_current_key_makes_a_new_one_and_what_is_new_is_signed_with_it(
+    harness_factory: HarnessFactory, site_factory: SiteFactory
+) -> None:
+    h = harness_factory()
+    old_link = link_in(submit(h), RECEIPT)
+    done = revoke(h.engine, h.settings, 1, now=h.now)
+    assert (done.was_current, [k.id for k in done.keys]) == (True, [2, 1])
+    assert done.keys[0].current and done.keys[1].state == "revoked"
+
+    site = site_factory(h)
+    assert site.get(path_of(old_link)).status == 404
+    # A new request: its notices are signed with key 2 and its link opens.
+    new_link = link_in(submit(h, "1ANAC001"), RECEIPT)
+    assert signed_by(materials(h.engine)[2], new_link, "260002A", h.now)
+    assert site.get(path_of(new_link)).status == 200
+
+    again = revoke(h.engine, h.settings, 1, now=h.now)
+    assert again.already and [k.id for k in again.keys] == [2, 1]
+
+
+def test_revoking_a_key_that_does_not_exist_names_the_keys_there_are(
+    engine: Engine, settings: Settings
+) -> None:
+    with pytest.raises(ConfigError, match=r"no signing key 9 \(keys: 1;"):
+        revoke(engine, settings, 9)
+    with session_scope(engine) as session:
+        assert [k.state for k in describe(session, settings)] == ["current"]
+
+
 # --- the override ------------------------------------------------------------------------------------
 
 
@@ -375,4 +447,24 @@ def test_migration_0005_keeps_tokens_and_goes_back(database_url: str) -> None:
         downgrade(engine, "0004")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT nonce FROM token")).scalars().all() == ["n1"]
+        upgrade(engine)
+
+
+def test_migration_0009_adds_revocation_and_goes_back(database_url: str) -> None:
+    with database_at(database_url, "0008") as engine:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO signing_key (material, created_at, imported) "
+                    "VALUES ('m1', '2026-11-27 00:00:00+00:00', false)"
+                )
+            )
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT material, revoked_at FROM signing_key")).all() == [
+                ("m1", None)
+            ]
+        downgrade(engine, "0008")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT material FROM signing_key")).scalars().all() == ["m1"]
         upgrade(engine)
