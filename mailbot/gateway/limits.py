@@ -9,8 +9,10 @@ Beyond a cap the answer is temporary, never a refusal: ``421`` at connect (too m
 ``451`` to DATA (too many messages in DATA) after waiting ``smtp_data_wait_seconds`` for a slot.
 The sending server keeps the message and retries, as it does for any ``4xx``.
 
-The per-client caps stop one address from taking every slot. Trusted relays (the MTA in front,
-which funnels everyone's mail through one address) are held to the totals only.
+The per-client caps stop one address from taking every slot. An IPv6 client is counted by its
+/64 network, the block one subscriber or one host is given: otherwise a single machine takes a
+new address for every connection and no per-client cap ever holds. Trusted relays (the MTA in
+front, which funnels everyone's mail through one address) are held to the totals only.
 
 Everything here runs on the gateway's event loop thread: plain counters, no locks.
 """
@@ -40,6 +42,18 @@ def client_address(peer: Any) -> str:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return str(address.ipv4_mapped)
     return str(address)
+
+
+def client_key(client: str) -> str:
+    """What the per-client caps count ``client`` (from :func:`client_address`) as: an IPv4
+    address itself, an IPv6 address by its /64 network."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return client
 
 
 def is_trusted_relay(client: str, settings: Settings) -> bool:
@@ -91,20 +105,21 @@ class Admission:
     # Sessions ---------------------------------------------------------------------------------
     def open_session(self, client: str) -> str | None:
         """Count a new connection; or say which cap it is over (and count nothing)."""
+        key = client_key(client)
         if self.sessions >= self.max_sessions:
             return f"{self.sessions} sessions open (MAILBOT_SMTP_MAX_SESSIONS)"
-        if not self.exempt(client) and self._sessions_of[client] >= self.max_sessions_per_client:
+        if not self.exempt(client) and self._sessions_of[key] >= self.max_sessions_per_client:
             return (
-                f"{self._sessions_of[client]} sessions open from {client} "
+                f"{self._sessions_of[key]} sessions open from {key} "
                 "(MAILBOT_SMTP_MAX_SESSIONS_PER_CLIENT)"
             )
         self.sessions += 1
-        self._sessions_of[client] += 1
+        self._sessions_of[key] += 1
         return None
 
     def close_session(self, client: str) -> None:
         self.sessions -= 1
-        _decrement(self._sessions_of, client)
+        _decrement(self._sessions_of, client_key(client))
 
     # Messages in DATA -------------------------------------------------------------------------
     async def enter_data(self, client: str) -> str | None:
@@ -124,12 +139,12 @@ class Admission:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
         self.data += 1
-        self._data_of[client] += 1
+        self._data_of[client_key(client)] += 1
         return None
 
     def leave_data(self, client: str) -> None:
         self.data -= 1
-        _decrement(self._data_of, client)
+        _decrement(self._data_of, client_key(client))
         while self._waiters:  # each re-checks the caps in turn
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -138,9 +153,10 @@ class Admission:
     def _data_full(self, client: str) -> str | None:
         if self.data >= self.max_data:
             return f"{self.data} messages in DATA (MAILBOT_SMTP_MAX_DATA)"
-        if not self.exempt(client) and self._data_of[client] >= self.max_data_per_client:
+        key = client_key(client)
+        if not self.exempt(client) and self._data_of[key] >= self.max_data_per_client:
             return (
-                f"{self._data_of[client]} messages in DATA from {client} "
+                f"{self._data_of[key]} messages in DATA from {key} "
                 "(MAILBOT_SMTP_MAX_DATA_PER_CLIENT)"
             )
         return None
