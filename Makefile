@@ -53,12 +53,24 @@ typecheck: install
 # alert rules (deploy/prometheus-alerts.yml) and lints /metrics (its server is not used).
 DEBIAN_PACKAGES := dovecot-imapd chromium fonts-ipaexfont-gothic poppler-utils postfix \
   python3-venv systemd openssl prometheus
+# The packages' own services (Dovecot on 143, Prometheus on 9090) are neither started nor
+# enabled: the tests run private instances, and `make test` must not leave a developer's machine
+# serving IMAP or metrics. A policy-rc.d answering 101 is Debian's way to forbid service starts
+# during an install (invoke-rc.d and deb-systemd-invoke both ask it); it is removed afterwards.
+POLICY_RC := /usr/sbin/policy-rc.d
+SERVICES := dovecot prometheus postfix
 system-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections; \
+	  made=""; if [ ! -e $(POLICY_RC) ]; then printf '#!/bin/sh\nexit 101\n' > $(POLICY_RC); \
+	    chmod 755 $(POLICY_RC); made=1; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  status=$$?; if [ -n "$$made" ]; then rm -f $(POLICY_RC); fi; \
+	  if [ $$status -eq 0 ] && [ -d /run/systemd/system ]; then \
+	    systemctl disable --quiet $(SERVICES) 2>/dev/null || true; fi; \
+	  exit $$status; \
 	fi
 
 pytest: install system-deps
