@@ -58,7 +58,8 @@ DEBIAN_PACKAGES := dovecot-imapd chromium fonts-ipaexfont-gothic poppler-utils p
 # serving IMAP or metrics. A policy-rc.d answering 101 is Debian's way to forbid service starts
 # during an install (invoke-rc.d and deb-systemd-invoke both ask it); it is removed afterwards.
 POLICY_RC := /usr/sbin/policy-rc.d
-SERVICES := dovecot prometheus postfix
+# package:service, for the services of the packages this install added (no others are touched).
+SERVICES := dovecot-imapd:dovecot prometheus:prometheus postfix:postfix
 system-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -69,7 +70,8 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  status=$$?; if [ -n "$$made" ]; then rm -f $(POLICY_RC); fi; \
 	  if [ $$status -eq 0 ] && [ -d /run/systemd/system ]; then \
-	    systemctl disable --quiet $(SERVICES) 2>/dev/null || true; fi; \
+	    for ps in $(SERVICES); do case " $$missing " in *" $${ps%%:*} "*) \
+	      systemctl disable --quiet "$${ps#*:}" 2>/dev/null || true;; esac; done; fi; \
 	  exit $$status; \
 	fi
 
