@@ -34,6 +34,9 @@ OPEN_STATUSES = (UNDER_REVIEW, APPROVED)
 INBOUND_PENDING = "pending"
 INBOUND_DONE = "done"
 INBOUND_QUARANTINED = "quarantined"
+# Every one there is: a message being processed is claimed by a row lock inside the processing
+# transaction and stays ``pending`` until it commits, so there is no "processing" status.
+INBOUND_STATUSES = (INBOUND_PENDING, INBOUND_DONE, INBOUND_QUARANTINED)
 
 # Outbound message statuses.
 OUTBOUND_PENDING = "pending"

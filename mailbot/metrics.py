@@ -33,6 +33,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
+from db.models import INBOUND_STATUSES
 from mailbot.clock import Clock
 from mailbot.facts import QueueFacts, read_facts
 from mailbot.monitor import LEADER, OK_STATES, Monitor
@@ -86,7 +87,7 @@ class DatabaseCollector(Collector):
         inbound = GaugeMetricFamily(
             "mailbot_inbound_messages", "Received messages by status.", labels=["status"]
         )
-        for status in ("pending", "processing", "done", "quarantined"):
+        for status in INBOUND_STATUSES:
             inbound.add_metric([status], facts.inbound.get(status, 0))
         yield inbound
         yield _gauge(

@@ -8,12 +8,10 @@ from typing import Any
 
 import click
 
+from db.models import INBOUND_STATUSES
 from mailbot.cli.common import emit, format_mapping, in_zone, json_option, runtime
 from mailbot.clock import utc_now
 from mailbot.errors import MailbotError
-
-# The statuses `--status` accepts (a wrong one is a usage error listing these, exit 2).
-INBOUND_STATUSES = ("pending", "processing", "done", "quarantined")
 
 
 @click.group()

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from db.models import INBOUND_STATUSES
 from tests.acceptance.helpers import (
     DbWatch,
     ServeFactory,
@@ -215,7 +216,7 @@ def test_metrics_after_a_scripted_run_match_the_database(
         return metrics[name][tuple(sorted(labels.items()))]
 
     assert one("mailbot_database_up") == 1
-    for status in ("pending", "processing", "done", "quarantined"):
+    for status in INBOUND_STATUSES:
         expected = watch.scalar(f"SELECT count(*) FROM inbound_message WHERE status = '{status}'")
         assert one("mailbot_inbound_messages", status=status) == expected, status
     assert one("mailbot_inbound_messages", status="done") == 4
