@@ -59,8 +59,13 @@ def decide(
     *,
     via: str,
     inbound_id: int | None = None,
+    expected_version: int | None = None,
 ) -> str:
-    """Apply one staff decision (mail, web or CLI). Returns what happened."""
+    """Apply one staff decision (mail, web or CLI). Returns what happened.
+
+    ``expected_version``: the version the staff member saw (a reply token's), checked under the
+    lock, so a change committed meanwhile (another reviewer's new start date) is never approved
+    by someone who saw only the old one."""
     add_log_fields(receipt_no=application.receipt_no)
     # Re-read under a row lock (PostgreSQL; SQLite's writer lock serialises anyway): a
     # decision taken another way (a reply, the console, the CLI) that committed since the
@@ -83,6 +88,13 @@ def decide(
             f"{info['decided_by']} が{info['status_ja']}済みです。",
             en=f"{application.receipt_no} was already decided by {info['decided_by']} at "
             f"{info['decided_at']}",
+        )
+    if expected_version is not None and application.version != expected_version:
+        raise DecisionError(
+            ja=f"申込受付番号 {application.receipt_no} の内容は、このメールの後に変更されました"
+            "（別の審査担当者が利用開始日を変更した等）。新しい審査依頼メールに返信してください。",
+            en=f"{application.receipt_no} changed after this mail was sent (another staff "
+            "member proposed another start date, for instance); reply to the new review request",
         )
     if decision.action is Action.APPROVE:
         start = _staff_start_date(decision, ctx.today)

@@ -73,7 +73,14 @@ def handle_review_reply(
         return Outcome.DECISION_UNREADABLE
     try:
         result = decide(
-            session, ctx, application, staff, decision, via="mail", inbound_id=inbound.id
+            session,
+            ctx,
+            application,
+            staff,
+            decision,
+            via="mail",
+            inbound_id=inbound.id,
+            expected_version=check.token.version,
         )
     except DecisionError as problem:
         answer_staff(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -10,7 +12,10 @@ from sqlmodel import col, select
 
 from db.engine import session_scope
 from db.models import AuditEvent
-from mailbot.staff import add_staff
+from mailbot.applications import find_application
+from mailbot.calendar import BusinessCalendar
+from mailbot.review import Action, Decision, DecisionError, ReviewContext, decide
+from mailbot.staff import add_staff, find_staff
 from tests.integration.conftest import HarnessFactory
 from tests.support.harness import STAFF, Harness, body_text
 from tests.support.replies import reply_address, reply_to
@@ -389,3 +394,52 @@ def test_cli_approve_and_reject_follow_the_same_rules(
     with session_scope(h.engine) as session:
         approval = session.exec(select(AuditEvent).where(AuditEvent.event == "approval")).one()
     assert (approval.actor, approval.detail["via"]) == (STAFF, "cli")
+
+
+def test_an_approval_of_the_old_version_racing_a_new_start_date_is_refused(
+    harness_factory: HarnessFactory,
+) -> None:
+    """Two approvals needed. STAFF approves with another start date (the version goes up and
+    STAFF2 is asked again) while STAFF2's reply to the first request is being processed: its
+    transaction read the old version (PostgreSQL) or waited for the writer (SQLite). Checked
+    under the row lock, STAFF2's approval is refused: they never saw the new date."""
+    h = with_second_reviewer(harness_factory(approvals_required=2))
+    submit(h)
+    ctx = ReviewContext(h.settings, BusinessCalendar(), h.now)
+    outcome: list[str] = []
+    read = threading.Event()
+
+    def old_reply_decides() -> None:
+        with session_scope(h.engine) as session:
+            application = find_application(session, "260001A")
+            read.set()
+            try:
+                decide(
+                    session,
+                    ctx,
+                    application,
+                    find_staff(session, STAFF2),
+                    Decision(Action.APPROVE),
+                    via="mail",
+                    expected_version=1,  # the version STAFF2's review request was issued for
+                )
+                outcome.append("decided")
+            except DecisionError as refused:
+                outcome.append(refused.message_en)
+
+    with session_scope(h.engine) as session:
+        application = find_application(session, "260001A")
+        staff = find_staff(session, STAFF)
+        new_date = Decision(Action.APPROVE, start_date_text="2026年12月22日")
+        assert decide(session, ctx, application, staff, new_date, via="mail") == (
+            "approval_recorded"
+        )
+        racer = threading.Thread(target=old_reply_decides)
+        racer.start()
+        read.wait(timeout=2)  # PostgreSQL: it has read version 1; SQLite: it waits
+        time.sleep(0.3)
+    racer.join(timeout=30)
+    assert len(outcome) == 1 and outcome[0].startswith("260001A changed after this mail")
+    assert status(h) == "under_review"
+    (changed,) = h.audit_events("start_date_changed")
+    assert changed.detail["new"] == "2026-12-22"
