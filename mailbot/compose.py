@@ -16,7 +16,6 @@ Japanese business mail, written the way every current mailer reads it:
 
 from __future__ import annotations
 
-import base64
 import io
 import re
 import uuid
@@ -123,23 +122,19 @@ def compose(
         ("Auto-Submitted", auto_submitted),
         ("X-Auto-Response-Suppress", "All"),
     ]
-    if attachments:
-        message = _with_attachments(body, attachments)
-        for name, value in headers:
-            message[name] = value  # type: ignore[assignment]
-        raw = _wire(message)
-    else:
-        raw = _text_wire(headers, body)
-    return ComposedMail(message_id=message_id, subject=full_subject, raw=raw)
+    message = _with_attachments(body, attachments) if attachments else _body_part(body)
+    for name, value in headers:
+        message[name] = value  # type: ignore[assignment]  # email accepts Header objects
+    return ComposedMail(message_id=message_id, subject=full_subject, raw=_wire(message))
 
 
 class _WirePolicy(Compat32):
     """compat32 with CRLF, except that message-id headers are folded by hand between ids.
 
     compat32 rather than the default policy: every header value here is 7-bit or a Header
-    object already, and the default policy's header refolding was most of the time spent
-    composing a notice (docs/performance.md). Message ids are folded between ids, never inside one
-    and never RFC 2047 encoded, or threading breaks at the recipient.
+    object already (nothing left to refold), and the notices' bytes are compat32's
+    (tests/integration/test_notice_bytes.py pins them). Message ids are folded between ids,
+    never inside one and never RFC 2047 encoded, or threading breaks at the recipient.
     """
 
     def fold(self, name: str, value: str) -> str:
@@ -174,41 +169,6 @@ def _wire(message: Message) -> bytes:
     out = io.BytesIO()
     BytesGenerator(out, mangle_from_=False, policy=_WIRE_POLICY).flatten(message)
     return out.getvalue()
-
-
-# What MIMEText(body, "plain", "utf-8") puts first, in its order.
-_TEXT_PART_HEADERS = (
-    b'Content-Type: text/plain; charset="utf-8"\r\n'
-    b"MIME-Version: 1.0\r\n"
-    b"Content-Transfer-Encoding: base64\r\n"
-)
-
-
-def _text_wire(headers: Sequence[tuple[str, str | Header]], body: str) -> bytes:
-    """The single-part message, byte for byte what the generator writes for ``_body_part``
-    (the tests compare the two), without building a Message: the notices of every accepted
-    request go this way, and the generator's walk over the object was most of their cost."""
-    lines = [_TEXT_PART_HEADERS]
-    lines += [_header_line(name, value) for name, value in headers]
-    lines.append(b"\r\n")
-    encoded = base64.encodebytes(_crlf_free(body).encode("utf-8"))
-    lines.append(encoded.replace(b"\n", b"\r\n"))
-    return b"".join(lines)
-
-
-def _header_line(name: str, value: str | Header) -> bytes:
-    """One header field as the policy writes it. A short ASCII value needs no folding and
-    no encoding, and is written as it is (what compat32 does with it too, the tests check)."""
-    if (
-        isinstance(value, str)
-        and value.isascii()
-        and len(name) + 2 + len(value) <= _FOLD_AT
-        and "\n" not in value
-        and "\r" not in value
-        and name.lower() not in _ID_HEADERS
-    ):
-        return f"{name}: {value}\r\n".encode("ascii")
-    return _WIRE_POLICY.fold_binary(name, value)  # type: ignore[arg-type]
 
 
 def _body_part(body: str) -> MIMEText:
