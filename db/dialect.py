@@ -35,7 +35,6 @@ from sqlalchemy import (
     String,
     Table,
     any_,
-    cast,
     func,
     literal,
     literal_column,
@@ -110,20 +109,9 @@ def in_one_parameter(
     unpacks.
     """
     if is_postgresql(bind):
-        # One text parameter in array syntax, cast by the server: binding a Python list makes
-        # the driver adapt it element by element, for every statement. Text elements are
-        # quoted, so no value can be read as array syntax.
-        array = "{" + ",".join(_array_element(value) for value in values) + "}"
-        return column == any_(cast(literal(array, String), postgresql.ARRAY(element)))
+        return column == any_(literal(list(values), postgresql.ARRAY(element)))
     unpacked = func.json_each(literal(json.dumps(list(values)), String)).table_valued("value")
     return column.in_(select(unpacked.c.value))
-
-
-def _array_element(value: int | str) -> str:
-    """One element of a PostgreSQL array literal: numbers as they are, text double-quoted."""
-    if isinstance(value, int):
-        return str(value)
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class JsonSql:
