@@ -9,7 +9,7 @@ from datetime import date, datetime
 from email.utils import parseaddr
 from typing import Any
 
-from sqlalchemy import CursorResult, Select, Table, literal, select, true, update
+from sqlalchemy import Select, Table, literal, select, true, update
 from sqlmodel import Session, SQLModel
 
 from db.dialect import upsert
@@ -124,14 +124,7 @@ def enqueue_intents(session: Session, rows: Select[*tuple[Any, ...]], *, now: da
         )
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
     )
-    # The driver's row count (PostgreSQL's command tag, SQLite's changes()) counts the rows
-    # inserted, not those skipped as conflicts; fetching an id per row just to count them was
-    # a measurable part of a big apply (docs/performance.md). SQLAlchemy keeps an INSERT's
-    # count only when asked to (preserve_rowcount).
-    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-        statement, execution_options={"preserve_rowcount": True}
-    )
-    return result.rowcount
+    return len(session.execute(statement.returning(OUTBOUND.c.id)).all())
 
 
 def take_autoreply_allowance(session: Session, address: str, day: date, limit: int) -> bool:
