@@ -33,6 +33,7 @@ from mailbot.gateway.store import Incoming, StoreResult, store_messages
 
 log = logging.getLogger("mailbot.gateway.group_commit")
 
+# The gateway alone: 420-445/s with a transaction per message, 810-845/s so (bench/gateway.py)
 MAX_BATCH = 64
 CLOSE_TIMEOUT_SECONDS = 30.0
 
