@@ -19,6 +19,7 @@ log = logging.getLogger("mailbot.memory")
 
 M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 # Blocks from 1 MiB up get their own mapping: every message buffer, few ordinary objects.
+# serve peaked at 461 -> 310 MiB, kept 290 -> 125 MiB after (bench/memory.py, docs/performance.md)
 LARGE_BLOCK_BYTES = 1 << 20
 
 
