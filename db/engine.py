@@ -128,14 +128,15 @@ def driver_transaction(engine: Engine) -> Iterator[Any]:
 class Turnstile:
     """Where SQLite writers queue for the one write lock, in this process and across processes.
 
-    In this process, first come first served (:class:`FairLock`). Across processes (the
-    gateway as ``serve --only smtp`` beside a worker process), two lock files beside the
-    database: a writer takes ``-writer-next`` (the waiting room), then ``-writer`` (the turn),
-    then lets go of the waiting room, and of the turn after its commit. A writer that finishes
-    and comes straight back finds the waiting room held by whoever waits for the turn, so the
-    turn alternates. Without it the worker process committed and began again before the
-    gateway's sleeping busy handler looked, and the gateway all but stopped answering while a
-    worker process drained (bench/gateway.py; the figures in docs/performance.md).
+    In this process, a plain lock (a first-come, first-served one measured no better,
+    docs/performance.md). Across processes (the gateway as ``serve --only smtp`` beside a worker
+    process), two lock files beside the database: a writer takes ``-writer-next`` (the waiting
+    room), then ``-writer`` (the turn), then lets go of the waiting room, and of the turn after
+    its commit. A writer that finishes and comes straight back finds the waiting room held by
+    whoever waits for the turn, so the turn alternates. Without them the worker process committed
+    and began again before the gateway's sleeping busy handler looked, and the gateway all but
+    stopped answering while a worker process drained (bench/gateway.py; the figures in
+    docs/performance.md).
 
     The file locks are waited for blocking (a waiter is woken the moment the turn is free;
     polling instead slowed the gateway down, docs/performance.md). They have no
@@ -145,7 +146,7 @@ class Turnstile:
     """
 
     def __init__(self, database: Path | None) -> None:
-        self._local = FairLock()
+        self._local = threading.Lock()
         self._paths = self.files_of(database) if database is not None else ()
         self._fds: tuple[int, int] | None = None  # opened by the first writer
 
@@ -156,7 +157,8 @@ class Turnstile:
 
     def acquire(self, timeout: float) -> None:
         """Wait for this process's turn (``timeout``, else TimeoutError), then the files'."""
-        self._local.acquire(timeout)
+        if not self._local.acquire(timeout=timeout):
+            raise TimeoutError("waited too long for the database write lock")
         try:
             if self._paths:
                 self._take_turn()
@@ -187,38 +189,6 @@ class Turnstile:
 def _close(*fds: int) -> None:
     for fd in fds:
         os.close(fd)
-
-
-class FairLock:
-    """A first-come, first-served lock (threading.Lock makes no promise about order)."""
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition()
-        self._next_ticket = 0
-        self._now_serving = 0
-        self._abandoned: set[int] = set()  # tickets whose holders stopped waiting
-
-    def acquire(self, timeout: float) -> None:
-        with self._condition:
-            ticket = self._next_ticket
-            self._next_ticket += 1
-            if not self._condition.wait_for(lambda: self._now_serving == ticket, timeout):
-                # Give the ticket up without blocking those behind it.
-                self._abandoned.add(ticket)
-                self._skip_abandoned()
-                raise TimeoutError("waited too long for the database write lock")
-
-    def release(self) -> None:
-        with self._condition:
-            self._now_serving += 1
-            self._skip_abandoned()
-            self._condition.notify_all()
-
-    def _skip_abandoned(self) -> None:
-        while self._now_serving in self._abandoned:
-            self._abandoned.discard(self._now_serving)
-            self._now_serving += 1
-        self._condition.notify_all()
 
 
 @contextmanager
