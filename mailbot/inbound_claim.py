@@ -10,7 +10,7 @@ from db.models import INBOUND_PENDING, InboundMessage
 
 # Every message of a claimed batch is in memory (its raw bytes) until the batch commits, so
 # large messages are claimed fewer at a time: a batch stops before this many bytes, but always
-# takes one message (bench/memory.py, docs/performance.md).
+# takes one message. Ten 9.5 MB messages a batch held 95 MB until it committed (bench/memory.py).
 CLAIM_MAX_BYTES = 16 * 1024 * 1024
 
 

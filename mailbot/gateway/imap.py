@@ -61,6 +61,7 @@ from mailbot.gateway.store import Incoming, StoreResult, header_block, store_mes
 log = logging.getLogger("mailbot.gateway.imap")
 
 CHANNEL = "imap"
+# A commit per batch: 2,070-2,350 messages/s, 150-225 with one per message (bench/imap.py)
 FETCH_BATCH = 100  # messages per FETCH, per commit and per MOVE
 # Messages up to this size travel in batches (at most FETCH_BATCH x this, 16 MB, in memory at
 # once); larger ones, up to MAILBOT_MAX_MESSAGE_BYTES, one at a time.
