@@ -162,6 +162,8 @@ def _worker(shared: Shared) -> Coroutine[Any, Any, None]:
 def _outbox(shared: Shared) -> Coroutine[Any, Any, None]:
     settings = shared.rt.settings
     render = intent_renderer(settings)  # the notices render the intents the outbox claims
+    # Woken by the worker for latency, not throughput (bench/intake.py (c) 86 requests/s either
+    # way): a notice leaves as soon as it is committed, not at the outbox's next 1 s poll.
     return run_outbox(shared.rt.engine, settings, shared.stop, render=render, wake=shared.notices)
 
 
