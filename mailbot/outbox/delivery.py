@@ -107,6 +107,7 @@ async def deliver_due(
     now: datetime,
     max_attempts: int | None = None,
     backoff_seconds: float = 30.0,
+    # End to end 72-80 requests/s, 51 with one row a claim, the same with 10 (bench/intake.py)
     batch: int = 50,
     lease: timedelta = LEASE,
     render: IntentRenderer | None = None,
