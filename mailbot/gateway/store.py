@@ -18,7 +18,6 @@ copy them twice (the bound value, then the record it builds).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
@@ -207,9 +206,10 @@ def _insert_many_or_find(
     SQLAlchemy's connection, compiler and result machinery took much).
     """
     # Driver SQL, not SQLAlchemy Core: the gateway alone 660-710 -> 810-845/s (bench/gateway.py)
+    converters = _converters(dialect)
     cursor.execute(
         _batch_insert_sql(dialect, len(rows)),
-        tuple(convert(row[name]) for row in rows for name, convert in _converters(dialect)),
+        tuple(convert(row[name]) for row in rows for name, convert in converters),
     )
     new = {sha: row_id for row_id, sha in cursor.fetchall()}
     if is_sqlite(dialect):
@@ -282,11 +282,7 @@ def _converters(dialect: Dialect) -> list[_Converter]:
     """Each column's bind conversion for this dialect (e.g. datetime → SQLite's text form),
     exactly what SQLAlchemy itself would apply; the JSON column is serialised here for both
     (PostgreSQL gets a ``::json`` cast on its placeholder)."""
-    cached = _CONVERTERS.get(dialect.name)
-    if cached is None:
-        cached = [(name, _converter(name, dialect)) for name in _COLUMNS]
-        _CONVERTERS[dialect.name] = cached
-    return cached
+    return [(name, _converter(name, dialect)) for name in _COLUMNS]
 
 
 def _converter(name: str, dialect: Dialect) -> Callable[[Any], Any]:
@@ -297,10 +293,6 @@ def _converter(name: str, dialect: Dialect) -> Callable[[Any], Any]:
     return _processor(name, dialect)
 
 
-_CONVERTERS: dict[str, list[_Converter]] = {}
-
-
-@functools.lru_cache(maxsize=256)
 def _batch_insert_sql(dialect: Dialect, count: int) -> str:
     """``INSERT … VALUES (…), (…) ON CONFLICT (sha256) DO NOTHING RETURNING id, sha256`` for
     ``count`` rows, in the driver's placeholder style (SQLite ``?``, psycopg ``%s``)."""
@@ -319,7 +311,6 @@ def _batch_insert_sql(dialect: Dialect, count: int) -> str:
     )
 
 
-@functools.lru_cache(maxsize=256)
 def _find_sql(dialect: Dialect, count: int) -> str:
     marks = ", ".join([_placeholder(dialect)] * count)
     return f"SELECT sha256, id FROM {_TABLE.name} WHERE sha256 IN ({marks})"
