@@ -14,27 +14,18 @@ so reading a tag lower-cased loses nothing.
 
 from __future__ import annotations
 
-import re
 from email.utils import parseaddr
-from functools import lru_cache
 
 from mailbot.config import Settings
 
 TAG_SEPARATOR = "+"
-# A bare address, as SMTP's RCPT TO hands it over: nothing for parseaddr to strip.
-_BARE = re.compile(r"[^\s<>()\"',;:\\\[\]@]+@[^\s<>()\"',;:\\\[\]@]+")
 # The SMTP null reverse-path, as an envelope sender or a Return-Path header spells it.
 NULL_SENDERS = frozenset({"", "<>"})
 
 
-@lru_cache(maxsize=1024)
 def split_address(address: str) -> tuple[str, str]:
-    """(local part, lower-case domain) of an address, bare or with a display name.
-
-    Cached and with a fast path for bare addresses: the SMTP gateway asks this for every
-    recipient of every session, and parseaddr is the slowest step of an RCPT.
-    """
-    bare = address if _BARE.fullmatch(address) else parseaddr(address)[1]
+    """(local part, lower-case domain) of an address, bare or with a display name."""
+    bare = parseaddr(address)[1]
     local, _, domain = bare.rpartition("@")
     return local, domain.lower()
 

@@ -7,14 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime
 from email.utils import parseaddr
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Select, Table, literal, select, true, update
-from sqlalchemy.engine import Dialect
 from sqlmodel import Session, SQLModel
 
-from db.dialect import dialect_of, upsert
+from db.dialect import upsert
 from db.models import (
     OUTBOUND_BOUNCED,
     OUTBOUND_PENDING,
@@ -75,23 +73,13 @@ def enqueue(
         "attempts": 0,
         "next_attempt_at": moment,
     }
-    new_id: int | None = session.execute(_enqueue_statement(session), values).scalar_one_or_none()
-    return new_id
-
-
-@lru_cache(maxsize=8)
-def _enqueue_statement_for(dialect: Dialect) -> Any:
-    # Built once per engine and executed with the values as parameters: building the
-    # statement per notice cost as much as running it.
-    return (
-        upsert(dialect, OUTBOUND)
+    statement = (
+        upsert(session, OUTBOUND)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(OUTBOUND.c.id)
     )
-
-
-def _enqueue_statement(session: Session) -> Any:
-    return _enqueue_statement_for(dialect_of(session))
+    new_id: int | None = session.execute(statement, values).scalar_one_or_none()
+    return new_id
 
 
 def enqueue_intents(session: Session, rows: Select[*tuple[Any, ...]], *, now: datetime) -> int:
