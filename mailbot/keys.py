@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+import time
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, func, text
+from sqlalchemy import Connection, Engine, func, text
 from sqlmodel import Session, col, select
 
 from db.dialect import is_postgresql
@@ -40,8 +42,13 @@ from mailbot.errors import ConfigError
 
 log = logging.getLogger("mailbot.keys")
 
-# How long after its retirement a key may still have signed a link: a transaction that read
-# the keys just before the rotation, with room for clocks that differ between machines.
+# A process signs with the keyring it read at most this long ago, so for up to this long after
+# a rotation made elsewhere it still signs with the old key. That is harmless (the old key keeps
+# verifying) and spares a query for every notice. Verifying never waits for it: a signature
+# that no key of the process's keyring made reloads the keys at once (verifying_keyring).
+RELOAD_SECONDS = 10.0
+# How long after its retirement a key may still have signed a link: RELOAD_SECONDS above, with
+# room for a long transaction and for clocks that differ between machines.
 SIGNING_GRACE = timedelta(hours=1)
 NO_KEYS = (
     "there is no signing key in the database: run `mailbot db upgrade` (it creates one, "
@@ -151,6 +158,7 @@ def ensure_signing_key(engine: Engine, settings: Settings, now: datetime | None 
             done = f"created signing key {row.id}"
         else:
             return "signing keys in place"
+    _forget(engine)
     log.info("%s", done)
     return done
 
@@ -183,8 +191,8 @@ def _key_file(path: Path) -> str | None:
 def rotate(engine: Engine, settings: Settings, now: datetime | None = None) -> list[KeyInfo]:
     """Make a new current key; the current one retires and verifies until its tokens expire.
 
-    Returns every key afterwards, the new one first. Every process signs with the new key
-    from its next signature on (the keys are read for each use).
+    Returns every key afterwards, the new one first. Other processes sign with the new key
+    within RELOAD_SECONDS and verify with it at once.
     """
     now = now or utc_now()
     with session_scope(engine) as session:
@@ -199,6 +207,7 @@ def rotate(engine: Engine, settings: Settings, now: datetime | None = None) -> l
         session.add(SigningKey(material=new_material(), created_at=now))
         session.flush()
         described = describe(session, settings)
+    _forget(engine)
     log.info("rotated the signing keys: key %d is now current", described[0].id)
     return described
 
@@ -219,8 +228,8 @@ class Revocation:
 def revoke(
     engine: Engine, settings: Settings, key_id: int, now: datetime | None = None
 ) -> Revocation:
-    """Revoke key ``key_id`` (it leaked): from ``now`` on it verifies nothing, in every process
-    (the keys are read for each use). Were it the current key, a new current key is
+    """Revoke key ``key_id`` (it leaked): from ``now`` on it verifies nothing, in this process
+    at once and in others within RELOAD_SECONDS. Were it the current key, a new current key is
     made in the same transaction, so signing never stops. Revoking a revoked key changes
     nothing (``already``)."""
     now = now or utc_now()
@@ -245,6 +254,7 @@ def revoke(
             session.add(row)
             session.flush()
         described = describe(session, settings)
+    _forget(engine)
     if not already:
         log.warning(
             "signing key %d revoked: what it signed no longer verifies (%d reply tokens)%s",
@@ -332,13 +342,50 @@ def _aware(moment: datetime) -> datetime:
 # --- using keys ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    keyring: Keyring
+    at: float  # time.monotonic()
+    link_token_days: float
+
+
+# Each engine's keyring as this process last read it (a database per engine). Not a setting
+# passed down, because every signer already holds a session, and a module-level cache keyed by
+# the engine lets them all share one read (as db.engine keys its SQLite turnstiles).
+_LOADED: weakref.WeakKeyDictionary[Engine, _Loaded] = weakref.WeakKeyDictionary()
+
+
 def keyring(session: Session, settings: Settings) -> Keyring:
-    """The keys to sign and verify with: ``MAILBOT_SECRET_KEY`` when set, else the database's,
-    read in ``session``'s transaction (on SQLite a second connection would wait for this
-    one's write lock). Read for each use, so a rotation or revocation made by any process
-    holds everywhere at once (keeping them for 10 s saved 8 % end to end: docs/performance.md)."""
+    """The keys to sign with: ``MAILBOT_SECRET_KEY`` when set, else the database's, as this
+    process read them at most RELOAD_SECONDS ago (read in ``session``'s transaction: on SQLite
+    a second connection would wait for this one's write lock)."""
     if settings.secret_key is not None:
         return _override(settings)
+    engine = _engine(session)
+    loaded = _LOADED.get(engine)
+    if (
+        loaded is None
+        or time.monotonic() - loaded.at > RELOAD_SECONDS
+        or loaded.link_token_days != settings.link_token_days
+    ):
+        return _reload(session, settings)
+    return loaded.keyring
+
+
+def verifying_keyring(
+    session: Session, settings: Settings, signed: Callable[[Keyring], bool]
+) -> Keyring:
+    """The keys to check a token with: this process's, or, when none of them made its signature
+    (``signed`` is false), the keys read again from the database at once, because another
+    process may have rotated them since. Reading again on every failed check is one small
+    query; a forger who sends bad tokens costs the database no more than a real link does."""
+    ring = keyring(session, settings)
+    if settings.secret_key is not None or signed(ring):
+        return ring
+    return _reload(session, settings)
+
+
+def _reload(session: Session, settings: Settings) -> Keyring:
     rows = _rows(session)
     current = [row for row in rows if row.retired_at is None]
     if not current:
@@ -354,10 +401,22 @@ def keyring(session: Session, settings: Settings) -> Keyring:
         for row in rows
         if row is not current[0] and row.revoked_at is None
     )
-    return Keyring(Key(_id(current[0]), current[0].material.encode()), retired)
+    ring = Keyring(Key(_id(current[0]), current[0].material.encode()), retired)
+    _LOADED[_engine(session)] = _Loaded(ring, time.monotonic(), settings.link_token_days)
+    return ring
+
+
+def _forget(engine: Engine) -> None:
+    """This process changed the keys: read them again at the next use."""
+    _LOADED.pop(engine, None)
 
 
 def _override(settings: Settings) -> Keyring:
     assert settings.secret_key is not None
     # As typed, as earlier versions used it: stripping it would break what they signed.
     return Keyring(Key(None, settings.secret_key.get_secret_value().encode()))
+
+
+def _engine(session: Session) -> Engine:
+    bind = session.get_bind()
+    return bind.engine if isinstance(bind, Connection) else bind

@@ -31,7 +31,7 @@ from sqlmodel import Session, select
 
 from db.models import Token
 from mailbot.config import Settings
-from mailbot.keys import Keyring, keyring
+from mailbot.keys import Keyring, verifying_keyring
 
 NONCE_BYTES = 10  # 80 bits of randomness: unguessable, and 16 base32 characters
 MAC_BYTES = 10
@@ -225,5 +225,10 @@ def link_refusal(
 def checked_link(
     session: Session, settings: Settings, refusal_with: Callable[[Keyring], TokenRefusal | None]
 ) -> TokenRefusal | None:
-    """What ``refusal_with`` says of a link (None: it opens the page), asked with the keys."""
-    return refusal_with(keyring(session, settings))
+    """What ``refusal_with`` says of a link (None: it opens the page), asked with this
+    process's keys, or, when none of them made the signature, with the keys read again from the
+    database (another process may have rotated them since)."""
+    keys = verifying_keyring(
+        session, settings, lambda keys: refusal_with(keys) is not TokenRefusal.BAD_SIGNATURE
+    )
+    return refusal_with(keys)

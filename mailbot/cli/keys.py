@@ -85,7 +85,7 @@ def _format_revocation(data: dict[str, Any]) -> str:
     if data["was_current"]:
         lines.append(f"key {data['current']} is now the current key (new links and replies use it)")
     lines.append(
-        "running processes stop accepting it at once; staff decide what still waits in the "
+        "running processes stop accepting it within 10 s; staff decide what still waits in the "
         "staff console (/staff) or an operator with `mailbot approve` / `mailbot reject`"
     )
     return "\n".join(lines)

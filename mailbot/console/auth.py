@@ -44,7 +44,7 @@ from db.models import AuditEvent, ConsoleLogin, Staff
 from mailbot import notices
 from mailbot.config import Settings
 from mailbot.console.rate import KEPT, take
-from mailbot.keys import Keyring, keyring
+from mailbot.keys import Keyring, keyring, verifying_keyring
 from mailbot.normalize import InvalidEmail, normalise_email
 from mailbot.notify import queue_staff_mail
 
@@ -238,7 +238,12 @@ def check_link(
     session: Session, settings: Settings, text: str, now: datetime, *, lock: bool = False
 ) -> LinkCheck:
     """Whether the link would log in now; changes nothing (the GET of the link)."""
-    nonce = _link_nonce(keyring(session, settings), text, now)
+    keys = verifying_keyring(
+        session,
+        settings,
+        lambda ring: _link_nonce(ring, text, now) is not LoginRefusal.BAD_SIGNATURE,
+    )
+    nonce = _link_nonce(keys, text, now)
     if isinstance(nonce, LoginRefusal):
         return LinkCheck(None, None, nonce)
     query = select(ConsoleLogin).where(ConsoleLogin.link_hash == _link_hash(nonce))

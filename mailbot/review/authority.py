@@ -25,11 +25,11 @@ from sqlmodel import Session
 from db.models import Application, InboundMessage, Staff, Token
 from mailbot.authres import authenticated
 from mailbot.config import Settings
-from mailbot.keys import keyring
+from mailbot.keys import Keyring, verifying_keyring
 from mailbot.mime import ParsedMail
 from mailbot.return_path import envelope_agrees
 from mailbot.review.context import ReviewContext
-from mailbot.tokens import Purpose, TokenCheck, check_reply_token
+from mailbot.tokens import Purpose, TokenCheck, check_reply_token, signed_purpose
 
 
 class StaffAuthority(NamedTuple):
@@ -57,6 +57,16 @@ class Refusal(NamedTuple):
     reason: str
 
 
+def keys_for(session: Session, ctx: ReviewContext, token_text: str) -> Keyring:
+    """The keys to check ``token_text`` with: read again from the database when none of this
+    process's keys signed it (another process may have rotated them)."""
+    return verifying_keyring(
+        session,
+        ctx.settings,
+        lambda keys: signed_purpose(keys, token_text, ctx.now) is not None,
+    )
+
+
 def staff_authority(
     session: Session,
     ctx: ReviewContext,
@@ -66,7 +76,7 @@ def staff_authority(
     purpose: Purpose,
 ) -> StaffAuthority | Refusal:
     """A staff reply's authority for ``purpose`` (review or cancel), or why it has none."""
-    keys = keyring(session, ctx.settings)
+    keys = keys_for(session, ctx, token_text)
     check = check_reply_token(session, keys, token_text, purpose=purpose, now=ctx.now)
     sender = (mail.from_address or "").lower()
     problem = _staff_problem(session, ctx, check, sender, inbound)
@@ -83,7 +93,7 @@ def applicant_authority(
     session: Session, ctx: ReviewContext, mail: ParsedMail, token_text: str
 ) -> ApplicantAuthority | Refusal:
     """An applicant's or manager's reply: a valid APPLICANT token issued to its From address."""
-    keys = keyring(session, ctx.settings)
+    keys = keys_for(session, ctx, token_text)
     check = check_reply_token(session, keys, token_text, purpose=Purpose.APPLICANT, now=ctx.now)
     sender = (mail.from_address or "").lower()
     token = check.token

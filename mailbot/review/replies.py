@@ -16,13 +16,13 @@ from sqlmodel import Session, select
 from db.models import APPROVED, UNDER_REVIEW, Application, AuditEvent, InboundMessage, Staff
 from mailbot import notices
 from mailbot.applications import STATUS_JA, audit
-from mailbot.keys import keyring
 from mailbot.mime import ParsedMail
 from mailbot.notify import Reply, application_context, send_reply
 from mailbot.outcome import Outcome
 from mailbot.review.authority import (
     Refusal,
     applicant_authority,
+    keys_for,
     staff_authority,
 )
 from mailbot.review.cancel import CancelError, cancel_application
@@ -47,7 +47,7 @@ def handle_review_reply(
     A cancel token goes to :func:`handle_cancel_reply`; every other token is checked here as a
     review token (so an applicant's token is refused for its purpose).
     """
-    keys = keyring(session, ctx.settings)
+    keys = keys_for(session, ctx, token_text)
     if signed_purpose(keys, token_text, ctx.now) is Purpose.CANCEL:
         return handle_cancel_reply(session, ctx, inbound, mail, token_text)
     authority = staff_authority(session, ctx, inbound, mail, token_text, Purpose.REVIEW)

@@ -14,6 +14,7 @@ import email.policy
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from email.parser import BytesParser
 import psycopg
 import pytest
 
-from mailbot.keys import Key, Keyring
+from mailbot.keys import RELOAD_SECONDS, Key, Keyring
 from mailbot.tokens import link_refusal
 from tests.acceptance.helpers import (
     ServeFactory,
@@ -136,8 +137,9 @@ def test_two_instances_share_the_keys_and_a_rotation(
     assert "key 2 is now the current key" in rotated and "key 1 still verifies until" in rotated
     for process in (first, second):
         assert open_page(process, old_link.group(1))[0] == 200
-    # ... and new notices carry links signed with the new key (each process reads the keys
-    # for each use), whichever process takes the request in.
+    # ... and once the processes have read the keys again (they sign with the keyring they
+    # read at most RELOAD_SECONDS ago), new notices carry links signed with the new key.
+    time.sleep(RELOAD_SECONDS + 1)
     later = work.messages[1]
     send(second.port, later.raw, mail_from=later.sender, rcpt_to="apply@mailbot.localhost")
     new_receipt = wait_for_mail(sink, "受付完了", work.office.applicant, count=2)
