@@ -46,7 +46,7 @@ log = logging.getLogger("mailbot.keys")
 # a rotation made elsewhere it still signs with the old key. That is harmless (the old key keeps
 # verifying) and spares a query for every notice. Verifying never waits for it: a signature
 # that no key of the process's keyring made reloads the keys at once (verifying_keyring).
-# Reading them at each use instead: end to end 76 -> 68 requests/s (bench/intake.py (c), -11 %).
+# Reading them at each use instead: end to end -8 to -11 % (bench/intake.py (c), three series).
 RELOAD_SECONDS = 10.0
 # How long after its retirement a key may still have signed a link: RELOAD_SECONDS above, with
 # room for a long transaction and for clocks that differ between machines.
