@@ -271,6 +271,9 @@ class GatewaySMTP(SMTP):
             admission.leave_data(self._client)
 
     async def _receive_and_store(self) -> None:
+        # aiosmtpd renews the session timeout on each command only, not on DATA's lines: a
+        # client that trickles its message still loses the slot SESSION_TIMEOUT_SECONDS after
+        # its DATA (tests/integration/test_smtp_limits.py).
         assert self.envelope is not None and self.session is not None
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         data = bytearray(self._trace_header())

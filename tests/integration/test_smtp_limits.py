@@ -179,3 +179,41 @@ def test_a_client_that_disconnects_in_data_frees_its_slot(
     held.client.close()  # the connection drops in the middle of the message
     send(gateway, message("next"), SECOND)
     assert stored(engine) == [message("next")]  # nothing of the cut message was stored
+
+
+def test_a_client_trickling_its_data_loses_its_slot_when_the_session_timeout_runs_out(
+    start_gateway: GatewayFactory, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session timeout runs from the DATA command and is not renewed by DATA's lines, so
+    a client that sends a line now and then cannot keep its slot past it (300 s in service;
+    3 s here)."""
+    monkeypatch.setattr("mailbot.gateway.smtp.SESSION_TIMEOUT_SECONDS", 3.0)
+    gateway = start_gateway(smtp_max_data=1, smtp_max_data_per_client=1, smtp_data_wait_seconds=8)
+    held = HeldData(gateway, message("trickled"), FIRST)
+    stop = threading.Event()
+    cut: list[BaseException] = []
+
+    def trickle() -> None:
+        try:
+            while not stop.wait(0.25):
+                held.client.send(b"one more line\r\n")
+        except OSError as exc:  # the gateway closed the connection
+            cut.append(exc)
+
+    trickler = threading.Thread(target=trickle)
+    trickler.start()
+    began = time.monotonic()
+    # The waiting session's own timeout runs from its DATA too: it asks two seconds later, so
+    # it has two seconds for its message once the slot is free.
+    time.sleep(2.0)
+    try:
+        send(gateway, message("waiting"), SECOND)  # waits for the slot, then gets it
+    finally:
+        stop.set()
+        trickler.join(10)
+    assert time.monotonic() - began < 8
+    assert stored(engine) == [message("waiting")]
+    if not cut:  # its last lines may still have gone into the socket's buffer
+        assert held.client.sock is not None
+        held.client.sock.settimeout(5)
+        assert held.client.sock.recv(100) == b"", "the trickling client was never cut off"
