@@ -8,7 +8,6 @@ import asyncio
 import email
 import mailbox
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -57,6 +56,7 @@ from mailbot.outbox import (
     run_outbox,
     take_autoreply_allowance,
 )
+from tests.support.smtp import free_port
 
 T0 = datetime(2026, 5, 1, 0, 0, tzinfo=UTC)
 RECIPIENT = "yamada@example.co.jp"
@@ -116,13 +116,6 @@ def deliver(
     if settings is not None:
         options["render"] = intent_renderer(settings)
     return asyncio.run(deliver_due(engine, transport, now=now, **options))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -24,7 +24,7 @@ from db.models import INBOUND_PENDING, InboundMessage
 from mailbot.config import Settings, load_settings
 from mailbot.gateway.smtp import TEMPFAIL, IntakeHandler, SmtpGateway, make_controller
 from tests.support.loop import LoopThread
-from tests.support.smtp import as_sent
+from tests.support.smtp import as_sent, free_port
 
 T = TypeVar("T")
 
@@ -378,7 +378,7 @@ def test_threaded_controller_stores_and_stops(
         home=tmp_path / "home",
         database_url=database_url,
         domain=DOMAIN,
-        smtp_listen=f"127.0.0.1:{_free_port()}",
+        smtp_listen=f"127.0.0.1:{free_port()}",
         max_message_bytes=LIMIT,
     )
     controller = make_controller(engine, settings)
@@ -392,9 +392,3 @@ def test_threaded_controller_stores_and_stops(
         controller.stop()
     (row,) = rows(engine)
     assert (as_sent(row.raw), row.envelope_from) == (message("controller"), "")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

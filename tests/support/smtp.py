@@ -19,11 +19,21 @@ from sqlalchemy import Engine
 
 from db.models import InboundMessage
 
+# Every port free_port handed out in this process.
+_HANDED_OUT: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A free loopback port, never one handed out before in this process: tests pick ports
+    before the servers that use them start, and the kernel may give a port it just gave back
+    again (a gateway's SMTP port once became another process's web port)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 # The gateway's own Received header, three lines (mailbot.gateway.trace), at the very top.
