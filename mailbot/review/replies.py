@@ -266,8 +266,7 @@ def refuse(
 
 # What a staff member whose reply was refused is told, by reason: the cause as far as mailbot
 # knows it, and what to do. A bad signature is not necessarily their doing (the address may
-
-
+# have been changed on the way, or mailbot's keys may have changed), so it says both.
 REFUSAL_ADVICE: dict[str, tuple[str, str]] = {
     "token_malformed": (
         "返信先アドレスが途中で切れているか、変更されています。"
