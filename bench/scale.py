@@ -505,19 +505,13 @@ def cli_p99(url: str, home: Path, *args: str) -> float:
 
 def process_ms(url: str, home: Path, *args: str) -> float:
     """Median milliseconds of ``python -m mailbot ARGS`` as a process, start-up included."""
-    import subprocess
+    from bench.common import mailbot
 
     env = clean_env(home=str(home), database_url=url)
     times = []
     for _ in range(PROCESS_RUNS):
         began = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-m", "mailbot", *args],
-            env=env,
-            cwd=home,
-            check=True,
-            capture_output=True,
-        )
+        mailbot(home, env, *args)
         times.append(time.perf_counter() - began)
     return 1000 * median(times)
 
@@ -525,8 +519,6 @@ def process_ms(url: str, home: Path, *args: str) -> float:
 def registry_import_seconds(home: Path, offices: int) -> float:
     """A fresh SQLite database, then ``mailbot registry import`` of the registry's CSV, timed
     as the operator runs it (a process, start-up included)."""
-    import subprocess
-
     from bench.common import mailbot
 
     home.mkdir(parents=True, exist_ok=True)
@@ -546,13 +538,7 @@ def registry_import_seconds(home: Path, offices: int) -> float:
     env = clean_env(home=str(home))
     mailbot(home, env, "db", "upgrade")
     began = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "mailbot", "registry", "import", str(csv_path)],
-        env=env,
-        cwd=home,
-        check=True,
-        capture_output=True,
-    )
+    mailbot(home, env, "registry", "import", str(csv_path))
     return time.perf_counter() - began
 
 
