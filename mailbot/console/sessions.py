@@ -138,8 +138,7 @@ def pre_session_value() -> str:
 
 def pre_session_token(session: Session, settings: Settings, pre: str) -> str:
     """The CSRF token of the forms a browser without a session posts (bound to its cookie)."""
-    secret = keyring(session, settings).current.material
-    return hmac.new(secret, CSRF_SALT + b":" + pre.encode(), hashlib.sha256).hexdigest()
+    return _pre_token(keyring(session, settings).current.material, pre)
 
 
 def pre_session_token_ok(
@@ -147,11 +146,14 @@ def pre_session_token_ok(
 ) -> bool:
     if not pre or not token:
         return False
-    for secret in keyring(session, settings).verifying(now):
-        expected = hmac.new(secret, CSRF_SALT + b":" + pre.encode(), hashlib.sha256).hexdigest()
-        if hmac.compare_digest(expected, token):
-            return True
-    return False
+    return any(
+        hmac.compare_digest(_pre_token(secret, pre), token)
+        for secret in keyring(session, settings).verifying(now)
+    )
+
+
+def _pre_token(secret: bytes, pre: str) -> str:
+    return hmac.new(secret, CSRF_SALT + b":" + pre.encode(), hashlib.sha256).hexdigest()
 
 
 def session_token_ok(who: StaffSession, token: str) -> bool:
