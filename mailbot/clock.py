@@ -18,6 +18,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A stored time, aware: SQLite hands back naive datetimes for the UTC values it stores."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 async def wait_any(*events: asyncio.Event, timeout: float) -> None:
     """Return when any of ``events`` is set, or after ``timeout`` seconds, whichever is first."""
     waiters = [asyncio.ensure_future(event.wait()) for event in events]

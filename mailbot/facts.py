@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -25,6 +25,7 @@ from db.models import (
     ReceiptCounter,
     UserId,
 )
+from mailbot.clock import as_utc
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def _aware(value: Any) -> datetime | None:
     if isinstance(value, str):  # SQLite may hand back an aggregate of times as text
         value = datetime.fromisoformat(value)
     assert isinstance(value, datetime)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return as_utc(value)
 
 
 def _age(moment: datetime | None, now: datetime) -> float | None:

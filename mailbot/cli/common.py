@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 import click
 
+from mailbot.clock import as_utc
 from mailbot.config import load_settings
 from mailbot.runtime import Runtime
 
@@ -28,8 +29,7 @@ def in_zone(moment: datetime | str | None, zone: tzinfo) -> str | None:
     if moment is None:
         return None
     value = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return aware.astimezone(zone).isoformat(timespec="seconds")
+    return as_utc(value).astimezone(zone).isoformat(timespec="seconds")
 
 
 def runtime(ctx: click.Context) -> Runtime:

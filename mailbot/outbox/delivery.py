@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select, update
@@ -22,7 +22,7 @@ from db.models import (
     OUTBOUND_SENT,
     OutboundMessage,
 )
-from mailbot.clock import Clock, utc_now, wait_any
+from mailbot.clock import Clock, as_utc, utc_now, wait_any
 from mailbot.config import Settings
 from mailbot.logs import log_context
 from mailbot.outbox.queue import OUTBOUND, OutboxError, clip_error
@@ -89,15 +89,10 @@ class RetryPolicy:
         if self.max_attempts is not None and mail.attempts >= self.max_attempts:
             return True
         queued = mail.requeued_at or mail.created_at
-        return self.give_up_after is not None and now - _aware(queued) >= self.give_up_after
+        return self.give_up_after is not None and now - as_utc(queued) >= self.give_up_after
 
     def next_attempt(self, now: datetime, attempts: int) -> datetime:
         return next_attempt(now, attempts, self.backoff_seconds, self.max_backoff_seconds)
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes for the UTC values it stores.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 async def deliver_due(
