@@ -15,7 +15,6 @@ from sqlmodel import Session
 from db.models import Application, Staff
 from mailbot import notices
 from mailbot.addresses import tagged_address
-from mailbot.applications import application_items
 from mailbot.config import Settings
 from mailbot.keys import keyring
 from mailbot.normalize import user_code_of
@@ -46,9 +45,10 @@ def send_review_requests(
     reviewers = [m for m in active_staff(session) if skip is None or m.id != skip.id]
     if not reviewers:  # nobody to ask (yet): the reminder digest lists it once staff exist
         return 0
+    about = application_context(session, application)
     context = {
-        **application_context(session, application),
-        **_registry_context(session, application, view),
+        **about,
+        **_registry_context(session, application, view, about["user_ids"]),
         "status_url": status_url(session, settings, application.receipt_no, now),
         "approvals_required": settings.approvals_required,
     }
@@ -80,10 +80,10 @@ def send_review_requests(
 
 
 def _registry_context(
-    session: Session, application: Application, view: RegistryView
+    session: Session, application: Application, view: RegistryView, own: list[str]
 ) -> dict[str, Any]:
-    """What a reviewer needs beside the request: the codes' other IDs, sharing, the schedule."""
-    own = [i.key for i in application_items(session, application) if i.kind == "user_id"]
+    """What a reviewer needs beside the request (``own``: its user IDs): the codes' other IDs,
+    sharing, the schedule."""
     codes = sorted({user_code_of(user_id) for user_id in own})
     code_rows = {
         code: sorted(
