@@ -174,16 +174,23 @@ def cancel(session: Session, asked: Asked, *, reason: str) -> Done:
 # --- quarantine and notices ----------------------------------------------------------------------
 
 
-def _audit(session: Session, event: str, actor: str, now: datetime, **detail: object) -> None:
-    inbound_id = detail.pop("inbound_id", None)
-    application_id = detail.pop("application_id", None)
+def _audit(
+    session: Session,
+    event: str,
+    actor: str,
+    now: datetime,
+    *,
+    inbound_id: int | None = None,
+    application_id: int | None = None,
+    **detail: object,
+) -> None:
     session.add(
         AuditEvent(
             at=now,
-            application_id=application_id if isinstance(application_id, int) else None,
+            application_id=application_id,
             event=event,
             actor=actor,
-            inbound_id=inbound_id if isinstance(inbound_id, int) else None,
+            inbound_id=inbound_id,
             detail={**detail, "via": "web"},
         )
     )
