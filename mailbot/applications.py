@@ -208,6 +208,19 @@ def application_items(session: Session, application: Application) -> list[Applic
     )
 
 
+def locked(session: Session, application: Application) -> Application:
+    """``application`` read again under a row lock (PostgreSQL; SQLite's writer lock
+    serialises anyway). ``populate_existing``: a change committed another way since the caller
+    read it (a decision, an apply) is seen, never overwritten."""
+    query = (
+        select(Application)
+        .where(Application.id == application.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return session.exec(query).one()
+
+
 def find_application(session: Session, receipt_no: str) -> Application:
     key = parse_receipt_no(receipt_no)
     application = (

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from db.models import (
     APPROVED,
@@ -29,7 +29,7 @@ from db.models import (
     Staff,
 )
 from mailbot import notices
-from mailbot.applications import STATUS_JA, find_application, finish
+from mailbot.applications import STATUS_JA, find_application, finish, locked
 from mailbot.applying import MIDNIGHT, is_due, run_time
 from mailbot.config import Settings
 from mailbot.dates import ja_date
@@ -66,7 +66,7 @@ def cancel_application(
     nobody is asked for a reason only to be told it is too late.
     """
     staff = find_staff(session, by)  # NotFoundError unless an active staff member
-    application = _locked(session, find_application(session, receipt_no))
+    application = locked(session, find_application(session, receipt_no))
     _check_cancellable(application, settings, now, apply_time)
     if not reason.strip():
         raise CancelError(
@@ -152,17 +152,3 @@ def _check_cancellable(
             f"has come ({due.isoformat()}); it is applied or about to be, and can no longer be "
             "cancelled",
         )
-
-
-def _locked(session: Session, application: Application) -> Application:
-    """Re-read ``application`` under a row lock on PostgreSQL (SQLite: the writer lock).
-
-    ``populate_existing``: the lookup may have read the row before an apply committed.
-    """
-    query = (
-        select(Application)
-        .where(Application.id == application.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return session.exec(query).one()

@@ -29,7 +29,7 @@ from db.models import (
 )
 from mailbot import notices
 from mailbot.addresses import tagged_address
-from mailbot.applications import DECISION_JA, application_items, audit, finish
+from mailbot.applications import DECISION_JA, application_items, audit, finish, locked
 from mailbot.applying import is_due, run_time
 from mailbot.config import Settings
 from mailbot.dates import InvalidDate, parse_date
@@ -70,12 +70,7 @@ def decide(
     # Re-read under a row lock (PostgreSQL; SQLite's writer lock serialises anyway): a
     # decision taken another way (a reply, the console, the CLI) that committed since the
     # caller read the application is seen here and refused, never decided a second time.
-    session.exec(
-        select(Application)
-        .where(Application.id == application.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+    locked(session, application)
     if not staff.active:
         raise DecisionError(
             ja=f"{staff.email} は有効な審査担当者ではありません。",
