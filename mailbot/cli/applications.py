@@ -7,12 +7,10 @@ from typing import Any
 
 import click
 
+from db.models import APPLICATION_STATUSES
 from mailbot.cli.common import emit, json_option, runtime
 from mailbot.errors import MailbotError
 from mailbot.runtime import Runtime
-
-# The statuses `--status` accepts (a wrong one is a usage error listing these, exit 2).
-APPLICATION_STATUSES = ("under_review", "approved", "rejected", "withdrawn", "cancelled", "applied")
 
 
 @click.command()

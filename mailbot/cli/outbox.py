@@ -7,10 +7,8 @@ from typing import Any
 
 import click
 
+from db.models import OUTBOUND_STATUSES
 from mailbot.cli.common import emit, format_mapping, in_zone, json_option, runtime
-
-# The statuses `--status` accepts (a wrong one is a usage error listing these, exit 2).
-OUTBOUND_STATUSES = ("pending", "sent", "failed", "bounced")
 
 
 @click.group()

@@ -9,17 +9,14 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from db.models import (
-    OUTBOUND_BOUNCED,
     OUTBOUND_FAILED,
     OUTBOUND_PENDING,
-    OUTBOUND_SENT,
+    OUTBOUND_STATUSES,
     OutboundMessage,
 )
 from mailbot.clock import utc_now
 from mailbot.errors import NotFoundError
 from mailbot.outbox.queue import OUTBOUND, OutboxError
-
-OUTBOUND_STATUSES = (OUTBOUND_PENDING, OUTBOUND_SENT, OUTBOUND_FAILED, OUTBOUND_BOUNCED)
 
 
 def list_outbox(
