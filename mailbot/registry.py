@@ -15,6 +15,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -230,28 +231,15 @@ def _write_offices(session: Session, rows: list[OfficeRow]) -> None:
     a few statements per 1,000 offices (one ORM round trip per office took 20 s for 20,000)."""
     o, c = _OFFICE.c, _CONTACT.c
     now = utc_now()
-    values = [
-        {
-            "key": row.code,
-            "company": row.company,
-            "office_name": row.office,
-            "department": row.department,
-            "updated_at": now,
-        }
-        for row in rows
-    ]
     known: set[str] = set()
     for chunk in _chunks([row.code for row in rows]):
         known.update(session.execute(select(o.code).where(o.code.in_(chunk))).scalars())
         session.execute(delete(_CONTACT).where(c.office_code.in_(chunk)))
-    new = [
-        {"code": v["key"], **{k: v[k] for k in v if k != "key"}}
-        for v in values
-        if v["key"] not in known
-    ]
+    new = [{"code": row.code, **_office_columns(row, now)} for row in rows if row.code not in known]
     if new:
         session.execute(insert(_OFFICE), new)
-    changed = [v for v in values if v["key"] in known]
+    # The UPDATE's rows name their office "key": a bind named "code" would be taken for a SET.
+    changed = [{"key": row.code, **_office_columns(row, now)} for row in rows if row.code in known]
     if changed:
         session.execute(
             update(_OFFICE)
@@ -267,6 +255,15 @@ def _write_offices(session: Session, rows: list[OfficeRow]) -> None:
     contacts = [{"office_code": row.code, "email": email} for row in rows for email in row.contacts]
     if contacts:
         session.execute(insert(_CONTACT), contacts)
+
+
+def _office_columns(row: OfficeRow, now: datetime) -> dict[str, Any]:
+    return {
+        "company": row.company,
+        "office_name": row.office,
+        "department": row.department,
+        "updated_at": now,
+    }
 
 
 # Progress: (what, done, of) — "checking" characters of the file, then "importing" user IDs.
