@@ -33,7 +33,7 @@ import logging
 import secrets
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -42,6 +42,7 @@ from sqlmodel import Session, col, select
 
 from db.models import AuditEvent, ConsoleLogin, Staff
 from mailbot import notices
+from mailbot.clock import as_utc
 from mailbot.config import Settings
 from mailbot.console.rate import KEPT, take
 from mailbot.keys import Keyring, keyring, verifying_keyring
@@ -136,10 +137,6 @@ def _code_mac(secret: bytes, login_id: int, code: str) -> str:
 def normalised_code(text: str) -> str:
     """Digits only: full-width digits, spaces and hyphens as people type them."""
     return "".join(ch for ch in unicodedata.normalize("NFKC", text) if ch.isdigit())[:32]
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def audit(session: Session, event: str, actor: str, now: datetime, **detail: Any) -> None:
@@ -259,7 +256,7 @@ def check_link(
 def _login_refusal(login: ConsoleLogin, staff: Staff | None, now: datetime) -> LoginRefusal | None:
     if login.used_at is not None:
         return LoginRefusal.USED
-    if _aware(login.expires_at) <= now:
+    if as_utc(login.expires_at) <= now:
         return LoginRefusal.EXPIRED
     if staff is None or not staff.active:
         return LoginRefusal.STAFF_INACTIVE

@@ -6,7 +6,7 @@ state, in the order they happened."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select as sa_select
@@ -20,6 +20,7 @@ from db.models import (
     OutboundMessage,
 )
 from mailbot.applications import find_application
+from mailbot.clock import as_utc
 from mailbot.mime import ParsedMail, UnreadableMail, parse_mail
 
 # What each audit event is called on the timeline (Japanese, English).
@@ -51,10 +52,6 @@ VIA_LABELS = {
     "cli": "コマンド",
     "scheduler": "スケジューラ",
 }
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -134,7 +131,7 @@ def load_detail(session: Session, receipt_no: str, max_attachment_bytes: int) ->
     ).all()
     timeline = [_event_entry(e) for e in events] + [_notice_entry(n) for n in notices]
     # Stable: an event comes before the notices it caused (same transaction, same time).
-    timeline.sort(key=lambda entry: (_aware(entry.at), entry.kind != "event"))
+    timeline.sort(key=lambda entry: (as_utc(entry.at), entry.kind != "event"))
     approvers = tuple(
         sorted(
             {

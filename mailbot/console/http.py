@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from functools import cache, wraps
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -30,6 +30,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from db.engine import session_scope
 from mailbot.applications import STATUS_JA
+from mailbot.clock import as_utc
 from mailbot.config import Settings
 from mailbot.console.auth import audit
 from mailbot.console.sessions import COOKIE, StaffSession, load_session, session_token_ok
@@ -127,8 +128,7 @@ def query(**params: str) -> str:
 def _zoned(moment: datetime | None, zone: Any) -> str:
     if moment is None:
         return "-"
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return aware.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    return as_utc(moment).astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
 def _short_date(day: date | None) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, or_
@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from db.models import Application, ApplicationItem
 from mailbot.applications import STATUS_JA
+from mailbot.clock import as_utc
 from mailbot.console.queues import user_ids_of
 from mailbot.normalize import nfkc
 from mailbot.receipts import parse_receipt_no
@@ -137,8 +138,7 @@ def _cell(value: Any) -> str:
 def _when(moment: datetime | None, zone: Any) -> str:
     if moment is None:
         return ""
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return aware.astimezone(zone).isoformat(timespec="minutes")
+    return as_utc(moment).astimezone(zone).isoformat(timespec="minutes")
 
 
 def as_csv(found: Found, zone: Any) -> bytes:

@@ -18,12 +18,13 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from db.models import ConsoleSession, Staff
+from mailbot.clock import as_utc
 from mailbot.config import Settings
 from mailbot.console.auth import audit
 from mailbot.console.rate import KEPT
@@ -48,10 +49,6 @@ class StaffSession:
 
 def _hash(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def start_session(
@@ -100,15 +97,15 @@ def load_session(
     reason = None
     if staff is None or not staff.active:
         reason = "staff_inactive"
-    elif _aware(row.expires_at) <= now:
+    elif as_utc(row.expires_at) <= now:
         reason = "expired"
-    elif now - _aware(row.last_seen_at) > timedelta(minutes=settings.console_idle_minutes):
+    elif now - as_utc(row.last_seen_at) > timedelta(minutes=settings.console_idle_minutes):
         reason = "idle"
     if reason is not None:
         _end(session, row, now, reason, staff.email if staff else "unknown")
         return None
     assert staff is not None and row.id is not None and staff.id is not None
-    if (now - _aware(row.last_seen_at)).total_seconds() >= TOUCH_SECONDS:
+    if (now - as_utc(row.last_seen_at)).total_seconds() >= TOUCH_SECONDS:
         row.last_seen_at = now
         session.add(row)
     return StaffSession(row.id, staff.id, staff.email, staff.name, row.csrf)
