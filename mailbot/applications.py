@@ -99,20 +99,17 @@ def create_application(
     # it is recorded in shared_codes_pending and abolished when its last ID is.
     for code in plan.codes_abolished:
         session.add(ApplicationItem(application_id=application.id, kind="user_code", key=code))
-    session.add(
-        AuditEvent(
-            at=now,
-            application_id=application.id,
-            event="received",
-            actor=sender,
-            inbound_id=inbound.id,
-            detail={
-                "receipt_no": application.receipt_no,
-                "message_id": inbound.message_id,
-                "user_ids": list(plan.user_ids),
-                "proposed_start_date": plan.proposed_start_date.isoformat(),
-            },
-        )
+    audit(
+        session,
+        application,
+        "received",
+        actor=sender,
+        now=now,
+        inbound_id=inbound.id,
+        receipt_no=application.receipt_no,
+        message_id=inbound.message_id,
+        user_ids=list(plan.user_ids),
+        proposed_start_date=plan.proposed_start_date.isoformat(),
     )
     session.flush()
     # The rest of this message's processing is logged with the receipt number too.
