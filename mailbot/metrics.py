@@ -33,7 +33,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
-from db.models import INBOUND_STATUSES
+from db.models import APPLICATION_STATUSES, INBOUND_STATUSES
 from mailbot.clock import Clock
 from mailbot.facts import QueueFacts, read_facts
 from mailbot.monitor import LEADER, OK_STATES, Monitor
@@ -122,14 +122,7 @@ class DatabaseCollector(Collector):
         applications = GaugeMetricFamily(
             "mailbot_applications", "Applications by status.", labels=["status"]
         )
-        for status in (
-            "under_review",
-            "approved",
-            "rejected",
-            "withdrawn",
-            "cancelled",
-            "applied",
-        ):
+        for status in APPLICATION_STATUSES:
             applications.add_metric([status], facts.applications.get(status, 0))
         yield applications
         receipts = GaugeMetricFamily(
