@@ -18,6 +18,7 @@ from db.engine import session_scope
 from db.models import (
     INBOUND_PENDING,
     INBOUND_QUARANTINED,
+    OUTBOUND_FAILED,
     OUTBOUND_PENDING,
     Application,
     InboundMessage,
@@ -64,7 +65,7 @@ class QueueFacts:
             "quarantined": self.quarantined,
             "notices": self.notices(OUTBOUND_PENDING),
             "oldest_notice_seconds": _round(self.unsent_seconds(now)),
-            "failed_notices": self.notices("failed"),
+            "failed_notices": self.notices(OUTBOUND_FAILED),
         }
 
 
