@@ -62,7 +62,15 @@ from mailbot.normalize import ident_of, user_code_of
 from mailbot.notify import network_ja
 from mailbot.office_page import office_page
 from mailbot.tokens import TokenRefusal, checked_link, link_refusal
-from mailbot.web_base import REVIEWED, STATUS_EN, WebContext, html, refusal, web_context
+from mailbot.web_base import (
+    REVIEWED,
+    STATUS_EN,
+    WebContext,
+    content_security_policy,
+    html,
+    refusal,
+    web_context,
+)
 from mailbot.web_health import check_health
 
 log = logging.getLogger("mailbot.web")
@@ -75,10 +83,7 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "X-Robots-Tag": "noindex, nofollow",
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
-        "form-action 'none'; frame-ancestors 'none'"
-    ),
+    "Content-Security-Policy": content_security_policy("'none'"),
 }
 SHUTDOWN_GRACE_SECONDS = 5
 

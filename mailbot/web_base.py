@@ -37,6 +37,15 @@ STATUS_EN = {
 }
 
 
+def content_security_policy(form_action: str) -> str:
+    """Nothing loaded from anywhere but the inline <style>, no framing; forms post only to
+    ``form_action`` (the status pages have none, the console's post to itself)."""
+    return (
+        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
+        f"form-action {form_action}; frame-ancestors 'none'"
+    )
+
+
 @dataclass(frozen=True)
 class WebContext:
     """What a page reads from ``request.app.state.web``."""

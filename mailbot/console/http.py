@@ -35,14 +35,11 @@ from mailbot.config import Settings
 from mailbot.console.auth import audit
 from mailbot.console.sessions import COOKIE, StaffSession, load_session, session_token_ok
 from mailbot.errors import BilingualError, MailbotError
-from mailbot.web_base import STATUS_EN, page_environment, web_context
+from mailbot.web_base import STATUS_EN, content_security_policy, page_environment, web_context
 
 log = logging.getLogger("mailbot.console")
 
-CONSOLE_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
+CONSOLE_CSP = content_security_policy("'self'")
 MAX_FORM_BYTES = 1024 * 1024
 MAX_FORM_FIELDS = 5000
 
