@@ -163,10 +163,11 @@ def finish(
             .where(col(ApplicationItem.application_id) == application.id)
             .values(open=False)
         )
-    detail: dict[str, Any] = {"status": status, "reason": reason, "via": via}
     if status == CANCELLED:  # what was called off: the start date it no longer has
         assert application.start_date is not None
         detail = {"reason": reason, "start_date": application.start_date.isoformat(), "via": via}
+    else:
+        detail = {"status": status, "reason": reason, "via": via}
     event = FINISHED_EVENTS[status]
     audit(session, application, event, actor=actor, now=now, inbound_id=inbound_id, **detail)
 
