@@ -54,7 +54,7 @@ from mailbot.rules import (
     which_office,
 )
 from mailbot.schedule_table import registration_dates
-from mailbot.upcoming import Upcoming, load_upcoming
+from mailbot.upcoming import Upcoming, load_upcoming, upcoming
 
 
 @dataclass(frozen=True)
@@ -223,6 +223,7 @@ def _request(
     # every problem (parser problems first, then the draft's, then the rules').
     draft = read_draft(form, sender)
     today = now.astimezone(ctx.settings.zone).date()
+    dates = registration_dates(session, on_or_after=today)
     view = registry_view(
         session,
         sender=sender,
@@ -234,7 +235,7 @@ def _request(
         draft,
         sender,
         view,
-        registration_dates(session, on_or_after=today),
+        dates,
         ctx.calendar,
         today,
         ctx.settings.lead_business_days,
@@ -254,7 +255,7 @@ def _request(
         outcome,
         name=draft.applicant_name,
         office=office if isinstance(office, OfficeInfo) else None,
-        schedule=_upcoming(session, ctx, now),
+        schedule=upcoming(dates, ctx.calendar, today, ctx.settings.lead_business_days),
         now=now,
     )
     return Outcome.INVALID
