@@ -67,6 +67,7 @@ from mailbot.web_base import (
     STATUS_EN,
     WebContext,
     content_security_policy,
+    download,
     html,
     refusal,
     web_context,
@@ -284,10 +285,7 @@ def _document_failure(exc: FontMissingError) -> Response:
 
 
 def _pdf(data: bytes, ascii_name: str, japanese_name: str) -> Response:
-    disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(japanese_name)}"
-    return Response(
-        data, media_type="application/pdf", headers={"Content-Disposition": disposition}
-    )
+    return download(data, "application/pdf", ascii_name, japanese_name)
 
 
 class SecurityHeaders:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from prometheus_client import CollectorRegistry
@@ -79,6 +80,12 @@ def page_environment() -> Environment:
 @cache
 def templates() -> Environment:
     return page_environment()
+
+
+def download(data: bytes, media_type: str, ascii_name: str, name: str) -> Response:
+    """``data`` as an attachment named ``name`` (RFC 6266), ``ascii_name`` for old clients."""
+    disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+    return Response(data, media_type=media_type, headers={"Content-Disposition": disposition})
 
 
 def html(template: str, *, status: int = HTTPStatus.OK, **context: Any) -> HTMLResponse:

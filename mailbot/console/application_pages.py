@@ -27,7 +27,7 @@ from mailbot.console.sessions import StaffSession
 from mailbot.errors import NotFoundError
 from mailbot.mime import UnreadableMail, parse_mail
 from mailbot.review import ReviewContext
-from mailbot.web_base import web_context
+from mailbot.web_base import download, web_context
 from mailbot.worker import get_inbound
 
 SOURCE_SHOWN = 256 * 1024  # bytes of a message's source shown on its page (all: download)
@@ -182,12 +182,8 @@ def attachment(request: Request, session: Session, who: StaffSession) -> Respons
         ch if (ch.isascii() and ch.isalnum()) or ch in "._-" else "_"
         for ch in part.filename or "attachment"
     )
-    original = quote(part.filename or "attachment")
-    disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{original}"
-    return Response(
-        part.payload,
-        media_type="application/octet-stream",
-        headers={"Content-Disposition": disposition},
+    return download(
+        part.payload, "application/octet-stream", ascii_name, part.filename or "attachment"
     )
 
 
