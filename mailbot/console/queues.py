@@ -93,10 +93,13 @@ class NoticeRow:
 
 def counts(session: Session, calendar: BusinessCalendar, today: date, risk: int) -> dict[str, Any]:
     """Each queue's size (and the review queue's number at risk)."""
-    review = under_review(session, calendar, today, risk)
+    # The applications only: their IDs and approvers are for the queue's page, not its count.
+    review = _under_review(session, LIMIT)
     return {
         "review": len(review),
-        "review_at_risk": sum(row.at_risk for row in review),
+        "review_at_risk": sum(
+            _days_left(calendar, today, application) <= risk for application in review
+        ),
         "approved": _count(session, Application, col(Application.status) == APPROVED),
         "shared": len(shared_waiting(session)),
         "quarantine": _count(
@@ -140,10 +143,8 @@ def _approvers(session: Session, applications: list[Application]) -> dict[int, t
     return {key: tuple(sorted(value)) for key, value in found.items()}
 
 
-def under_review(
-    session: Session, calendar: BusinessCalendar, today: date, risk: int, limit: int = LIMIT
-) -> list[ReviewRow]:
-    applications = list(
+def _under_review(session: Session, limit: int) -> list[Application]:
+    return list(
         session.exec(
             select(Application)
             .where(Application.status == UNDER_REVIEW)
@@ -151,13 +152,24 @@ def under_review(
             .limit(limit)
         )
     )
+
+
+def _days_left(calendar: BusinessCalendar, today: date, application: Application) -> int:
+    """Business days before the proposed start date."""
+    return calendar.business_days_between(today, application.proposed_start_date)
+
+
+def under_review(
+    session: Session, calendar: BusinessCalendar, today: date, risk: int, limit: int = LIMIT
+) -> list[ReviewRow]:
+    applications = _under_review(session, limit)
     ids = [a.id for a in applications if a.id is not None]
     user_ids = user_ids_of(session, ids)
     approvers = _approvers(session, applications)
     rows = []
     for application in applications:
         assert application.id is not None
-        left = calendar.business_days_between(today, application.proposed_start_date)
+        left = _days_left(calendar, today, application)
         rows.append(
             ReviewRow(
                 application,
