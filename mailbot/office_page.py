@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 from sqlmodel import Session
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 
 from db.engine import session_scope
 from mailbot.applications import STATUS_JA
@@ -36,7 +36,7 @@ from mailbot.office_link import office_link_refusal
 from mailbot.registry_queries import OfficeApplicationRow, office_applications
 from mailbot.tokens import TokenRefusal, checked_link, link_token
 from mailbot.upcoming import Upcoming, load_upcoming
-from mailbot.web_base import REVIEWED, STATUS_EN, WebContext, refusal, templates, web_context
+from mailbot.web_base import REVIEWED, STATUS_EN, WebContext, html, refusal, web_context
 
 log = logging.getLogger("mailbot.web")
 
@@ -86,8 +86,7 @@ def office_page(request: Request) -> Response:
     if view is None:  # signed by us but gone from the registry: still the same refusal
         _log_refusal(TokenRefusal.UNKNOWN, office_code)
         return refusal()
-    body = templates().get_template("office.html.j2").render(v=view, c=view.contract)
-    return HTMLResponse(body)
+    return html("office.html.j2", v=view, c=view.contract)
 
 
 def _load(session: Session, web: WebContext, office_code: str, now: datetime) -> OfficeView | None:
