@@ -190,6 +190,12 @@ def now_of(request: Request) -> datetime:
     return web_context(request).clock()
 
 
+def logged_in(request: Request, session: Session) -> StaffSession | None:
+    """The live session the request's cookie names, if any (mailbot.console.sessions)."""
+    context = web_context(request)
+    return load_session(session, context.settings, request.cookies.get(COOKIE), context.clock())
+
+
 def staff_page(page: Page) -> Callable[[Request], Response]:
     """A GET page for a logged-in staff member; anyone else is sent to the login page."""
 
@@ -197,9 +203,7 @@ def staff_page(page: Page) -> Callable[[Request], Response]:
     def handler(request: Request) -> Response:
         context = web_context(request)
         with session_scope(context.engine) as session:
-            who = load_session(
-                session, context.settings, request.cookies.get(COOKIE), context.clock()
-            )
+            who = logged_in(request, session)
             if who is not None:
                 return page(request, session, who)
         return redirect(root(context.settings) + "/login")
@@ -238,9 +242,7 @@ def staff_action(action: Action) -> Callable[[Request], Any]:
 def who_posted(request: Request, session: Session, form: Form) -> StaffSession | Response:
     """The staff member whose live session posted ``form`` with its CSRF token, or the page
     refusing the post (the session has ended; the token is missing or wrong, which is audited)."""
-    context = web_context(request)
-    now = context.clock()
-    who = load_session(session, context.settings, request.cookies.get(COOKIE), now)
+    who = logged_in(request, session)
     if who is None:
         return render(request, "ended.html.j2", status=HTTPStatus.FORBIDDEN)
     if not session_token_ok(who, form.get("csrf")):
@@ -248,7 +250,7 @@ def who_posted(request: Request, session: Session, form: Form) -> StaffSession |
             session,
             "console_csrf_refused",
             who.email,
-            now,
+            now_of(request),
             path=request.url.path[:200],
             client=client(request),
         )

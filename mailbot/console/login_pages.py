@@ -33,6 +33,7 @@ from mailbot.console.http import (
     Form,
     delete_cookie,
     in_thread,
+    logged_in,
     read_form,
     redirect,
     render,
@@ -114,8 +115,7 @@ def _login_page(
 def login_page(request: Request) -> Response:
     context = web_context(request)
     with session_scope(context.engine) as session:
-        who = load_session(session, context.settings, request.cookies.get(COOKIE), context.clock())
-        if who is not None:
+        if logged_in(request, session) is not None:
             return redirect(root(context.settings) + "/")
         return _login_page(request, session, bye=bool(request.query_params.get("bye")))
 

@@ -18,9 +18,9 @@ from db.engine import session_scope
 from mailbot.calendar import BusinessCalendar
 from mailbot.console import queues
 from mailbot.console.health import NextApply, database_part, panel
-from mailbot.console.http import now_of, query, redirect, render, root, staff_page
+from mailbot.console.http import logged_in, now_of, query, redirect, render, root, staff_page
 from mailbot.console.search import STATUSES, as_csv, criteria_from, search
-from mailbot.console.sessions import COOKIE, StaffSession, load_session
+from mailbot.console.sessions import StaffSession
 from mailbot.web_base import web_context
 from mailbot.web_health import check_health
 
@@ -109,9 +109,7 @@ async def health_page(request: Request) -> Response:
 
     def who_and_facts() -> tuple[StaffSession | None, datetime | None, NextApply | None]:
         with session_scope(context.engine) as session:
-            who = load_session(
-                session, context.settings, request.cookies.get(COOKIE), context.clock()
-            )
+            who = logged_in(request, session)
             if who is None:
                 return None, None, None
             last, upcoming = database_part(session, context.settings)
