@@ -11,6 +11,7 @@ from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
+from db.models import INBOUND_QUARANTINED
 from mailbot.console import actions
 from mailbot.console.detail import load_detail, load_original
 from mailbot.console.http import (
@@ -143,7 +144,7 @@ def message_page(request: Request, session: Session, who: StaffSession) -> Respo
         request,
         "message.html.j2",
         who=who,
-        current="quarantine" if inbound.status == "quarantined" else "",
+        current="quarantine" if inbound.status == INBOUND_QUARANTINED else "",
         m=inbound,
         o=original,
         source=raw[:SOURCE_SHOWN].decode("utf-8", errors="replace"),

@@ -17,7 +17,14 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from db.engine import session_scope
-from db.models import Application, InboundMessage, OutboundMessage
+from db.models import (
+    INBOUND_QUARANTINED,
+    OUTBOUND_FAILED,
+    UNDER_REVIEW,
+    Application,
+    InboundMessage,
+    OutboundMessage,
+)
 from mailbot.calendar import BusinessCalendar
 from mailbot.config import Settings
 from mailbot.console import actions
@@ -82,7 +89,7 @@ def preview(session: Session, action: str, items: list[Item]) -> list[PreviewRow
                 rows.append(PreviewRow(item, item.key, "", NOT_FOUND))
                 continue
             problem = ""
-            if application.status != "under_review":
+            if application.status != UNDER_REVIEW:
                 problem = f"審査済み（{application.status}, {application.decided_by}）"
             elif application.version != item.version:
                 problem = "画面を開いた後に変更されました / changed since shown"
@@ -111,7 +118,9 @@ def preview(session: Session, action: str, items: list[Item]) -> list[PreviewRow
                 row_id: (
                     sender or "<>",
                     status,
-                    "" if status == "quarantined" else "隔離中ではありません / not quarantined",
+                    ""
+                    if status == INBOUND_QUARANTINED
+                    else "隔離中ではありません / not quarantined",
                 )
                 for row_id, status, sender in session.exec(messages)
             },
@@ -124,7 +133,7 @@ def preview(session: Session, action: str, items: list[Item]) -> list[PreviewRow
             row_id: (
                 kind,
                 recipient,
-                "" if status == "failed" else "送信失敗ではありません / not failed",
+                "" if status == OUTBOUND_FAILED else "送信失敗ではありません / not failed",
             )
             for row_id, status, recipient, kind in session.exec(notices)
         },
