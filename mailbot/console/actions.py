@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from db.models import (
     INBOUND_DONE,
@@ -32,7 +32,7 @@ from db.models import (
     OutboundMessage,
     Staff,
 )
-from mailbot.applications import find_application
+from mailbot.applications import find_application, locked
 from mailbot.calendar import BusinessCalendar
 from mailbot.dates import InvalidDate, parse_date
 from mailbot.errors import BilingualError, MailbotError
@@ -68,13 +68,7 @@ class Done:
 def _locked(session: Session, receipt_no: str) -> Application:
     """The application re-read under a row lock (PostgreSQL; SQLite holds the writer lock), so a
     decision by reply committing meanwhile is seen, and none can commit until this one has."""
-    found = find_application(session, receipt_no)
-    return session.exec(
-        select(Application)
-        .where(Application.id == found.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+    return locked(session, find_application(session, receipt_no))
 
 
 def _same_version(application: Application, version: int) -> None:

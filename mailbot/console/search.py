@@ -15,14 +15,14 @@ from typing import Any
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
-from db.models import Application, ApplicationItem
+from db.models import APPLICATION_STATUSES, Application, ApplicationItem
 from mailbot.applications import STATUS_JA
 from mailbot.clock import as_utc
 from mailbot.console.queues import user_ids_of
 from mailbot.normalize import nfkc
 from mailbot.receipts import parse_receipt_no
 
-STATUSES = ("under_review", "approved", "rejected", "withdrawn", "cancelled", "applied")
+STATUSES = APPLICATION_STATUSES  # the search form offers them in this order
 SHOWN = 200  # rows a search shows (and exports); the page says when there are more
 CSV_COLUMNS = (
     "receipt_no",
