@@ -14,9 +14,11 @@ import logging
 import time
 import traceback
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import QueryableAttribute, defer
 from sqlmodel import Session, col, select
 
 from db.engine import session_scope
@@ -167,7 +169,13 @@ async def run_worker(
 def list_inbound(
     session: Session, status: str | None = None, limit: int = 100
 ) -> list[InboundMessage]:
-    query = select(InboundMessage).order_by(col(InboundMessage.id).desc()).limit(limit)
+    # The raw bytes (up to MAILBOT_MAX_MESSAGE_BYTES each) are never listed: not loaded either.
+    query = (
+        select(InboundMessage)
+        .options(defer(cast(QueryableAttribute[bytes], InboundMessage.raw)))
+        .order_by(col(InboundMessage.id).desc())
+        .limit(limit)
+    )
     if status:
         query = query.where(InboundMessage.status == status)
     return list(session.exec(query))
