@@ -1,8 +1,10 @@
 """The page behind the link, over real HTTP: a uvicorn server on a loopback port, urllib as the
 client, links taken from real notices produced by the harness (request → approval by reply).
 
-The helpers at the top (``submit``, ``approve``, ``link_in``, ``fetch``, ``visible_text``,
-``serve_web``) are shared with test_documents.py and the browser acceptance test.
+The helpers at the top (``submit``, ``approve``, ``link_in``, ``path_of``) are shared with
+test_documents.py and the browser acceptance test; the web ones (``serve_web``, ``Site``,
+``fetch``, ``visible_text``, ``recipient``) live in tests/support/web.py and are imported here
+under their own names for the modules that still import them from this one.
 """
 
 from __future__ import annotations
@@ -10,20 +12,16 @@ from __future__ import annotations
 import json
 import re
 import socket
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from db.engine import make_engine, session_scope
-from mailbot.config import HostPort, Settings, load_settings
+from db.engine import session_scope
+from mailbot.config import HostPort, load_settings
 from mailbot.keys import keyring
 from mailbot.monitor import RUNNING, Monitor
 from mailbot.tokens import link_token
@@ -34,6 +32,11 @@ from tests.support.loop import LoopThread
 from tests.support.replies import reply_address, reply_to
 from tests.support.requests import SATO, YAMADA, form, mail
 from tests.support.smtp import free_port
+from tests.support.web import Site as Site
+from tests.support.web import fetch as fetch
+from tests.support.web import recipient as recipient
+from tests.support.web import serve_web as serve_web
+from tests.support.web import visible_text as visible_text
 
 START = date(2026, 12, 15)  # a registration date of the demo schedule
 CONFIRMATION = "【NSS】利用申込確認完了のお知らせ"
@@ -46,10 +49,6 @@ START_MOMENT = datetime.fromisoformat("2026-12-15T00:00:00+09:00")
 
 
 # --- shared helpers --------------------------------------------------------------------------
-
-
-def recipient(message: EmailMessage) -> str:
-    return str(message["To"].addresses[0].addr_spec)
 
 
 def submit(h: Harness, *user_ids: str, remarks: str | None = None) -> list[EmailMessage]:
@@ -76,82 +75,6 @@ def link_in(messages: list[EmailMessage], subject: str, to: str = YAMADA) -> str
 def path_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.path}?{parts.query}"
-
-
-@dataclass(frozen=True)
-class Fetched:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def text(self) -> str:
-        return visible_text(self.body.decode("utf-8"))
-
-
-def fetch(url: str) -> Fetched:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return Fetched(
-                response.status,
-                {k.lower(): v for k, v in response.headers.items()},
-                response.read(),
-            )
-    except urllib.error.HTTPError as error:
-        return Fetched(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
-
-
-class _Text(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-        self._hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._hidden += tag in ("style", "script", "title")
-
-    def handle_endtag(self, tag: str) -> None:
-        self._hidden -= tag in ("style", "script", "title")
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden and data.strip():
-            self.parts.append(data.strip())
-
-
-def visible_text(html: str) -> str:
-    parser = _Text()
-    parser.feed(html)
-    return "\n".join(parser.parts)
-
-
-@dataclass
-class Site:
-    """A running web server; ``url(path)`` addresses it."""
-
-    server: WebServer
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.port}{path}"
-
-    def get(self, path: str) -> Fetched:
-        return fetch(self.url(path))
-
-
-def serve_web(
-    loop: LoopThread,
-    h: Harness,
-    *,
-    settings: Settings | None = None,
-    port: int = 0,
-    engine_url: str | None = None,
-    monitor: Monitor | None = None,
-) -> Site:
-    """The app on a loopback port, on the harness's clock (``h.now`` may be moved)."""
-    engine = make_engine(engine_url) if engine_url else h.engine
-    app = make_app(engine, settings or h.settings, clock=lambda: h.now, monitor=monitor)
-    server = WebServer(app, HostPort("127.0.0.1", port))
-    loop.run(server.start())
-    return Site(server)
 
 
 SiteFactory = Callable[..., Site]

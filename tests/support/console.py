@@ -17,10 +17,10 @@ from email.message import EmailMessage
 from typing import Any
 
 from tests.integration.conftest import HarnessFactory
-from tests.integration.test_web import Site, recipient, serve_web, visible_text
 from tests.support.harness import STAFF, Harness, body_text
 from tests.support.loop import LoopThread
 from tests.support.smtp import free_port
+from tests.support.web import Site, recipient, serve_web, visible_text
 
 LOGIN_SUBJECT = "管理画面へのログイン"
 LINK = re.compile(r"https?://\S+/staff/login/[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+")
