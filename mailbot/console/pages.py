@@ -70,6 +70,9 @@ def queue(request: Request, session: Session, who: StaffSession) -> Response:
         context["rows"] = queues.quarantined(session)
     else:
         context["rows"] = queues.failed_notices(session)
+    # A capped list (at most queues.LIMIT rows) is headed by its true total, counted apart.
+    capped = name in queues.FILTERS
+    context["total"] = queues.count(session, name) if capped else len(context["rows"])
     return render(request, f"queue_{name}.html.j2", who=who, current=name, **context)
 
 

@@ -9,7 +9,9 @@
 * **quarantine**: messages the worker could not process;
 * **failed**: notices the outbox gave up on.
 
-Lists read only the columns they show (never a message's raw bytes).
+Lists read only the columns they show (never a message's raw bytes) and at most ``LIMIT`` rows;
+each count is a SQL ``COUNT`` over the list's own filter (:data:`FILTERS`), so it is the true
+total however many rows the page lists.
 """
 
 from __future__ import annotations
@@ -91,22 +93,33 @@ class NoticeRow:
     receipt_no: str | None
 
 
+# What each capped queue lists (and counts): its table and filter.
+FILTERS: dict[str, tuple[Any, Any]] = {
+    "review": (Application, col(Application.status) == UNDER_REVIEW),
+    "approved": (Application, col(Application.status) == APPROVED),
+    "quarantine": (InboundMessage, col(InboundMessage.status) == INBOUND_QUARANTINED),
+    "failed": (OutboundMessage, col(OutboundMessage.status) == OUTBOUND_FAILED),
+}
+
+
 def counts(session: Session, calendar: BusinessCalendar, today: date, risk: int) -> dict[str, Any]:
-    """Each queue's size (and the review queue's number at risk)."""
-    # The applications only: their IDs and approvers are for the queue's page, not its count.
-    review = _under_review(session, LIMIT)
-    return {
-        "review": len(review),
-        "review_at_risk": sum(
-            _days_left(calendar, today, application) <= risk for application in review
-        ),
-        "approved": _count(session, Application, col(Application.status) == APPROVED),
-        "shared": len(shared_waiting(session)),
-        "quarantine": _count(
-            session, InboundMessage, col(InboundMessage.status) == INBOUND_QUARANTINED
-        ),
-        "failed": _count(session, OutboundMessage, col(OutboundMessage.status) == OUTBOUND_FAILED),
-    }
+    """Each queue's size (and the review queue's number at risk), one COUNT each."""
+    found: dict[str, Any] = {name: count(session, name) for name in FILTERS}
+    # At risk: at most ``risk`` business days left, i.e. a proposed start date before the
+    # (risk + 1)-th business day after today (business_days_between grows with the end date).
+    first_safe = calendar.add_business_days(today, risk + 1)
+    model, condition = FILTERS["review"]
+    found["review_at_risk"] = _count(
+        session, model, condition & (col(Application.proposed_start_date) < first_safe)
+    )
+    found["shared"] = len(shared_waiting(session))  # not capped: the whole list is its count
+    return found
+
+
+def count(session: Session, name: str) -> int:
+    """How many items the capped queue ``name`` has (its page lists at most LIMIT)."""
+    model, condition = FILTERS[name]
+    return _count(session, model, condition)
 
 
 def _count(session: Session, model: Any, condition: Any) -> int:
@@ -143,13 +156,18 @@ def _approvers(session: Session, applications: list[Application]) -> dict[int, t
     return {key: tuple(sorted(value)) for key, value in found.items()}
 
 
-def _under_review(session: Session, limit: int) -> list[Application]:
+def _limit(limit: int | None) -> int:
+    """LIMIT as it is when called (a test may lower it)."""
+    return LIMIT if limit is None else limit
+
+
+def _under_review(session: Session, limit: int | None) -> list[Application]:
     return list(
         session.exec(
             select(Application)
-            .where(Application.status == UNDER_REVIEW)
+            .where(FILTERS["review"][1])
             .order_by(col(Application.received_at), col(Application.id))
-            .limit(limit)
+            .limit(_limit(limit))
         )
     )
 
@@ -160,7 +178,7 @@ def _days_left(calendar: BusinessCalendar, today: date, application: Application
 
 
 def under_review(
-    session: Session, calendar: BusinessCalendar, today: date, risk: int, limit: int = LIMIT
+    session: Session, calendar: BusinessCalendar, today: date, risk: int, limit: int | None = None
 ) -> list[ReviewRow]:
     applications = _under_review(session, limit)
     ids = [a.id for a in applications if a.id is not None]
@@ -182,13 +200,15 @@ def under_review(
     return rows
 
 
-def approved(session: Session, limit: int = LIMIT) -> list[tuple[Application, tuple[str, ...]]]:
+def approved(
+    session: Session, limit: int | None = None
+) -> list[tuple[Application, tuple[str, ...]]]:
     applications = list(
         session.exec(
             select(Application)
-            .where(Application.status == APPROVED)
+            .where(FILTERS["approved"][1])
             .order_by(col(Application.start_date), col(Application.id))
-            .limit(limit)
+            .limit(_limit(limit))
         )
     )
     user_ids = user_ids_of(session, [a.id for a in applications if a.id is not None])
@@ -240,7 +260,7 @@ def shared_waiting(session: Session) -> list[SharedRow]:
     ]
 
 
-def quarantined(session: Session, limit: int = LIMIT) -> list[MessageRow]:
+def quarantined(session: Session, limit: int | None = None) -> list[MessageRow]:
     m = InboundMessage
     # The header block only (a quarantined message's headers were never extracted).
     block = func.substr(col(m.raw), 1, HEADER_BYTES)
@@ -254,9 +274,9 @@ def quarantined(session: Session, limit: int = LIMIT) -> list[MessageRow]:
             col(m.attempts),
             col(m.error),
         )
-        .where(col(m.status) == INBOUND_QUARANTINED)
+        .where(FILTERS["quarantine"][1])
         .order_by(col(m.id))
-        .limit(limit)
+        .limit(_limit(limit))
     )
     return [
         MessageRow(
@@ -278,7 +298,7 @@ def _last_line(error: str | None) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def failed_notices(session: Session, limit: int = LIMIT) -> list[NoticeRow]:
+def failed_notices(session: Session, limit: int | None = None) -> list[NoticeRow]:
     o = OutboundMessage
     rows = session.execute(
         sa_select(
@@ -292,9 +312,9 @@ def failed_notices(session: Session, limit: int = LIMIT) -> list[NoticeRow]:
             col(Application.receipt_no),
         )
         .join(Application, col(Application.id) == col(o.application_id), isouter=True)
-        .where(col(o.status) == OUTBOUND_FAILED)
+        .where(FILTERS["failed"][1])
         .order_by(col(o.id))
-        .limit(limit)
+        .limit(_limit(limit))
     )
     return [
         NoticeRow(
