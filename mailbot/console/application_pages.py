@@ -171,12 +171,16 @@ def attachment(request: Request, session: Session, who: StaffSession) -> Respons
     """One attachment, always as a download of octet-stream: a sender's HTML or SVG must never
     be rendered from the console's origin."""
     settings = web_context(request).settings
+    # 0, 1, …: as the message page numbers them (a Python index of -1 would be the last one).
+    n = _int(str(request.path_params["n"]))
     try:
+        if n < 0:
+            raise IndexError(n)
         inbound = get_inbound(session, _message_id(request))
         mail = parse_mail(
             bytes(inbound.raw or b""), max_attachment_bytes=settings.max_attachment_bytes
         )
-        part = mail.attachments[_int(str(request.path_params["n"]))]
+        part = mail.attachments[n]
     except (NotFoundError, UnreadableMail, IndexError):
         return render(request, "not_found.html.j2", who=who, status=HTTPStatus.NOT_FOUND)
     ascii_name = "".join(
