@@ -93,20 +93,21 @@ _TURNSTILES: weakref.WeakKeyDictionary[Engine, Turnstile] = weakref.WeakKeyDicti
 
 
 @contextmanager
-def driver_transaction(engine: Engine) -> Iterator[Any]:
+def driver_transaction(engine: Engine, *, urgent: bool = False) -> Iterator[Any]:
     """One transaction on a pooled driver (DB-API) connection; yields its cursor.
 
     For a hot path where SQLAlchemy's per-statement work matters: the SMTP gateway's writer
     thread, whose every line of Python is taken from the event loop's share of the GIL. The
     rules are the engine's own: on SQLite the writer queues at this process's turnstile and
     takes the write lock up front (BEGIN IMMEDIATE); commit on success, roll back on any
-    exception, and the connection goes back to the pool either way.
+    exception, and the connection goes back to the pool either way. An ``urgent`` writer is
+    one a client waits for (the gateway's 250s): see :func:`urgent_writer_waited`.
     """
     connection = engine.raw_connection()
     try:
         turnstile = _TURNSTILES.get(engine)
         if turnstile is not None:
-            turnstile.acquire(SQLITE_BUSY_TIMEOUT_MS / 1000)
+            turnstile.acquire(SQLITE_BUSY_TIMEOUT_MS / 1000, urgent=urgent)
         try:
             cursor = connection.cursor()
             if turnstile is not None:
@@ -143,21 +144,39 @@ class Turnstile:
     timeout: every holder is a transaction that either commits or, waiting for SQLite's own
     lock held by some other program, gives up after the busy timeout; a process that dies
     lets go at once (the kernel drops its locks).
+
+    Whoever lets go of the turn learns whether an *urgent* writer was waiting for it: one a
+    client waits for (the gateway's commits: every session's 250), in this process or any
+    writer of another process. The intake worker then gives way for a while (``mailbot.worker
+    .GIVE_WAY``): alternate turns alone still made each of the gateway's commits wait for one
+    worker transaction.
     """
 
     def __init__(self, database: Path | None) -> None:
         self._local = threading.Lock()
         self._paths = self.files_of(database) if database is not None else ()
         self._fds: tuple[int, int] | None = None  # opened by the first writer
+        self._urgent_here = 0  # urgent writers of this process waiting for the local lock
+        self._count = threading.Lock()
+        self._last_release = threading.local()  # per thread: did an urgent writer wait?
 
     @staticmethod
     def files_of(database: Path) -> tuple[Path, Path]:
         """The lock files beside ``database`` (they hold no data; any writer recreates them)."""
         return Path(f"{database}-writer-next"), Path(f"{database}-writer")
 
-    def acquire(self, timeout: float) -> None:
+    def acquire(self, timeout: float, *, urgent: bool = False) -> None:
         """Wait for this process's turn (``timeout``, else TimeoutError), then the files'."""
-        if not self._local.acquire(timeout=timeout):
+        if urgent:
+            with self._count:
+                self._urgent_here += 1
+        try:
+            got = self._local.acquire(timeout=timeout)
+        finally:
+            if urgent:
+                with self._count:
+                    self._urgent_here -= 1
+        if not got:
             raise TimeoutError("waited too long for the database write lock")
         try:
             if self._paths:
@@ -167,9 +186,31 @@ class Turnstile:
             raise
 
     def release(self) -> None:
+        self._last_release.urgent_waited = self.urgent_waiting()
         if self._fds is not None:
             fcntl.flock(self._fds[1], fcntl.LOCK_UN)
         self._local.release()
+
+    def urgent_waited(self) -> bool:
+        """Whether an urgent writer was queued for the turn when this thread last let go of it:
+        one of this process marked urgent, or any writer of another process (in a deployment,
+        the gateway as ``serve --only smtp``, or a staff member's action)."""
+        return bool(getattr(self._last_release, "urgent_waited", False))
+
+    def urgent_waiting(self) -> bool:
+        """Whether an urgent writer waits for the turn now; for the turn's holder to ask."""
+        # A writer of another process waits in the waiting room: it holds that file's lock
+        # while it waits for the turn.
+        if self._urgent_here:
+            return True
+        if self._fds is None:
+            return False
+        try:
+            fcntl.flock(self._fds[0], fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(self._fds[0], fcntl.LOCK_UN)
+        return False
 
     def _take_turn(self) -> None:
         # Only the holder of the local lock gets here, so one pair of descriptors serves every
@@ -189,6 +230,20 @@ class Turnstile:
 def _close(*fds: int) -> None:
     for fd in fds:
         os.close(fd)
+
+
+def urgent_writer_waited(engine: Engine) -> bool:
+    """Whether, when this thread last committed (or rolled back) on ``engine``, an urgent writer
+    (see :meth:`Turnstile.urgent_waited`) was waiting for SQLite's write lock. Always False on
+    PostgreSQL: it has no single write lock, and nobody waits for another's transaction.
+    """
+    turnstile = turnstile_of(engine)
+    return turnstile is not None and turnstile.urgent_waited()
+
+
+def turnstile_of(engine: Engine) -> Turnstile | None:
+    """Where ``engine``'s writers queue (None on PostgreSQL)."""
+    return _TURNSTILES.get(engine)
 
 
 @contextmanager

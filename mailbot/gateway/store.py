@@ -159,7 +159,7 @@ def store_messages(engine: Engine, batch: Sequence[Incoming]) -> list[StoreResul
         *_driver_errors(dialect),
     )
     try:
-        with driver_transaction(engine) as cursor:
+        with driver_transaction(engine, urgent=True) as cursor:
             return _insert_many_or_find(cursor, dialect, rows)
     except failures as exc:
         raise StoreError(f"could not store the inbound messages: {_describe(exc)}") from exc

@@ -6,14 +6,23 @@ single write lock."""
 from __future__ import annotations
 
 import fcntl
+import itertools
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sqlalchemy import text
+import pytest
+from sqlalchemy import Engine, text
 
-from db.engine import Turnstile, make_engine
+from db.engine import (
+    Turnstile,
+    driver_transaction,
+    make_engine,
+    turnstile_of,
+    urgent_writer_waited,
+)
 from db.migrate import upgrade
 
 
@@ -61,3 +70,104 @@ def test_a_writer_coming_straight_back_goes_after_the_one_waiting(tmp_path: Path
     assert order == ["busy", "waiting", "busy again"]
     busy.dispose()
     waiting.dispose()
+
+
+# --- who waited: the worker gives way to the gateway (mailbot.worker.GIVE_WAY) --------------
+
+
+_DAYS = itertools.count(10)
+
+
+class Holder:
+    """A write transaction in a thread of its own (the worker's) that commits once ``queued()``
+    says the other writer waits; ``learnt`` is whether an urgent writer waited, as the
+    committing thread learns it."""
+
+    def __init__(self, engine: Engine, queued: Callable[[], bool]) -> None:
+        self.inside = threading.Event()
+        self.learnt: bool | None = None
+        self._thread = threading.Thread(target=self._hold, args=(engine, queued))
+        self._thread.start()
+        assert self.inside.wait(30)
+
+    def _hold(self, engine: Engine, queued: Callable[[], bool]) -> None:
+        with engine.begin() as conn:
+            day = f"2027-01-{next(_DAYS):02d}"
+            conn.execute(text(f"INSERT INTO registration_date (day) VALUES ('{day}')"))
+            self.inside.set()
+            deadline = time.monotonic() + 30
+            while not queued() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        self.learnt = urgent_writer_waited(engine)
+
+    def result(self) -> bool | None:
+        self._thread.join(30)
+        return self.learnt
+
+
+def write_in_thread(engine: Engine, day: str, *, gateway: bool) -> threading.Thread:
+    """A writer in a thread of its own: the gateway's (urgent) or an ordinary one (the outbox)."""
+
+    def write() -> None:
+        statement = f"INSERT INTO registration_date (day) VALUES ('{day}')"
+        if gateway:
+            with driver_transaction(engine, urgent=True) as cursor:
+                cursor.execute(statement)
+        else:
+            with engine.begin() as conn:
+                conn.execute(text(statement))
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'mailbot.db'}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_a_writer_learns_that_the_gateway_waited_for_its_turn(sqlite_engine: Engine) -> None:
+    turnstile = turnstile_of(sqlite_engine)
+    assert turnstile is not None
+    holder = Holder(sqlite_engine, turnstile.urgent_waiting)
+    gateway = write_in_thread(sqlite_engine, "2027-02-02", gateway=True)
+    assert holder.result() is True
+    gateway.join(30)
+    # The next transaction, with nobody waiting, learns that nobody did.
+    assert Holder(sqlite_engine, lambda: True).result() is False
+
+
+def test_an_ordinary_writer_waiting_is_not_the_gateway(sqlite_engine: Engine) -> None:
+    # The outbox marking notices sent is background work too: the worker does not give way.
+    asked = threading.Event()
+
+    def queued() -> bool:  # it has asked for the turn, and had time to wait for it
+        asked.wait(30)
+        time.sleep(0.1)
+        return True
+
+    holder = Holder(sqlite_engine, queued)
+    outbox = write_in_thread(sqlite_engine, "2027-02-03", gateway=False)
+    asked.set()
+    assert holder.result() is False
+    outbox.join(30)
+    with sqlite_engine.connect() as conn:  # it did wait, and then wrote
+        assert conn.execute(text("SELECT count(*) FROM registration_date")).scalar() == 2
+
+
+def test_a_writer_of_another_process_waiting_counts_as_urgent(tmp_path: Path) -> None:
+    # In a deployment the gateway is `serve --only smtp`, a process of its own: two engines,
+    # two turnstiles with their own lock-file descriptors.
+    database = tmp_path / "mailbot.db"
+    worker, gateway = make_engine(f"sqlite:///{database}"), make_engine(f"sqlite:///{database}")
+    upgrade(worker)
+    holder = Holder(worker, lambda: someone_waits(database))
+    other = write_in_thread(gateway, "2027-02-04", gateway=False)
+    assert holder.result() is True
+    other.join(30)
+    worker.dispose()
+    gateway.dispose()
