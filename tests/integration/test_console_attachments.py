@@ -36,11 +36,11 @@ def logged_in(c: Console) -> Browser:
     return b
 
 
-def received(h: Harness) -> int:
-    """A request with the form as a CSV and an HTML page attached (file names as Outlook
-    encodes them), received and processed: its message id."""
+def received(h: Harness, style: str = "outlook") -> int:
+    """A request with the form as a CSV and an HTML page attached (file names as Outlook or
+    Thunderbird encodes them), received and processed: its message id."""
     files = [(FORM_NAME, CSV, table_csv()), (HTML_NAME, "text/html", HTML)]
-    h.send(attachment_mail(files))
+    h.send(attachment_mail(files, style=style))
     h.process()
     (message,) = h.inbound()
     assert message.id is not None
@@ -54,10 +54,11 @@ def filename_of(disposition: str) -> str:
     return unquote(found.group(1))
 
 
+@pytest.mark.parametrize("style", ["outlook", "thunderbird"])
 def test_staff_download_each_attachment_as_sent_under_its_japanese_name(
-    console: Console,
+    console: Console, style: str
 ) -> None:
-    message_id = received(console.h)
+    message_id = received(console.h, style)
     b = logged_in(console)
     page = b.get(f"/staff/messages/{message_id}")
     links = re.findall(

@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 import urllib.parse
 import uuid
 from collections.abc import Sequence
@@ -99,9 +100,14 @@ def _outlook_params(filename: str) -> tuple[str, str]:
 
 
 def _thunderbird_params(filename: str) -> tuple[str, str]:
-    # Thunderbird: RFC 2231 continuations, percent-encoded UTF-8, split into pieces.
+    # Thunderbird: RFC 2231 continuations, percent-encoded UTF-8, split into pieces of about 30
+    # characters. Like Thunderbird, never inside a %XX (a UTF-8 character may span two pieces).
     quoted = urllib.parse.quote(filename.encode("utf-8"), safe="")
-    pieces = [quoted[i : i + 30] for i in range(0, len(quoted), 30)]
+    pieces = [""]
+    for octet in re.findall(r"%[0-9A-F]{2}|.", quoted):
+        if len(pieces[-1]) + len(octet) > 30:
+            pieces.append("")
+        pieces[-1] += octet
     continued = ";\r\n ".join(
         f"filename*{n}*={'UTF-8' + chr(39) * 2 if n == 0 else ''}{piece}"
         for n, piece in enumerate(pieces)
