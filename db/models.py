@@ -9,7 +9,7 @@ unique index on ``application_item``), receipt numbers unique.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import JSON, Column, Float, Index, LargeBinary, Unicode, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
@@ -46,6 +46,11 @@ OUTBOUND_FAILED = "failed"
 OUTBOUND_BOUNCED = "bounced"
 OUTBOUND_STATUSES = (OUTBOUND_PENDING, OUTBOUND_SENT, OUTBOUND_FAILED, OUTBOUND_BOUNCED)
 
+# User ID and user code statuses (UserId.status, UserCode.status): the same two for both.
+# ``Final`` so that mypy takes them as the literals where a ``Literal[...]`` type wants one.
+ACTIVE: Final = "active"
+ABOLISHED: Final = "abolished"
+
 
 class Office(SQLModel, table=True):
     __tablename__ = "office"
@@ -72,7 +77,7 @@ class UserCode(SQLModel, table=True):
     __tablename__ = "user_code"
 
     code: str = Field(primary_key=True, max_length=5)
-    status: str = Field(default="active", max_length=16)
+    status: str = Field(default=ACTIVE, max_length=16)
     abolished_on: date | None = None
 
 
@@ -85,7 +90,7 @@ class UserId(SQLModel, table=True):
     office_code: str = Field(foreign_key="office.code", index=True, max_length=32)
     network: str = Field(max_length=16)
     # Indexed: counting the abolished IDs (/metrics) must not read a million rows.
-    status: str = Field(default="active", max_length=16, index=True)
+    status: str = Field(default=ACTIVE, max_length=16, index=True)
     abolished_on: date | None = None
 
 

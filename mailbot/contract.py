@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from sqlmodel import Session
 
-from db.models import APPROVED
+from db.models import ABOLISHED, APPROVED
 from mailbot import notices
 from mailbot.applications import STATUS_JA
 from mailbot.blank_form import Prefill, prefilled_attachments
@@ -136,7 +136,7 @@ class OfficeContract:
 
 def id_state(row: ContractIdRow) -> IdState:
     user_id, code, ident = row.user_id, row.user_code, ident_of(row.user_id)
-    if row.status == "abolished":
+    if row.status == ABOLISHED:
         return IdState(user_id, code, ident, "abolished", abolished_on=row.abolished_on)
     if row.receipt_no is not None:
         confirmed = row.application_status == APPROVED and row.start_date is not None

@@ -16,6 +16,7 @@ from sqlmodel import col
 
 from db.engine import session_scope
 from db.models import (
+    ABOLISHED,
     INBOUND_PENDING,
     INBOUND_QUARANTINED,
     OUTBOUND_FAILED,
@@ -107,7 +108,7 @@ def read_facts(engine: Engine) -> QueueFacts:
             session.execute(select(col(ReceiptCounter.year), col(ReceiptCounter.issued))).all()
         )
         abolished = session.execute(
-            select(func.count()).where(col(UserId.status) == "abolished")
+            select(func.count()).where(col(UserId.status) == ABOLISHED)
         ).scalar_one()
     return QueueFacts(
         inbound=inbound,

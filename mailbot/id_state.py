@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from db.models import UserCode, UserId
+from db.models import ABOLISHED, UserCode, UserId
 from mailbot.errors import NotFoundError
 from mailbot.normalize import InvalidUserId, normalise_user_id
 from mailbot.registry import user_id_summary
@@ -30,7 +30,7 @@ def _load(session: Session, user_id: str) -> tuple[UserId, UserCode | None]:
 def _code_abolished(code: UserCode | None, today: date) -> bool:
     return (
         code is not None
-        and code.status == "abolished"
+        and code.status == ABOLISHED
         and (code.abolished_on is None or code.abolished_on <= today)
     )
 

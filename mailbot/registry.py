@@ -23,7 +23,7 @@ import click
 from sqlalchemy import Table, bindparam, delete, insert, update
 from sqlmodel import Session, SQLModel, col, select
 
-from db.models import Office, OfficeContact, UserCode, UserId
+from db.models import ACTIVE, Office, OfficeContact, UserCode, UserId
 from mailbot.clock import utc_now
 from mailbot.errors import ImportFileError, NotFoundError
 from mailbot.normalize import (
@@ -166,7 +166,7 @@ def import_registry(
             "ident": user_id[USER_CODE_LENGTH:],
             "office_code": office_code,
             "network": network_of(user_id),
-            "status": "active",
+            "status": ACTIVE,
         }
         for user_id, office_code in parsed.user_ids.items()
         if user_id not in known
@@ -211,7 +211,7 @@ def _insert_missing_codes(session: Session, codes: set[str]) -> None:
     for chunk in _chunks(sorted(codes)):
         found = session.execute(select(_USER_CODE.c.code).where(_USER_CODE.c.code.in_(chunk)))
         existing.update(found.scalars())
-    missing = [{"code": code, "status": "active"} for code in sorted(codes - existing)]
+    missing = [{"code": code, "status": ACTIVE} for code in sorted(codes - existing)]
     if missing:
         session.execute(insert(_USER_CODE), missing)
 

@@ -15,6 +15,8 @@ from sqlalchemy import select as core_select
 from sqlmodel import Session, SQLModel, select
 
 from db.models import (
+    ABOLISHED,
+    ACTIVE,
     OPEN_STATUSES,
     Application,
     ApplicationItem,
@@ -68,7 +70,7 @@ def registry_view(
         user_id: UserIdInfo(
             user_id=user_id,
             office_code=office,
-            status="abolished" if status == "abolished" else "active",
+            status=ABOLISHED if status == ABOLISHED else ACTIVE,
             abolished_on=abolished_on,
             open_receipt_no=receipt_no,
         )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
+from db.models import ACTIVE
 from mailbot.normalize import USER_CODE_LENGTH
 
 UserIdStatus = Literal["active", "abolished"]
@@ -39,7 +40,7 @@ class UserIdInfo:
 
     @property
     def is_active(self) -> bool:
-        return self.status == "active"
+        return self.status == ACTIVE
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
+from db.models import ABOLISHED
 from mailbot.calendar import BusinessCalendar, next_registration_date
 from mailbot.dates import ja_date
 from mailbot.draft import PartialDraft, RequestDraft
@@ -305,7 +306,7 @@ def can_perform(
     is accepted for the database's columns; an unknown operation raises ValueError.
     """
     id_abolished = (abolished_on is not None and today >= abolished_on) or (
-        user_status == "abolished" and abolished_on is None
+        user_status == ABOLISHED and abolished_on is None
     )
     if operation == "management_statistics":
         return True, "管理統計資料取得は廃止後も行えます / Management statistics stay available"

@@ -9,8 +9,8 @@ from sqlalchemy import String, Subquery, false, insert, literal, null, select
 from sqlmodel import Session
 
 from db.dialect import JsonSql
+from db.models import ACTIVE
 from mailbot.applying.batch import (
-    ACTIVE,
     APPLICATION,
     AUDIT,
     ITEM,

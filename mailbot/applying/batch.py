@@ -11,10 +11,15 @@ from sqlalchemy import ColumnElement, Integer, Table, and_, exists
 from sqlmodel import Session, SQLModel
 
 from db.dialect import dialect_of, in_one_parameter, is_postgresql
-from db.models import Application, ApplicationItem, AuditEvent, UserCode, UserId
-
-ABOLISHED = "abolished"
-ACTIVE = "active"
+from db.models import (
+    ABOLISHED,
+    ACTIVE,
+    Application,
+    ApplicationItem,
+    AuditEvent,
+    UserCode,
+    UserId,
+)
 
 _TABLES = SQLModel.metadata.tables
 APPLICATION: Table = _TABLES[Application.__tablename__]

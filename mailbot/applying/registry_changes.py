@@ -13,10 +13,8 @@ from sqlalchemy import CompoundSelect, CursorResult, String, func, select, updat
 from sqlmodel import Session
 
 from db.dialect import in_one_parameter
-from db.models import APPLIED, APPROVED
+from db.models import ABOLISHED, ACTIVE, APPLIED, APPROVED
 from mailbot.applying.batch import (
-    ABOLISHED,
-    ACTIVE,
     APPLICATION,
     ITEM,
     USER_CODE,

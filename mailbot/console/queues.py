@@ -26,6 +26,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from db.models import (
+    ACTIVE,
     APPLIED,
     APPROVED,
     INBOUND_QUARANTINED,
@@ -234,7 +235,7 @@ def shared_waiting(session: Session) -> list[SharedRow]:
         session.exec(
             select(UserCode.code)
             .where(col(UserCode.code).in_(list(givers)))
-            .where(UserCode.status == "active")
+            .where(UserCode.status == ACTIVE)
         )
     )
     held = (
@@ -249,7 +250,7 @@ def shared_waiting(session: Session) -> list[SharedRow]:
         for code, office in session.exec(
             select(UserId.user_code, UserId.office_code)
             .where(col(UserId.user_code).in_(sorted(active)))
-            .where(UserId.status == "active")
+            .where(UserId.status == ACTIVE)
             .where(col(UserId.user_id).not_in(held))
         ):
             waiting[code].add(office)
