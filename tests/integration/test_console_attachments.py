@@ -14,7 +14,7 @@ import pytest
 from mailbot.console.sessions import COOKIE
 from tests.integration.conftest import HarnessFactory
 from tests.support.attachments import CSV, attachment_mail, table_csv
-from tests.support.console import Browser, Console, running_console
+from tests.support.console import Console, running_console
 from tests.support.harness import STAFF, Harness
 from tests.support.loop import LoopThread
 
@@ -28,12 +28,6 @@ NOT_FOUND = "見つかりません\nNot found"
 def console(harness_factory: HarnessFactory, loop_thread: LoopThread) -> Iterator[Console]:
     with running_console(harness_factory, loop_thread) as running:
         yield running
-
-
-def logged_in(c: Console) -> Browser:
-    b = c.browser()
-    assert b.log_in(c.h, STAFF).status == 200
-    return b
 
 
 def received(h: Harness, style: str = "outlook") -> int:
@@ -59,7 +53,7 @@ def test_staff_download_each_attachment_as_sent_under_its_japanese_name(
     console: Console, style: str
 ) -> None:
     message_id = received(console.h, style)
-    b = logged_in(console)
+    b = console.logged_in()
     page = b.get(f"/staff/messages/{message_id}")
     links = re.findall(
         rf'href="(/staff/messages/{message_id}/attachments/\d+)">([^<]+)</a>', page.html
@@ -102,7 +96,7 @@ def test_a_visitor_who_is_not_logged_in_is_sent_to_the_login_page(console: Conso
 
 def test_no_such_attachment_or_message_is_a_plain_not_found_page(console: Console) -> None:
     message_id = received(console.h)
-    b = logged_in(console)
+    b = console.logged_in()
     for path in [
         f"/staff/messages/{message_id}/attachments/2",  # two attachments: 0 and 1
         f"/staff/messages/{message_id}/attachments/99",

@@ -54,12 +54,6 @@ def four_eyes(harness_factory: HarnessFactory, loop_thread: LoopThread) -> Itera
         yield running
 
 
-def logged_in(c: Console, address: str = STAFF) -> Browser:
-    b = c.browser()
-    assert b.log_in(c.h, address).status == 200
-    return b
-
-
 def review_request(sent: list[EmailMessage], to: str = STAFF) -> EmailMessage:
     return next(m for m in sent if "審査依頼" in str(m["Subject"]) and recipient(m) == to)
 
@@ -79,12 +73,12 @@ def test_home_counts_the_queues_and_the_review_queue_marks_those_at_risk(console
     submit(h, "1ANACA0A")  # 260001A, proposed 12/15
     h.now += timedelta(hours=1)
     h.round_trip(mail(form("1ANACA0B", start="2026年12月8日")))  # 260002A, proposed 12/8
-    b = logged_in(console)
+    b = console.logged_in()
     home = b.get("/staff/")
     assert "2\n審査待ち" in home.text and "うち期限間近" not in home.text
     # On Friday 12/4 the 12/8 start date is 2 business days away (12/7, 12/8): at risk.
     h.now = datetime(2026, 12, 4, 1, 0, tzinfo=UTC)
-    b = logged_in(console)  # (the session before has been idle for days)
+    b = console.logged_in()  # (the session before has been idle for days)
     home = b.get("/staff/")
     assert "うち期限間近 1件" in home.text
     queue = b.get("/staff/queues/review")
@@ -105,7 +99,7 @@ def test_approved_and_shared_code_queues(console: Console) -> None:
     # for OSK01.
     sent = submit(h, "1ANACA0A", "1ANACA0B", "1ANAC001")
     answer(h, review_request(sent), STAFF, "承認")
-    b = logged_in(console)
+    b = console.logged_in()
     assert "1ANAC\nOSK01\n260001A" in b.get("/staff/queues/shared").text
     approved = b.get("/staff/queues/approved").text
     assert "2026年12月15日（火）\n260001A\nTYO01\n1ANACA0A, 1ANACA0B, 1ANAC001" in approved
@@ -117,7 +111,7 @@ def test_approved_and_shared_code_queues(console: Console) -> None:
 def test_approve_on_the_web_sends_the_notices_and_shows_one_timeline(console: Console) -> None:
     h = console.h
     submit(h)
-    b = logged_in(console)
+    b = console.logged_in()
     page, data = decision_form(b, "260001A")
     assert "申込のメール" in page.text and "■事業所コード：TYO01" in page.text
     done = b.post("/staff/a/260001A/approve", data)
@@ -141,7 +135,7 @@ def test_a_decision_by_reply_between_loading_and_posting_is_reported_not_doubled
     h = console.h
     sent = submit(h)
     with_second_reviewer(h)
-    b = logged_in(console, STAFF2)
+    b = console.logged_in(STAFF2)
     _, data = decision_form(b, "260001A")  # the page is loaded …
     review = review_request(sent)
     answer(h, review, STAFF, "却下 利用者IDが誤っています")  # … a reply decides …
@@ -158,7 +152,7 @@ def test_a_changed_application_is_not_decided_from_an_old_page(four_eyes: Consol
     c = four_eyes
     h = c.h
     sent = submit(h)
-    b = logged_in(c, STAFF2)
+    b = c.logged_in(STAFF2)
     _, data = decision_form(b, "260001A")
     review = review_request(sent)
     # STAFF approves with another start date: the application's version goes up.
@@ -180,7 +174,7 @@ def test_four_eyes_counts_web_and_mail_approvals_together_never_one_person_twice
     c = four_eyes
     h = c.h
     sent = submit(h)
-    b = logged_in(c, STAFF)
+    b = c.logged_in(STAFF)
     _, data = decision_form(b, "260001A")
     recorded = b.post("/staff/a/260001A/approve", data)
     assert "承認を記録しました" in recorded.text
@@ -203,7 +197,7 @@ def test_four_eyes_counts_web_and_mail_approvals_together_never_one_person_twice
 def test_reject_needs_a_reason_and_tells_the_applicant(console: Console) -> None:
     h = console.h
     submit(h)
-    b = logged_in(console)
+    b = console.logged_in()
     _, data = decision_form(b, "260001A")
     empty = b.post("/staff/a/260001A/reject", {**data, "reason": "  "})
     assert empty.status == 409 and "却下の理由" in empty.text
@@ -219,7 +213,7 @@ def test_reject_needs_a_reason_and_tells_the_applicant(console: Console) -> None
 def test_cancel_an_approval_on_the_web(console: Console) -> None:
     h = console.h
     submit(h)
-    b = logged_in(console)
+    b = console.logged_in()
     _, data = decision_form(b, "260001A")
     b.post("/staff/a/260001A/approve", data)
     _, data = decision_form(b, "260001A")
@@ -234,7 +228,7 @@ def test_cancel_an_approval_on_the_web(console: Console) -> None:
 def test_start_dates_on_the_web_are_checked_as_by_the_cli(console: Console) -> None:
     h = console.h
     submit(h)
-    b = logged_in(console)
+    b = console.logged_in()
     _, data = decision_form(b, "260001A", start_date="2026-12-19")  # a Saturday
     refused = b.post("/staff/a/260001A/approve", data)
     assert refused.status == 409 and "営業日ではありません" in refused.text
@@ -262,7 +256,7 @@ def test_search_is_in_the_url_and_the_csv_holds_exactly_what_is_shown(console: C
             sender="kato@example.co.jp",
         )
     )
-    b = logged_in(console)
+    b = console.logged_in()
     for q, expected in (
         ("260001A", ["260001A"]),
         ("1anaca0c", ["260002A"]),
@@ -308,7 +302,7 @@ def test_quarantined_messages_are_shown_reprocessed_and_discarded(console: Conso
     attached = mail(form("1ANACA0A", start=START), subject="申込")
     first = quarantine(h, attached)
     second = quarantine(h, mail(form("1ANACA0B", start=START)))
-    b = logged_in(console)
+    b = console.logged_in()
     queue = b.get("/staff/queues/quarantine")
     assert f"#{first}" in queue.text and "ValueError: boom" in queue.text
     held = b.get(f"/staff/messages/{first}")
@@ -345,7 +339,7 @@ def test_quarantined_messages_are_shown_reprocessed_and_discarded(console: Conso
 def test_bulk_work_previews_then_reports_each_item(console: Console) -> None:
     h = console.h
     ids = [quarantine(h, mail(form(user_id, start=START))) for user_id in ("1ANACA0A", "1ANACA0B")]
-    b = logged_in(console)
+    b = console.logged_in()
     queue = b.get("/staff/queues/quarantine")
     picked = [("item", f"{i}:0") for i in ids] + [("item", "99999:0")]
     preview = b.post(
@@ -375,7 +369,7 @@ def test_failed_notices_are_retried_from_the_console(console: Console) -> None:
         session.execute(
             update(OutboundMessage).values(status="failed", last_error="550 no such user")
         )
-    b = logged_in(console)
+    b = console.logged_in()
     queue = b.get("/staff/queues/failed")
     assert "550 no such user" in queue.text
     ids = re.findall(r'name="item" value="(\d+):0"', queue.html)
@@ -400,7 +394,7 @@ def test_failed_notices_are_retried_from_the_console(console: Console) -> None:
 def test_health_panel(console: Console) -> None:
     h = console.h
     submit(h)
-    b = logged_in(console)
+    b = console.logged_in()
     page = b.get("/staff/health")
     assert page.status == 200
     (received,) = h.inbound()
@@ -435,7 +429,7 @@ def test_two_hundred_applications_approved_in_one_action(
         while h.deliver():
             pass
         h.new_mail()
-        b = logged_in(c)
+        b = c.logged_in()
         queue = b.get("/staff/queues/review")
         picked = re.findall(r'name="item" value="([^"]+)" id=', queue.html)
         assert len(picked) == BULK

@@ -19,7 +19,7 @@ from mailbot.console import queues
 from mailbot.registry import import_registry
 from tests.integration.conftest import HarnessFactory
 from tests.integration.test_web import START
-from tests.support.console import Browser, Console, running_console
+from tests.support.console import Console, running_console
 from tests.support.harness import STAFF, Harness
 from tests.support.loop import LoopThread
 from tests.support.requests import SATO, YAMADA, form, mail
@@ -37,12 +37,6 @@ def console(
     monkeypatch.setattr(queues, "LIMIT", SHOWN)
     with running_console(harness_factory, loop_thread) as running:
         yield running
-
-
-def logged_in(c: Console) -> Browser:
-    b = c.browser()
-    assert b.log_in(c.h, STAFF).status == 200
-    return b
 
 
 def applications(h: Harness, tmp_path: Path, count: int) -> list[str]:
@@ -89,7 +83,7 @@ def test_counts_are_true_totals_while_each_page_lists_at_most_limit(
     assert failed > SHOWN
     # Friday 12/11: START (12/15) is 2 business days away, so every review is at risk.
     h.now = datetime(2026, 12, 11, 1, 0, tzinfo=UTC)
-    b = logged_in(console)
+    b = console.logged_in()
 
     home = b.get("/staff/").text
     for total, title in [
@@ -117,7 +111,7 @@ def test_counts_are_true_totals_while_each_page_lists_at_most_limit(
 
 def test_a_queue_within_the_limit_has_no_note(console: Console, tmp_path: Path) -> None:
     applications(console.h, tmp_path, SHOWN)
-    page = logged_in(console).get("/staff/queues/review")
+    page = console.logged_in().get("/staff/queues/review")
     assert f"Under review\n（{SHOWN}件）" in page.text
     assert "最初の" not in page.text and "Showing the first" not in page.text
     assert len(re.findall(r'name="item" value="[^"]+" id=', page.html)) == SHOWN

@@ -174,6 +174,12 @@ class Console:
     def browser(self) -> Browser:
         return Browser(self.site)
 
+    def logged_in(self, address: str = STAFF) -> Browser:
+        """A browser that has logged in as ``address`` (a staff member) the whole way."""
+        b = self.browser()
+        assert b.log_in(self.h, address).status == 200
+        return b
+
 
 @contextlib.contextmanager
 def running_console(
