@@ -28,12 +28,11 @@ from db.models import (
 from mailbot.applications import find_application
 from mailbot.calendar import BusinessCalendar
 from mailbot.console import actions
-from mailbot.registry import import_registry
 from mailbot.review import Action, Decision, DecisionError, ReviewContext, decide
 from mailbot.staff import find_staff
 from tests.integration.conftest import HarnessFactory
 from tests.integration.test_web import CONFIRMATION, START, recipient, submit
-from tests.support.console import Browser, Console, Page, running_console
+from tests.support.console import Browser, Console, Page, office_applications, running_console
 from tests.support.harness import STAFF, Harness, body_text
 from tests.support.loop import LoopThread
 from tests.support.requests import SATO, YAMADA, form, mail
@@ -415,17 +414,7 @@ def test_two_hundred_applications_approved_in_one_action(
     """Each gets its confirmation notices, its approval and review_finished events."""
     with running_console(harness_factory, loop_thread) as c:
         h = c.h
-        registry = tmp_path / "bulk.csv"
-        lines = ["office_code,company,office,department,contact_emails,user_id"]
-        lines += [
-            f"BLK01,一括株式会社,本社,総務部,{YAMADA};{SATO},3CBLK{n:03d}" for n in range(BULK + 1)
-        ]
-        registry.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        with session_scope(h.engine) as session:
-            import_registry(session, registry)
-        for n in range(BULK):
-            h.send(mail(form(f"3CBLK{n:03d}", office_code="BLK01", start=START)))
-        h.process()
+        office_applications(h, tmp_path, BULK, START, registered=BULK + 1)
         while h.deliver():
             pass
         h.new_mail()

@@ -16,13 +16,12 @@ from sqlmodel import col, select
 from db.engine import session_scope
 from db.models import InboundMessage, OutboundMessage
 from mailbot.console import queues
-from mailbot.registry import import_registry
 from tests.integration.conftest import HarnessFactory
 from tests.integration.test_web import START
-from tests.support.console import Console, running_console
-from tests.support.harness import STAFF, Harness
+from tests.support.console import Console, office_applications, running_console
+from tests.support.harness import STAFF
 from tests.support.loop import LoopThread
-from tests.support.requests import SATO, YAMADA, form, mail
+from tests.support.requests import form, mail
 from tests.support.review import answer
 from tests.support.web import recipient
 
@@ -39,21 +38,6 @@ def console(
         yield running
 
 
-def applications(h: Harness, tmp_path: Path, count: int) -> list[str]:
-    """``count`` requests from office BLK01 (one user ID each), processed: their receipt numbers
-    and each one's review request to STAFF."""
-    registry = tmp_path / "queues.csv"
-    lines = ["office_code,company,office,department,contact_emails,user_id"]
-    lines += [f"BLK01,一括株式会社,本社,総務部,{YAMADA};{SATO},3CBLK{n:03d}" for n in range(count)]
-    registry.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with session_scope(h.engine) as session:
-        import_registry(session, registry)
-    for n in range(count):
-        h.send(mail(form(f"3CBLK{n:03d}", office_code="BLK01", start=START)))
-    h.process()
-    return [a.receipt_no for a in h.applications()]
-
-
 def shown_note(total: int) -> str:
     return (
         f"{total}件のうち最初の{SHOWN}件を表示しています。\nShowing the first {SHOWN} of {total}."
@@ -64,7 +48,7 @@ def test_counts_are_true_totals_while_each_page_lists_at_most_limit(
     console: Console, tmp_path: Path
 ) -> None:
     h = console.h
-    applications(h, tmp_path, 2 * EACH)
+    office_applications(h, tmp_path, 2 * EACH, START)
     h.deliver()
     reviews = [m for m in h.new_mail() if "審査依頼" in str(m["Subject"]) and recipient(m) == STAFF]
     assert len(reviews) == 2 * EACH
@@ -110,7 +94,7 @@ def test_counts_are_true_totals_while_each_page_lists_at_most_limit(
 
 
 def test_a_queue_within_the_limit_has_no_note(console: Console, tmp_path: Path) -> None:
-    applications(console.h, tmp_path, SHOWN)
+    office_applications(console.h, tmp_path, SHOWN, START)
     page = console.logged_in().get("/staff/queues/review")
     assert f"Under review\n（{SHOWN}件）" in page.text
     assert "最初の" not in page.text and "Showing the first" not in page.text

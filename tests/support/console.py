@@ -13,12 +13,17 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
+from db.engine import session_scope
+from mailbot.registry import import_registry
 from tests.integration.conftest import HarnessFactory
 from tests.support.harness import STAFF, Harness, body_text
 from tests.support.loop import LoopThread
+from tests.support.requests import SATO, YAMADA, form, mail
 from tests.support.smtp import free_port
 from tests.support.web import Site, recipient, serve_web, visible_text
 
@@ -193,3 +198,24 @@ def running_console(
         yield Console(h, site)
     finally:
         loop.run(site.server.stop())
+
+
+def office_applications(
+    h: Harness, folder: Path, count: int, start: date, *, registered: int | None = None
+) -> list[str]:
+    """``count`` requests from office BLK01 (one user ID each, 3CBLK000 on; ``registered`` IDs
+    in its registry, ``count`` by default), processed: their receipt numbers, each with its
+    review request to STAFF in the outbox."""
+    registry = folder / "blk01.csv"
+    lines = ["office_code,company,office,department,contact_emails,user_id"]
+    lines += [
+        f"BLK01,一括株式会社,本社,総務部,{YAMADA};{SATO},3CBLK{n:03d}"
+        for n in range(count if registered is None else registered)
+    ]
+    registry.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with session_scope(h.engine) as session:
+        import_registry(session, registry)
+    for n in range(count):
+        h.send(mail(form(f"3CBLK{n:03d}", office_code="BLK01", start=start)))
+    h.process()
+    return [a.receipt_no for a in h.applications()]
