@@ -79,18 +79,15 @@ def test_counts_are_true_totals_while_each_page_lists_at_most_limit(
         assert f"{total}\n{title}" in home, f"{total} {title} not on the home page:\n{home}"
     assert f"うち期限間近 {EACH}件" in home
 
-    under_review = b.get("/staff/queues/review")
-    assert f"Under review\n（{EACH}件）\n{shown_note(EACH)}" in under_review.text
-    assert len(re.findall(r'name="item" value="[^"]+" id=', under_review.html)) == SHOWN
-    approved = b.get("/staff/queues/approved")
-    assert f"Approved, until applied\n（{EACH}件）\n{shown_note(EACH)}" in approved.text
-    assert len(re.findall(r'<td><a href="[^"]*/staff/a/', approved.html)) == SHOWN
-    quarantine = b.get("/staff/queues/quarantine")
-    assert f"Quarantined messages\n（{EACH}件）\n{shown_note(EACH)}" in quarantine.text
-    assert len(re.findall(r'name="item" value="\d+:0"', quarantine.html)) == SHOWN
-    notices = b.get("/staff/queues/failed")
-    assert f"Notices that failed\n（{failed}件）\n{shown_note(failed)}" in notices.text
-    assert len(re.findall(r'name="item" value="\d+:0"', notices.html)) == SHOWN
+    for queue, heading, total, row in [
+        ("review", "Under review", EACH, r'name="item" value="[^"]+" id='),
+        ("approved", "Approved, until applied", EACH, r'<td><a href="[^"]*/staff/a/'),
+        ("quarantine", "Quarantined messages", EACH, r'name="item" value="\d+:0"'),
+        ("failed", "Notices that failed", failed, r'name="item" value="\d+:0"'),
+    ]:
+        page = b.get(f"/staff/queues/{queue}")
+        assert f"{heading}\n（{total}件）\n{shown_note(total)}" in page.text, queue
+        assert len(re.findall(row, page.html)) == SHOWN, queue
 
 
 def test_a_queue_within_the_limit_has_no_note(console: Console, tmp_path: Path) -> None:
