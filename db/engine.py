@@ -146,24 +146,30 @@ class Turnstile:
     lets go at once (the kernel drops its locks).
 
     Whoever lets go of the turn learns whether an *urgent* writer was waiting for it: one a
-    client waits for (the gateway's commits: every session's 250), in this process or any
-    writer of another process. The intake worker then gives way for a while (``mailbot.worker
-    .GIVE_WAY``): alternate turns alone still made each of the gateway's commits wait for one
-    worker transaction.
+    client waits for (the gateway's commits: every session's 250), in this process or another.
+    An urgent writer of another process holds a shared lock on a third file, ``-writer-urgent``,
+    while it waits. The intake worker then gives way for a while (``mailbot.worker.GIVE_WAY``):
+    alternate turns alone still made each of the gateway's commits wait for one worker
+    transaction.
     """
 
     def __init__(self, database: Path | None) -> None:
         self._local = threading.Lock()
         self._paths = self.files_of(database) if database is not None else ()
-        self._fds: tuple[int, int] | None = None  # opened by the first writer
+        self._fds: tuple[int, int, int] | None = None  # opened by the first writer
         self._urgent_here = 0  # urgent writers of this process waiting for the local lock
         self._count = threading.Lock()
         self._last_release = threading.local()  # per thread: did an urgent writer wait?
 
     @staticmethod
-    def files_of(database: Path) -> tuple[Path, Path]:
-        """The lock files beside ``database`` (they hold no data; any writer recreates them)."""
-        return Path(f"{database}-writer-next"), Path(f"{database}-writer")
+    def files_of(database: Path) -> tuple[Path, Path, Path]:
+        """The lock files beside ``database`` (they hold no data; any writer recreates them):
+        the waiting room, the turn, and where urgent writers say that they wait."""
+        return (
+            Path(f"{database}-writer-next"),
+            Path(f"{database}-writer"),
+            Path(f"{database}-writer-urgent"),
+        )
 
     def acquire(self, timeout: float, *, urgent: bool = False) -> None:
         """Wait for this process's turn (``timeout``, else TimeoutError), then the files'."""
@@ -180,7 +186,7 @@ class Turnstile:
             raise TimeoutError("waited too long for the database write lock")
         try:
             if self._paths:
-                self._take_turn()
+                self._take_turn(urgent)
         except BaseException:
             self._local.release()
             raise
@@ -192,39 +198,45 @@ class Turnstile:
         self._local.release()
 
     def urgent_waited(self) -> bool:
-        """Whether an urgent writer was queued for the turn when this thread last let go of it:
-        one of this process marked urgent, or any writer of another process (in a deployment,
-        the gateway as ``serve --only smtp``, or a staff member's action)."""
+        """Whether an urgent writer was queued for the turn when this thread last let go of it
+        (in a deployment, the gateway as ``serve --only smtp`` is another process's)."""
         return bool(getattr(self._last_release, "urgent_waited", False))
 
     def urgent_waiting(self) -> bool:
         """Whether an urgent writer waits for the turn now; for the turn's holder to ask."""
-        # A writer of another process waits in the waiting room: it holds that file's lock
-        # while it waits for the turn.
         if self._urgent_here:
             return True
         if self._fds is None:
             return False
+        urgent = self._fds[2]  # shared-locked by every urgent writer of another process
         try:
-            fcntl.flock(self._fds[0], fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(urgent, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
-        fcntl.flock(self._fds[0], fcntl.LOCK_UN)
+        fcntl.flock(urgent, fcntl.LOCK_UN)
         return False
 
-    def _take_turn(self) -> None:
-        # Only the holder of the local lock gets here, so one pair of descriptors serves every
+    def _take_turn(self, urgent: bool) -> None:
+        # Only the holder of the local lock gets here, so one set of descriptors serves every
         # thread of the process (a flock belongs to the open file, not to a thread).
         if self._fds is None:
-            waiting, turn = (os.open(p, os.O_RDWR | os.O_CREAT, 0o644) for p in self._paths)
-            self._fds = waiting, turn
-            weakref.finalize(self, _close, waiting, turn)
-        waiting, turn = self._fds
-        fcntl.flock(waiting, fcntl.LOCK_EX)  # blocking; the GIL is let go meanwhile
+            waiting, turn, urgency = (
+                os.open(p, os.O_RDWR | os.O_CREAT, 0o644) for p in self._paths
+            )
+            self._fds = waiting, turn, urgency
+            weakref.finalize(self, _close, waiting, turn, urgency)
+        waiting, turn, urgency = self._fds
+        if urgent:  # said while it waits (a holder's test takes it exclusively, for a moment)
+            fcntl.flock(urgency, fcntl.LOCK_SH)
         try:
-            fcntl.flock(turn, fcntl.LOCK_EX)
+            fcntl.flock(waiting, fcntl.LOCK_EX)  # blocking; the GIL is let go meanwhile
+            try:
+                fcntl.flock(turn, fcntl.LOCK_EX)
+            finally:
+                fcntl.flock(waiting, fcntl.LOCK_UN)
         finally:
-            fcntl.flock(waiting, fcntl.LOCK_UN)
+            if urgent:
+                fcntl.flock(urgency, fcntl.LOCK_UN)
 
 
 def _close(*fds: int) -> None:

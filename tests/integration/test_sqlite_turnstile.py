@@ -159,15 +159,20 @@ def test_an_ordinary_writer_waiting_is_not_the_gateway(sqlite_engine: Engine) ->
         assert conn.execute(text("SELECT count(*) FROM registration_date")).scalar() == 2
 
 
-def test_a_writer_of_another_process_waiting_counts_as_urgent(tmp_path: Path) -> None:
-    # In a deployment the gateway is `serve --only smtp`, a process of its own: two engines,
-    # two turnstiles with their own lock-file descriptors.
+@pytest.mark.parametrize("gateway", [True, False], ids=["gateway", "outbox"])
+def test_another_process_s_gateway_counts_and_its_outbox_does_not(
+    tmp_path: Path, gateway: bool
+) -> None:
+    # In a deployment the gateway is `serve --only smtp`, a process of its own, and the outbox
+    # may be one too: two engines, two turnstiles with their own lock-file descriptors.
     database = tmp_path / "mailbot.db"
-    worker, gateway = make_engine(f"sqlite:///{database}"), make_engine(f"sqlite:///{database}")
+    worker, other = make_engine(f"sqlite:///{database}"), make_engine(f"sqlite:///{database}")
     upgrade(worker)
     holder = Holder(worker, lambda: someone_waits(database))
-    other = write_in_thread(gateway, "2027-02-04", gateway=False)
-    assert holder.result() is True
-    other.join(30)
+    writer = write_in_thread(other, "2027-02-04", gateway=gateway)
+    assert holder.result() is gateway
+    writer.join(30)
+    with worker.connect() as conn:  # it did wait, and then wrote
+        assert conn.execute(text("SELECT count(*) FROM registration_date")).scalar() == 2
     worker.dispose()
-    gateway.dispose()
+    other.dispose()

@@ -25,6 +25,7 @@ FILES = (
     "mailbot.db-shm",
     "mailbot.db-writer",
     "mailbot.db-writer-next",
+    "mailbot.db-writer-urgent",
 )
 
 
