@@ -53,7 +53,7 @@ TRANSACTION_BUDGET_SECONDS = 0.015
 # with the worker's): after a transaction for which the gateway waited, the worker gives way for
 # twice that transaction's length, and its next transaction takes one message. The worker keeps
 # at least a third of the time. `serve`'s 250s went from 0.11-0.14 x a bare sink to 0.25-0.43 x
-# while it drained, the gateway as its own process from 0.22-0.23 x to 0.38-0.44 x, and end to
+# while it drained, the gateway as its own process from 0.22-0.23 x to 0.37-0.44 x, and end to
 # end stayed the same (the worker does the same work, later). One message next: split 0.36-0.42
 # -> 0.41-0.44 x. As long: serve 0.25 x; five times: no better, and the worker all but stops
 # (bench/gateway.py, bench/intake.py; docs/performance.md section 1).
