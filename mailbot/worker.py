@@ -146,7 +146,8 @@ def drain(engine: Engine, ctx: IntakeContext, clock: Clock = utc_now) -> int:
 def process_then_give_way(
     engine: Engine, ctx: IntakeContext, now: datetime, limit: int = BATCH
 ) -> tuple[int, float]:
-    """One batch, and how long to give way afterwards (0 when no other writer waited for it)."""
+    """One batch, and how long to give way afterwards: GIVE_WAY times the batch's length when
+    an urgent writer (the gateway storing mail) waited for its transaction, else 0."""
     began = time.monotonic()
     handled = process_batch(engine, ctx, now, limit)
     if handled and urgent_writer_waited(engine):  # asked in the thread that committed it
@@ -164,7 +165,8 @@ async def run_worker(
     processed: asyncio.Event | None = None,
 ) -> None:
     """Process batches until the queue is empty, then sleep until woken (a new message) or
-    the poll interval passes. ``processed`` is set after each committed batch (it wakes the
+    the poll interval passes; after a batch the gateway waited for, pause (see GIVE_WAY) and
+    take one message next. ``processed`` is set after each committed batch (it wakes the
     outbox, which has new notices to send)."""
     poll = ctx.settings.worker_poll_seconds
     delay = poll
