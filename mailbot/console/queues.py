@@ -157,38 +157,24 @@ def _approvers(session: Session, applications: list[Application]) -> dict[int, t
     return {key: tuple(sorted(value)) for key, value in found.items()}
 
 
-def _limit(limit: int | None) -> int:
-    """LIMIT as it is when called (a test may lower it)."""
-    return LIMIT if limit is None else limit
-
-
-def _under_review(session: Session, limit: int | None) -> list[Application]:
-    return list(
+def under_review(
+    session: Session, calendar: BusinessCalendar, today: date, risk: int
+) -> list[ReviewRow]:
+    applications = list(
         session.exec(
             select(Application)
             .where(FILTERS["review"][1])
             .order_by(col(Application.received_at), col(Application.id))
-            .limit(_limit(limit))
+            .limit(LIMIT)
         )
     )
-
-
-def _days_left(calendar: BusinessCalendar, today: date, application: Application) -> int:
-    """Business days before the proposed start date."""
-    return calendar.business_days_between(today, application.proposed_start_date)
-
-
-def under_review(
-    session: Session, calendar: BusinessCalendar, today: date, risk: int, limit: int | None = None
-) -> list[ReviewRow]:
-    applications = _under_review(session, limit)
     ids = [a.id for a in applications if a.id is not None]
     user_ids = user_ids_of(session, ids)
     approvers = _approvers(session, applications)
     rows = []
     for application in applications:
         assert application.id is not None
-        left = _days_left(calendar, today, application)
+        left = calendar.business_days_between(today, application.proposed_start_date)
         rows.append(
             ReviewRow(
                 application,
@@ -201,15 +187,13 @@ def under_review(
     return rows
 
 
-def approved(
-    session: Session, limit: int | None = None
-) -> list[tuple[Application, tuple[str, ...]]]:
+def approved(session: Session) -> list[tuple[Application, tuple[str, ...]]]:
     applications = list(
         session.exec(
             select(Application)
             .where(FILTERS["approved"][1])
             .order_by(col(Application.start_date), col(Application.id))
-            .limit(_limit(limit))
+            .limit(LIMIT)
         )
     )
     user_ids = user_ids_of(session, [a.id for a in applications if a.id is not None])
@@ -261,7 +245,7 @@ def shared_waiting(session: Session) -> list[SharedRow]:
     ]
 
 
-def quarantined(session: Session, limit: int | None = None) -> list[MessageRow]:
+def quarantined(session: Session) -> list[MessageRow]:
     m = InboundMessage
     # The header block only (a quarantined message's headers were never extracted).
     block = func.substr(col(m.raw), 1, HEADER_BYTES)
@@ -277,7 +261,7 @@ def quarantined(session: Session, limit: int | None = None) -> list[MessageRow]:
         )
         .where(FILTERS["quarantine"][1])
         .order_by(col(m.id))
-        .limit(_limit(limit))
+        .limit(LIMIT)
     )
     return [
         MessageRow(
@@ -299,7 +283,7 @@ def _last_line(error: str | None) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def failed_notices(session: Session, limit: int | None = None) -> list[NoticeRow]:
+def failed_notices(session: Session) -> list[NoticeRow]:
     o = OutboundMessage
     rows = session.execute(
         sa_select(
@@ -315,7 +299,7 @@ def failed_notices(session: Session, limit: int | None = None) -> list[NoticeRow
         .join(Application, col(Application.id) == col(o.application_id), isouter=True)
         .where(FILTERS["failed"][1])
         .order_by(col(o.id))
-        .limit(_limit(limit))
+        .limit(LIMIT)
     )
     return [
         NoticeRow(
