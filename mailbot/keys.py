@@ -27,7 +27,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, func, text
@@ -36,7 +36,7 @@ from sqlmodel import Session, col, select
 from db.dialect import is_postgresql
 from db.engine import session_scope
 from db.models import SigningKey, Token
-from mailbot.clock import utc_now
+from mailbot.clock import as_utc, utc_now
 from mailbot.config import MIN_SECRET_KEY_LENGTH, SECRET_KEY_FILE, Settings
 from mailbot.errors import ConfigError
 
@@ -289,11 +289,11 @@ def describe(session: Session, settings: Settings) -> list[KeyInfo]:
     return [
         KeyInfo(
             id=_id(row),
-            created_at=_aware(row.created_at),
-            retired_at=_aware(row.retired_at) if row.retired_at else None,
+            created_at=as_utc(row.created_at),
+            retired_at=as_utc(row.retired_at) if row.retired_at else None,
             imported=row.imported,
             verifies_until=_bound(session, row, settings) if row.retired_at else None,
-            revoked_at=_aware(row.revoked_at) if row.revoked_at else None,
+            revoked_at=as_utc(row.revoked_at) if row.revoked_at else None,
         )
         for row in rows
     ]
@@ -318,26 +318,21 @@ def _bound(session: Session, row: SigningKey, settings: Settings) -> datetime:
     revocation."""
     assert row.retired_at is not None
     if row.revoked_at is not None:
-        return _aware(row.revoked_at)
-    bound = _aware(row.retired_at) + SIGNING_GRACE + timedelta(days=settings.link_token_days)
+        return as_utc(row.revoked_at)
+    bound = as_utc(row.retired_at) + SIGNING_GRACE + timedelta(days=settings.link_token_days)
     signed_by = [col(Token.key_id) == row.id]
     if row.imported:  # it signed the tokens issued before keys were recorded
         signed_by.append(col(Token.key_id).is_(None))
     for condition in signed_by:
         longest = session.exec(select(func.max(Token.expires_at)).where(condition)).one()
         if longest is not None:
-            bound = max(bound, _aware(longest))
+            bound = max(bound, as_utc(longest))
     return bound
 
 
 def _id(row: SigningKey) -> int:
     assert row.id is not None
     return row.id
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite gives back what was stored, without the zone; every time in the database is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # --- using keys ----------------------------------------------------------------------------------
