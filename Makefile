@@ -56,7 +56,9 @@ DEBIAN_PACKAGES := dovecot-imapd chromium fonts-ipaexfont-gothic poppler-utils p
 # The packages' own services (Dovecot on 143, Prometheus on 9090) are neither started nor
 # enabled: the tests run private instances, and `make test` must not leave a developer's machine
 # serving IMAP or metrics. A policy-rc.d answering 101 is Debian's way to forbid service starts
-# during an install (invoke-rc.d and deb-systemd-invoke both ask it); it is removed afterwards.
+# during an install (invoke-rc.d and deb-systemd-invoke both ask it); it is removed when the
+# recipe's shell exits, also when the install fails or is interrupted (Ctrl-C), so that no
+# later install on the machine is left unable to start its services.
 POLICY_RC := /usr/sbin/policy-rc.d
 # package:service, for the services of the packages this install added (no others are touched).
 SERVICES := dovecot-imapd:dovecot prometheus:prometheus postfix:postfix
@@ -65,10 +67,10 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections; \
-	  made=""; if [ ! -e $(POLICY_RC) ]; then printf '#!/bin/sh\nexit 101\n' > $(POLICY_RC); \
-	    chmod 755 $(POLICY_RC); made=1; fi; \
+	  if [ ! -e $(POLICY_RC) ]; then trap 'rm -f $(POLICY_RC)' EXIT; \
+	    printf '#!/bin/sh\nexit 101\n' > $(POLICY_RC); chmod 755 $(POLICY_RC); fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  status=$$?; if [ -n "$$made" ]; then rm -f $(POLICY_RC); fi; \
+	  status=$$?; \
 	  if [ $$status -eq 0 ] && [ -d /run/systemd/system ]; then \
 	    for ps in $(SERVICES); do case " $$missing " in *" $${ps%%:*} "*) \
 	      systemctl disable --quiet "$${ps#*:}" 2>/dev/null || true;; esac; done; fi; \
