@@ -47,13 +47,13 @@ def client_address(peer: Any) -> str:
 def client_key(client: str) -> str:
     """What the per-client caps count ``client`` (from :func:`client_address`) as: an IPv4
     address itself, an IPv6 address by its /64 network."""
+    if ":" not in client:  # IPv4 or UNKNOWN_CLIENT: as it is, with nothing to parse
+        return client
     try:
-        address = ipaddress.ip_address(client)
+        address = ipaddress.IPv6Address(client)
     except ValueError:
         return client
-    if isinstance(address, ipaddress.IPv6Address):
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return client
+    return str(ipaddress.IPv6Network((address, 64), strict=False))
 
 
 def is_trusted_relay(client: str, settings: Settings) -> bool:
@@ -127,7 +127,8 @@ class Admission:
         which cap is full."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.data_wait_seconds
-        while (full := self._data_full(client)) is not None:
+        key = client_key(client)
+        while (full := self._data_full(client, key)) is not None:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return full
@@ -139,7 +140,7 @@ class Admission:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
         self.data += 1
-        self._data_of[client_key(client)] += 1
+        self._data_of[key] += 1
         return None
 
     def leave_data(self, client: str) -> None:
@@ -150,10 +151,9 @@ class Admission:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _data_full(self, client: str) -> str | None:
+    def _data_full(self, client: str, key: str) -> str | None:
         if self.data >= self.max_data:
             return f"{self.data} messages in DATA (MAILBOT_SMTP_MAX_DATA)"
-        key = client_key(client)
         if not self.exempt(client) and self._data_of[key] >= self.max_data_per_client:
             return (
                 f"{self._data_of[key]} messages in DATA from {key} "
