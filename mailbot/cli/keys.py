@@ -76,6 +76,8 @@ def keys_revoke(ctx: click.Context, key_id: int, yes: bool, as_json: bool) -> No
 
 
 def _format_revocation(data: dict[str, Any]) -> str:
+    from mailbot.keys import RELOAD_SECONDS
+
     if data["already"]:
         return f"key {data['revoked']} was already revoked: nothing changed"
     lines = [
@@ -85,8 +87,9 @@ def _format_revocation(data: dict[str, Any]) -> str:
     if data["was_current"]:
         lines.append(f"key {data['current']} is now the current key (new links and replies use it)")
     lines.append(
-        "running processes stop accepting it within 10 s; staff decide what still waits in the "
-        "staff console (/staff) or an operator with `mailbot approve` / `mailbot reject`"
+        f"running processes stop accepting it within {RELOAD_SECONDS:.0f} s; staff decide what "
+        "still waits in the staff console (/staff) or an operator with `mailbot approve` / "
+        "`mailbot reject`"
     )
     return "\n".join(lines)
 
