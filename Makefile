@@ -60,20 +60,25 @@ DEBIAN_PACKAGES := dovecot-imapd chromium fonts-ipaexfont-gothic poppler-utils p
 # recipe's shell exits, also when the install fails or is interrupted (Ctrl-C), so that no
 # later install on the machine is left unable to start its services.
 POLICY_RC := /usr/sbin/policy-rc.d
-# package:service, for the services of the packages this install added (no others are touched).
-SERVICES := dovecot-imapd:dovecot prometheus:prometheus postfix:postfix
+# Afterwards, on a systemd machine, the units of every package this install added (recommended
+# ones too: prometheus brings prometheus-node-exporter and its timers) are disabled, so that none
+# starts at the next boot; packages that were there before are not touched.
+UNIT_FILES := ^(/usr)?/lib/systemd/system/[^/@]+\.(service|socket|timer)$$
 system-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections; \
-	  if [ ! -e $(POLICY_RC) ]; then trap 'rm -f $(POLICY_RC)' EXIT; \
+	  before=$$(mktemp); made=""; trap 'rm -f "$$before" $$made' EXIT; \
+	  if [ ! -e $(POLICY_RC) ]; then made=$(POLICY_RC); \
 	    printf '#!/bin/sh\nexit 101\n' > $(POLICY_RC); chmod 755 $(POLICY_RC); fi; \
+	  dpkg-query -W -f='$${Package}\n' | sort > "$$before"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  status=$$?; \
 	  if [ $$status -eq 0 ] && [ -d /run/systemd/system ]; then \
-	    for ps in $(SERVICES); do case " $$missing " in *" $${ps%%:*} "*) \
-	      systemctl disable --quiet "$${ps#*:}" 2>/dev/null || true;; esac; done; fi; \
+	    for p in $$(dpkg-query -W -f='$${Package}\n' | sort | comm -13 "$$before" -); do dpkg -L $$p; done \
+	      | grep -E '$(UNIT_FILES)' | xargs -r -n1 basename | sort -u \
+	      | xargs -r systemctl disable --quiet 2>/dev/null || true; fi; \
 	  exit $$status; \
 	fi
 
