@@ -50,9 +50,10 @@ typecheck: install
 # system Postfix on port 25; the tests run private ones (tests/support/postfix.py). python3-venv
 # and systemd (systemd-analyze) are for the tests of deploy/; openssl makes the STARTTLS tests'
 # self-signed certificates; prometheus brings promtool, which checks and unit-tests the example
-# alert rules (deploy/prometheus-alerts.yml) and lints /metrics (its server is not used).
+# alert rules (deploy/prometheus-alerts.yml) and lints /metrics (its server is not used);
+# postgresql-client's psql runs the ANALYZE recipe of docs/operations.md.
 DEBIAN_PACKAGES := dovecot-imapd chromium fonts-ipaexfont-gothic poppler-utils postfix \
-  python3-venv systemd openssl prometheus
+  python3-venv systemd openssl prometheus postgresql-client
 # The packages' own services (Dovecot on 143, Prometheus on 9090) are neither started nor
 # enabled: the tests run private instances, and `make test` must not leave a developer's machine
 # serving IMAP or metrics. A policy-rc.d answering 101 is Debian's way to forbid service starts
