@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import Subquery, func, update
@@ -26,6 +26,7 @@ from db.models import (
     AuditEvent,
     InboundMessage,
 )
+from mailbot.clock import as_utc
 from mailbot.errors import NotFoundError
 from mailbot.logs import add_log_fields
 from mailbot.receipts import allocate_receipt_no, parse_receipt_no
@@ -263,7 +264,7 @@ def application_summaries(
     def when(moment: datetime | None) -> str | None:
         if moment is None:
             return None
-        aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        aware = as_utc(moment)
         return (aware.astimezone(zone) if zone is not None else aware).isoformat()
 
     items: dict[int, list[ApplicationItem]] = defaultdict(list)

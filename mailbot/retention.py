@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
 
@@ -43,6 +43,7 @@ from db.models import (
     InboundMessage,
     OutboundMessage,
 )
+from mailbot.clock import as_utc
 from mailbot.config import Settings
 from mailbot.mime import parse_headers
 from mailbot.reply_limits import is_known_sender
@@ -181,7 +182,7 @@ def _candidates(session: Session, before: datetime, after_id: int, batch: int) -
     for row in session.execute(query):
         assert row[0] is not None and row[1] is not None
         block = bytes(row[5]) if row[5] is not None else None
-        found.append(_Candidate(row[0], _aware(row[1]), row[2], row[3], row[4], block))
+        found.append(_Candidate(row[0], as_utc(row[1]), row[2], row[3], row[4], block))
     return found
 
 
@@ -245,7 +246,3 @@ def key_headers(block: bytes) -> dict[str, str]:
         if value:
             kept[name] = " ".join(value.split())
     return kept
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

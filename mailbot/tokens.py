@@ -23,13 +23,14 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from itsdangerous import Signer
 from sqlmodel import Session, select
 
 from db.models import Token
+from mailbot.clock import as_utc
 from mailbot.config import Settings
 from mailbot.keys import Keyring, verifying_keyring
 
@@ -165,7 +166,7 @@ def check_reply_token(
         return TokenCheck(token, TokenRefusal.WRONG_PURPOSE)
     if token.used_at is not None:
         return TokenCheck(token, TokenRefusal.USED)
-    if _aware(token.expires_at) <= now:
+    if as_utc(token.expires_at) <= now:
         return TokenCheck(token, TokenRefusal.EXPIRED)
     return TokenCheck(token, None)
 
@@ -173,11 +174,6 @@ def check_reply_token(
 def use_token(session: Session, token: Token, now: datetime) -> None:
     token.used_at = now
     session.add(token)
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite returns what was stored; the column type restores UTC, but be explicit.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # --- link tokens ----------------------------------------------------------------------------
