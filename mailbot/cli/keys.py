@@ -98,7 +98,7 @@ def _format_revocation(data: dict[str, Any]) -> str:
 @json_option
 @click.pass_context
 def keys_list(ctx: click.Context, as_json: bool) -> None:
-    """Every key: id, created, age, current or retired, until when it verifies."""
+    """Every key: id, created, age, current, retired or revoked, until when it verifies."""
     from mailbot.clock import utc_now
     from mailbot.keys import describe
 
