@@ -105,7 +105,7 @@ def driver_transaction(engine: Engine, *, urgent: bool = False) -> Iterator[Any]
     """
     connection = engine.raw_connection()
     try:
-        turnstile = _TURNSTILES.get(engine)
+        turnstile = turnstile_of(engine)
         if turnstile is not None:
             turnstile.acquire(SQLITE_BUSY_TIMEOUT_MS / 1000, urgent=urgent)
         try:
