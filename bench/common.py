@@ -27,6 +27,10 @@ from pathlib import Path
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+# Never a port handed out before in this process: benchmarks, like tests, pick every port before
+# the servers that use them start.
+from tests.support.smtp import free_port as free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 INTAKE = "apply@mailbot.localhost"
 APPLICANT = "applicant@bench.example.co.jp"
@@ -85,22 +89,6 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 # --- processes ------------------------------------------------------------------------------
-
-
-_HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    """A free loopback port, never one handed out before in this process: the benchmarks pick
-    every port (a gateway's, each web listener's) before the servers that use them start, and
-    the kernel may give a port it just gave back again (as tests/support/smtp.py found)."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
 
 
 def wait_for_banner(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
