@@ -675,8 +675,12 @@ def database(url: str) -> Iterator[Engine]:
 
 
 def per_application(engine: Engine) -> dict[str, dict[str, Any]]:
-    """For each application: status, IDs abolished / total, open items, applied events, notices."""
+    """For each application: status, IDs abolished / total, open items, applied events, notices,
+    all read in one snapshot (while a process applies, three statements under PostgreSQL's READ
+    COMMITTED could each see a different moment; SQLite's transaction is one already)."""
     with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
         rows = conn.execute(
             text(
                 "SELECT a.receipt_no, a.status, "
