@@ -51,13 +51,15 @@ BATCH = 10
 TRANSACTION_BUDGET_SECONDS = 0.015
 # While mail arrives, intake first (SQLite, whose one write lock the gateway's commits share
 # with the worker's): after a transaction for which the gateway waited, the worker gives way for
-# twice that transaction's length, and its next transaction takes one message. The worker keeps
-# at least a third of the time. `serve`'s 250s went from 0.11-0.14 x a bare sink to 0.25-0.43 x
-# while it drained, the gateway as its own process from 0.22-0.23 x to 0.37-0.44 x, and end to
-# end stayed the same (the worker does the same work, later). One message next: split 0.36-0.42
-# -> 0.41-0.44 x. As long: serve 0.25 x; five times: no better, and the worker all but stops
-# (bench/gateway.py, bench/intake.py; docs/performance.md section 1).
-GIVE_WAY = 2.0
+# four times that transaction's length, and its next transaction takes one message. The worker
+# keeps at least a fifth of the time. Giving way at all took `serve`'s 250s from 0.11-0.14 x a
+# bare sink to 0.25-0.43 x while it drained, and the gateway as its own process from
+# 0.22-0.23 x to 0.37-0.44 x; end to end stayed the same (the worker does the same work, later).
+# Four times instead of twice (2026-12-07, 3,000 messages a case; five runs with twice, six
+# with four times): serve 0.38-0.46 x against 0.24-0.33 x, split 0.41-0.60 x against
+# 0.36-0.45 x, end to end the same (bench/gateway.py, bench/intake.py; docs/performance.md
+# section 1).
+GIVE_WAY = 4.0
 
 
 def process_batch(engine: Engine, ctx: IntakeContext, now: datetime, limit: int = BATCH) -> int:
