@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from typing import Any
 
 from sqlalchemy import Engine, event
@@ -20,6 +21,8 @@ from bench.apply import seed
 from db.engine import session_scope
 from db.models import UNDER_REVIEW
 from mailbot.applications import application_summaries, list_applications
+from mailbot.calendar import BusinessCalendar
+from mailbot.console.queues import counts
 from mailbot.facts import read_facts
 from mailbot.inbound_claim import claim_pending_inbound
 
@@ -95,3 +98,15 @@ def test_listing_applications_reads_their_items_and_events_by_index(engine: Engi
             application_summaries(session, list_applications(session, "under_review"))
 
     assert full_scans(engine, listing) == []
+
+
+def test_the_console_counts_its_queues_from_indexes(engine: Engine) -> None:
+    """The staff console's home page and queue headings: a COUNT per queue, the ones at risk,
+    and the shared codes still waiting (read from the applications that gave one up)."""
+    seed(engine, 3, 2, status=UNDER_REVIEW)
+
+    def counting() -> None:
+        with session_scope(engine) as session:
+            counts(session, BusinessCalendar(), date(2026, 12, 7), 2)
+
+    assert full_scans(engine, counting) == []
