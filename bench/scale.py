@@ -492,17 +492,26 @@ def cli_p99(url: str, home: Path, *args: str) -> float:
 
     runner = CliRunner()
     env = {"MAILBOT_HOME": str(home), "MAILBOT_DATABASE_URL": url}
+
+    def run() -> None:
+        result = runner.invoke(cli, list(args), env=env)
+        if result.exit_code != 0:
+            raise RuntimeError(f"mailbot {' '.join(args)}: {result.output}")
+
+    return in_process_p99(run)
+
+
+def in_process_p99(run: Callable[[], object]) -> float:
+    """p99 milliseconds of ``run()`` over CLI_RUNS calls, after 3 not counted."""
     times = []
     for n in range(CLI_RUNS + 3):
         # A command runs once in a fresh process; 200 in this one leave garbage whose
         # collection (a pause of ~80 ms every thirty runs) is not the command's cost.
         gc.collect()
         began = time.perf_counter()
-        result = runner.invoke(cli, list(args), env=env)
+        run()
         if n >= 3:
             times.append(time.perf_counter() - began)
-        if result.exit_code != 0:
-            raise RuntimeError(f"mailbot {' '.join(args)}: {result.output}")
     return 1000 * percentile(times, 0.99)
 
 
@@ -518,18 +527,15 @@ def console_counts_p99(url: str, home: Path) -> float:
     settings = load_settings(home=home, database_url=url)
     engine = make_engine(url)
     calendar = BusinessCalendar()
-    times = []
+
+    def run() -> None:
+        with Session(engine) as session:
+            counts(session, calendar, NOW.date(), settings.console_risk_business_days)
+
     try:
-        for n in range(CLI_RUNS + 3):
-            gc.collect()  # as in cli_p99
-            began = time.perf_counter()
-            with Session(engine) as session:
-                counts(session, calendar, NOW.date(), settings.console_risk_business_days)
-            if n >= 3:
-                times.append(time.perf_counter() - began)
+        return in_process_p99(run)
     finally:
         engine.dispose()
-    return 1000 * percentile(times, 0.99)
 
 
 def process_ms(url: str, home: Path, *args: str) -> float:
